@@ -1,0 +1,48 @@
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VECTOR_DIR = REPO / "protocol" / "vectors"
+
+
+def load_vectors() -> list[dict]:
+    out = []
+    for path in sorted(VECTOR_DIR.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+    return out
+
+
+def _load_mpyrun():
+    spec = importlib.util.spec_from_file_location(
+        "mpyrun", REPO / "sim" / "wasm" / "mpyrun.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def mpy():
+    """The real-MicroPython runner; skips (or fails under CI) when unavailable."""
+    mod = _load_mpyrun()
+    reason = mod.available()
+    if reason is not None:
+        if os.environ.get("JALKAL_REQUIRE_MICROPYTHON"):
+            pytest.fail(
+                f"MicroPython required but unavailable: {reason}", pytrace=False
+            )
+        pytest.skip(reason)
+    return mod
+
+
+def protocol_files() -> dict[str, bytes]:
+    """The protocol package as the board sees it (jkproto/ beside the script)."""
+    return {
+        f"jkproto/{p.name}": p.read_bytes() for p in (REPO / "protocol").glob("*.py")
+    }
