@@ -105,7 +105,7 @@ def problems_line(st: dict[str, int]) -> str | None:
 def decode_paths(
     paths: tuple[str, ...], keys: str | None
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Objects of every frame in the inputs (one stream: the chain runs across files)."""
+    """All frames of the inputs, as one stream (the chain runs across files)."""
     sg = signers(load_keys(keys)) if keys else None
     files = input_files(paths)
     state = bulk.ChainState()
@@ -124,9 +124,8 @@ def _columns() -> list[str]:
         for name, _t in fields:
             if name not in cols:
                 cols.append(name)
-    return cols + [
-        "extra", "payload", "prev", "mac", "chain", "verified", "version", "error", "raw"
-    ]  # fmt: skip
+    tail = "extra payload prev mac chain verified version error raw"
+    return cols + tail.split()
 
 
 def write_table(objs: list[dict[str, Any]], fmt: str, out: str | None) -> None:
@@ -257,7 +256,8 @@ def encode_objects(
             signer = sg.get(o.get("device", "")) if sg else None
             if sg is not None and signer is None and "mac" not in o and "raw" not in o:
                 raise codec.FrameError(
-                    f"device {o.get('device')!r} is not in the keys file and no mac given"
+                    f"device {o.get('device')!r} has no key in the keys file "
+                    "and the object has no mac"
                 )
             k = (o.get("device"), o.get("boot"))
             prev = last.get(k) if o.get("seq") != 0 else None  # type: ignore[arg-type]
