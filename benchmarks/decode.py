@@ -180,17 +180,63 @@ def sizes() -> dict:
     }
 
 
+def line_times(fn) -> dict[tuple[str, int], float]:
+    """Exclusive wall time per source line of jalkal/bulk.py while fn() runs.
+
+    Time spent in numpy/pyarrow (C or Python) is charged to the bulk.py line that
+    called it, which is what cProfile cannot show for the inline numpy work."""
+    fname = bulk.__file__
+    acc: dict[tuple[str, int], float] = collections.defaultdict(float)
+    last: list = [None, 0.0]
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != fname:
+            return None
+        now = time.perf_counter()
+        if last[0] is not None:
+            acc[last[0]] += now - last[1]
+        if event == "return":
+            b = frame.f_back
+            last[0] = (
+                (b.f_code.co_name, b.f_lineno)
+                if b is not None and b.f_code.co_filename == fname
+                else None
+            )
+        else:
+            last[0] = (frame.f_code.co_name, frame.f_lineno)
+        last[1] = time.perf_counter()
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return acc
+
+
 def profile(n: int) -> str:
+    """cProfile (top 15 by cumulative time) and the 15 most expensive lines of one
+    warm bulk.decode of the mix stream."""
     data = make_stream(make_block(True), n)
-    bulk.decode(data)  # warm
+    bulk.decode(data)  # warm the CRC tables
     pr = cProfile.Profile()
     pr.enable()
     bulk.decode(data)
     pr.disable()
     out = io.StringIO()
-    ps = pstats.Stats(pr, stream=out).strip_dirs()
-    ps.sort_stats("cumulative").print_stats(15)
-    ps.sort_stats("tottime").print_stats(15)
+    out.write(f"== profile of bulk.decode, mix stream, {n} frames ==\n")
+    pstats.Stats(pr, stream=out).strip_dirs().sort_stats("cumulative").print_stats(15)
+    acc = line_times(lambda: bulk.decode(data))
+    total = sum(acc.values())
+    out.write(f"per-line exclusive time in bulk.py (settrace), total {total:.3f} s\n")
+    out.write(f"{'ms':>8} {'%':>5}  {'where':<22} source\n")
+    with open(bulk.__file__) as f:
+        src = f.read().splitlines()
+    for (func, line), dt in sorted(acc.items(), key=lambda kv: -kv[1])[:15]:
+        text = src[line - 1].strip() if 0 < line <= len(src) else ""
+        where = f"{func}:{line}"
+        out.write(f"{dt * 1e3:8.1f} {100 * dt / total:5.1f}  {where:<22} {text[:70]}\n")
     return out.getvalue()
 
 
@@ -220,9 +266,12 @@ def print_table(res: dict) -> None:
     cases = res["cases"]
     head = f"{'':28}" + "".join(f"{c_['case']:>14}" for c_ in cases)
     print(head)
+    print(f"{'frames':28}" + "".join(f"{c_['frames']:>14}" for c_ in cases))
     print(
-        f"{'frames / bytes':28}"
-        + "".join(f"{c_['frames']:>7}/{c_['bytes'] / 1e6:4.1f}MB" for c_ in cases)
+        f"{'MB (binary / JSON lines)':28}"
+        + "".join(
+            f"{c_['bytes'] / 1e6:>7.1f} /{c_['json_bytes'] / 1e6:5.0f}" for c_ in cases
+        )
     )
     print(
         f"{'mean frame (bytes)':28}"

@@ -214,7 +214,7 @@ def streams():
     boot = [(c.BOOT, 5, 0, (1, 0, 1, 0, 900, 100, 100))]
     items = (
         boot
-        + [(c.CLOCK, T0, NET, (2, 40, T0 - 40))]
+        + [(c.CLOCK, T0, NET, (2, 40, 0))]
         + [
             (R, T0 + 900 * i, NET, (10 * i, 5 * i, 300, 0b11000, 124, 20))
             for i in range(1, 5)
