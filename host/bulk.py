@@ -328,7 +328,7 @@ def decode(
         by_dev = {
             int.from_bytes(bytes.fromhex(d), "big"): s for d, s in signers.items()
         }
-        mv = memoryview(a)
+        mv = memoryview(buf)
         for j in gi:
             sgn = by_dev.get(int(device[j]))
             if sgn is None:
