@@ -66,34 +66,73 @@ def _windows(a: np.ndarray, m: int) -> np.ndarray:
     )
 
 
-def _crc_ok(a: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """CRC check of the frames at starts (lengths lens), vectorised per length."""
-    ok = np.zeros(starts.size, bool)
-    if starts.size == 0:
-        return ok
-    stored = _view(a, "<u4")
-    for n in np.unique(lens):
-        sel = np.flatnonzero(lens == n)
-        m = int(n) - 4
-        t16, last, z = _crc_tables(m)
-        win = _windows(a, m)
-        tmp = np.empty(CHUNK, np.uint32)
-        for s in range(0, sel.size, CHUNK):
-            rows = starts[sel[s : s + CHUNK]]
-            msg = win[rows]  # (k, m) copy of the messages
-            k = rows.size
-            acc = np.full(k, z, np.uint32)
-            t = tmp[:k]
-            if t16.shape[0]:
-                words = msg[:, : 2 * t16.shape[0]].view("<u2")
-                for j in range(t16.shape[0]):
-                    t16[j].take(words[:, j], out=t)
-                    np.bitwise_xor(acc, t, out=acc)
-            if last is not None:
-                last.take(msg[:, m - 1], out=t)
+def _crc_of(frames: np.ndarray, m: int) -> np.ndarray:
+    """CRC-32 of frames[:, :m] for every row (rows may be strided, bytes contiguous)."""
+    t16, last, z = _crc_tables(m)
+    k = frames.shape[0]
+    out = np.empty(k, np.uint32)
+    tmp = np.empty(min(k, CHUNK), np.uint32)
+    half = t16.shape[0]
+    words = frames[:, : 2 * half].view("<u2") if half else None
+    for s in range(0, k, CHUNK):
+        acc = out[s : s + CHUNK]
+        acc[:] = z
+        t = tmp[: acc.size]
+        if words is not None:
+            w = words[s : s + CHUNK]
+            for j in range(half):
+                t16[j].take(w[:, j], out=t)
                 np.bitwise_xor(acc, t, out=acc)
-            ok[sel[s : s + CHUNK]] = acc == stored[rows + m]
-    return ok
+        if last is not None:
+            last.take(frames[s : s + CHUNK, m - 1], out=t)
+            np.bitwise_xor(acc, t, out=acc)
+    return out
+
+
+def _names_of(dt: np.dtype) -> tuple[str, ...]:
+    return dt.names or ()
+
+
+class Groups:
+    """Frames of one stream gathered by length: {length: (rows, (k, length) bytes)}."""
+
+    def __init__(self, a: np.ndarray, starts: np.ndarray, lens: np.ndarray):
+        self.by_len: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        n = starts.size
+        if n and lens[0] == lens[-1] and (lens == lens[0]).all():
+            ln = int(lens[0])
+            rows = np.arange(n)
+            if starts[0] == 0 and (np.diff(starts) == ln).all():  # tiles: no copy
+                self.by_len[ln] = (rows, a[: n * ln].reshape(n, ln))
+            else:
+                self.by_len[ln] = (rows, _windows(a, ln)[starts])
+            return
+        for ln in np.unique(lens).tolist():
+            rows = np.flatnonzero(lens == ln)
+            self.by_len[ln] = (rows, _windows(a, ln)[starts[rows]])
+
+    def fields(self, size: int, dt: np.dtype, offset: int) -> dict[str, np.ndarray]:
+        """Contiguous arrays of the fields of dt at byte offset (negative: from the
+        frame's end) of every frame, in stream order."""
+        names = _names_of(dt)
+        out = {name: np.empty(size, dt[name]) for name in names}
+        for ln, (rows, f) in self.by_len.items():
+            o = offset if offset >= 0 else ln + offset
+            rec = f[:, o : o + dt.itemsize].view(dt)[:, 0]
+            whole = rows.size == size
+            for name in names:
+                if whole:
+                    out[name][:] = rec[name]
+                else:
+                    out[name][rows] = rec[name]
+        return out
+
+    def crc_ok(self, size: int) -> np.ndarray:
+        ok = np.zeros(size, bool)
+        for ln, (rows, f) in self.by_len.items():
+            stored = f[:, ln - 4 :].copy().view("<u4").reshape(-1)
+            ok[rows] = _crc_of(f, ln - 4) == stored
+        return ok
 
 
 def _view(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -122,18 +161,54 @@ def _greedy_path(s: np.ndarray, ls: np.ndarray) -> np.ndarray:
         on = new
 
 
+def _candidates(a: np.ndarray, v1_only: bool) -> tuple[np.ndarray, np.ndarray]:
+    n = a.size
+    if v1_only:
+        w = _view(a[: n - c.MIN_LEN + 2], "<u2")
+        cand = np.flatnonzero(w == (c.SYNC | c.VERSION << 8))
+    else:
+        cand = np.flatnonzero(a[: n - c.MIN_LEN + 1] == c.SYNC)
+    lens = a[cand + 2].astype(np.int64)
+    keep = (lens >= c.MIN_LEN) & (cand + lens <= n)
+    return cand[keep], lens[keep]
+
+
+def locate(a: np.ndarray) -> tuple[np.ndarray, Groups]:
+    """Start offsets of the frames the greedy reader takes (as codec.scan), gathered.
+
+    Fast path: a clean log is version-1 frames tiling the whole buffer; when the
+    candidates say so and every CRC holds, that tiling is exactly the greedy answer."""
+    n = a.size
+    if n < c.MIN_LEN:
+        return np.zeros(0, np.int64), Groups(a, np.zeros(0, np.int64), np.zeros(0))
+    s, ls = _candidates(a, v1_only=True)
+    # a candidate inside the span of the one before it is a false sync (A5 01 in a
+    # payload); whatever this keeps is then checked to tile the buffer exactly
+    keep = np.ones(s.size, bool)
+    keep[1:] = s[1:] >= s[:-1] + ls[:-1]
+    p, lp = s[keep], ls[keep]
+    if (
+        p.size
+        and p[0] == 0
+        and p[-1] + lp[-1] == n
+        and (p[1:] == p[:-1] + lp[:-1]).all()
+    ):
+        g = Groups(a, p, lp)
+        if g.crc_ok(p.size).all():
+            return p, g
+    starts = find_frames(a)
+    return starts, Groups(a, starts, a[starts + 2].astype(np.int64))
+
+
 def find_frames(a: np.ndarray) -> np.ndarray:
     """Start offsets of the CRC-valid frames the greedy reader takes (codec.scan)."""
     n = a.size
     if n < c.MIN_LEN:
         return np.zeros(0, np.int64)
-    cand = np.flatnonzero(a[: n - c.MIN_LEN + 1] == c.SYNC)
-    lens = a[cand + 2].astype(np.int64)
-    keep = (lens >= c.MIN_LEN) & (cand + lens <= n)
-    s, ls = cand[keep], lens[keep]
+    s, ls = _candidates(a, v1_only=False)
     on = _greedy_path(s, ls)
     p, lp = s[on], ls[on]
-    good = _crc_ok(a, p, lp)
+    good = Groups(a, p, lp).crc_ok(p.size)
     if good.all():
         return p
     return _repair(a, s, ls, p, lp, good)
@@ -250,6 +325,56 @@ def _gaps(a: np.ndarray, starts: np.ndarray, lens: np.ndarray, stats: dict) -> N
     stats["crc_errors"] += int((full & (g0 + ln <= g1)).sum())
 
 
+HEAD_DT = np.dtype(
+    [("sync", "u1"), ("version", "u1"), ("length", "u1"), ("kind", "u1"),
+     ("flags", "u1"), ("device", "<u4"), ("boot", "<u2"), ("seq", "<u2"),
+     ("t", "<u4"), ("prev", "<u2")]
+)  # fmt: skip
+assert HEAD_DT.itemsize == c.HEAD_LEN
+
+
+def _payload_dtypes() -> dict[int, np.dtype]:
+    out = {}
+    for kind, specs in _KIND_FIELDS.items():
+        out[kind] = np.dtype([(col, _FIELD_DT[ch]) for col, ch in specs])
+    return out
+
+
+def _kind_fields() -> dict[int, list[tuple[str, str]]]:
+    out: dict[int, list[tuple[int, str, str]]] = {}
+    for col, specs in PAYLOAD_COLUMNS.items():
+        for kind, ch, off, _part in specs:
+            out.setdefault(kind, []).append((off, col, ch))
+    return {k: [(col, ch) for _off, col, ch in sorted(v)] for k, v in out.items()}
+
+
+_KIND_FIELDS = _kind_fields()
+PAYLOAD_DT = _payload_dtypes()
+_STATUS = pa.array(["ok", "unknown_version", "malformed"])
+
+
+def _arr(vals: np.ndarray) -> pa.Array:
+    """Arrow array of a numpy array, without type inference (zero-copy when it can)."""
+    return pa.array(vals, pa.from_numpy_dtype(vals.dtype))
+
+
+def _column(vals: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """Arrow array from numpy values and a validity mask (None: all valid)."""
+    if valid is None:
+        return _arr(vals)
+    bits = np.packbits(valid, bitorder="little")
+    if vals.dtype == bool:  # Arrow booleans are bit-packed too
+        data = np.packbits(vals, bitorder="little")
+    else:
+        data = np.ascontiguousarray(vals)
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(vals.dtype),
+        vals.size,
+        [pa.py_buffer(bits), pa.py_buffer(data)],
+        null_count=int(vals.size - np.count_nonzero(valid)),
+    )
+
+
 def decode(
     buf: bytes | bytearray | memoryview,
     signers: dict[str, c.Signer] | None = None,
@@ -263,120 +388,158 @@ def decode(
     if state is None:
         state = ChainState()
     stats["bytes"] += a.size
-    starts = find_frames(a)
-    lens = a[starts + 2].astype(np.int64)
+    starts, groups = locate(a)
+    nf = starts.size
+    head = groups.fields(nf, HEAD_DT, 0)
+    mac = groups.fields(nf, np.dtype([("mac", "<u4")]), -8)["mac"]
+    lens = head["length"].astype(np.int64)
     _gaps(a, starts, lens, stats)
 
-    u16, u32, i32 = _view(a, "<u2"), _view(a, "<u4"), _view(a, "<i4")
-    ver = a[starts + 1]
-    kind = a[starts + 3]
+    ver, kind = head["version"], head["kind"]
+    if nf and lens.min() < c.MIN_LEN:  # pragma: no cover - locate() never gives these
+        raise AssertionError("frame shorter than a header")
+    device, boot, seq = head["device"], head["boot"], head["seq"]
+    prev = head["prev"]
     plen = lens - c.MIN_LEN
     v1 = ver == c.VERSION
-    known = KIND_SIZES[kind] > 0
-    malformed = v1 & known & (plen < KIND_SIZES[kind])
+    size = KIND_SIZES[kind]
+    malformed = v1 & (size > 0) & (plen < size)
     good = v1 & ~malformed
-    stats["unknown_version"] += int((~v1).sum())
-    stats["malformed"] += int(malformed.sum())
-    stats["frames"] += int(good.sum())
+    n_good = int(np.count_nonzero(good))
+    stats["unknown_version"] += int(nf - np.count_nonzero(v1))
+    stats["malformed"] += int(np.count_nonzero(malformed))
+    stats["frames"] += n_good
 
-    device = u32[starts + 5]
-    boot = u16[starts + 9]
-    seq = u16[starts + 11]
-    flags = a[starts + 4]
-    t = u32[starts + 13]
-    prev = u16[starts + 17]
-    mac = u32[starts + lens - 8]
-
-    # chain, in stream order within each (device, boot)
-    chain = np.zeros(starts.size, np.int8)  # 0 start, 1 ok, 2 break
-    gi = np.flatnonzero(good)
-    if gi.size:
-        gkey = (device[gi].astype(np.int64) << 16) | boot[gi]
-        order = np.lexsort((gi, gkey))
-        idx = gi[order]
-        k = gkey[order]
-        same = np.zeros(idx.size, bool)
-        same[1:] = k[1:] == k[:-1]
-        pseq = np.empty(idx.size, np.int64)
-        pmac = np.empty(idx.size, np.int64)
-        pseq[1:] = seq[idx[:-1]]
-        pmac[1:] = mac[idx[:-1]] & 0xFFFF
-        have = same.copy()
-        firsts = np.flatnonzero(~same)
-        for f in firsts:  # one per (device, boot) group: look up the carried state
-            last = state.last.get((int(device[idx[f]]), int(boot[idx[f]])))
-            if last is not None:
-                have[f] = True
-                pseq[f], pmac[f] = last[0], last[1] & 0xFFFF
-        linked = have & (seq[idx] == pseq + 1) & (prev[idx] == pmac)
-        genesis = ~have & (seq[idx] == 0)
-        res = np.where(
-            have,
-            np.where(linked, 1, 2),
-            np.where(genesis, np.where(prev[idx] == 0, 1, 2), 0),
-        )
-        chain[idx] = res
-        lasts = np.flatnonzero(np.r_[~same[1:], True])
-        for li in lasts:
-            j = idx[li]
-            state.last[(int(device[j]), int(boot[j]))] = (int(seq[j]), int(mac[j]))
-    stats["chain_breaks"] += int((chain[good] == 2).sum())
+    chain = _chain(state, good, device, boot, seq, prev, mac)
+    stats["chain_breaks"] += int(np.count_nonzero(chain[good] == 2))
 
     verified = None
     if signers is not None:
-        verified = np.zeros(starts.size, bool)
-        by_dev = {
-            int.from_bytes(bytes.fromhex(d), "big"): s for d, s in signers.items()
-        }
+        verified = np.zeros(nf, bool)
+        by_dev = {int(d, 16): sg for d, sg in signers.items()}
         mv = memoryview(buf)
-        for j in gi:
+        for j in np.flatnonzero(good).tolist():
             sgn = by_dev.get(int(device[j]))
             if sgn is None:
                 stats["unknown_devices"] += 1
                 continue
-            s0 = int(starts[j])
-            verified[j] = c.verify(mv, s0, int(lens[j]), sgn)
-        stats["mac_failures"] += int((~verified[good]).sum())
+            verified[j] = c.verify(mv, int(starts[j]), int(lens[j]), sgn)
+        stats["mac_failures"] += int(n_good - np.count_nonzero(verified[good]))
 
+    all_good = n_good == nf
+    status = np.where(~v1, 1, np.where(malformed, 2, 0)).astype(np.int8)
     cols: dict[str, Any] = {
-        "offset": pa.array(starts, pa.int64()),
-        "length": pa.array(lens.astype(np.uint8)),
-        "version": pa.array(ver),
-        "status": pa.array(
-            np.where(~v1, "unknown_version", np.where(malformed, "malformed", "ok"))
-        ).dictionary_encode(),
-        "device": pa.array(device),
-        "boot": pa.array(boot),
-        "seq": pa.array(seq),
-        "kind": pa.array(kind),
-        "flags": pa.array(flags),
-        "t": pa.array(t),
-        "prev": pa.array(prev),
-        "mac": pa.array(mac),
-        "chain": pa.array(chain),
+        "offset": _arr(np.ascontiguousarray(starts, np.int64)),
+        "length": _arr(head["length"]),
+        "version": _arr(ver),
+        "status": pa.DictionaryArray.from_arrays(_arr(status), _STATUS),
+        "device": _arr(device),
+        "boot": _arr(boot),
+        "seq": _arr(seq),
+        "kind": _arr(kind),
+        "flags": _arr(head["flags"]),
+        "t": _arr(head["t"]),
+        "prev": _arr(prev),
+        "mac": _arr(mac),
+        "chain": _arr(chain),
     }
-    p0 = starts + c.HEAD_LEN
-    for name, specs in PAYLOAD_COLUMNS.items():
-        ch = specs[0][1]
-        dt = np.dtype(_FIELD_DT[ch])
-        vals = np.zeros(starts.size, dt)
-        valid = np.zeros(starts.size, bool)
-        view = {"B": a, "H": u16, "I": u32, "i": i32}[ch]
-        for kd, _ch, off, _part in specs:
-            rows = np.flatnonzero(good & (kind == kd))
-            vals[rows] = view[p0[rows] + off]
-            valid[rows] = True
-        cols[name] = pa.array(vals, mask=~valid)
+    # payload columns: gathered straight from each length group's frames
+    present = np.bincount(kind[good], minlength=256) if n_good else np.zeros(256, int)
+    kinds = [kd for kd in np.flatnonzero(present).tolist() if kd in PAYLOAD_DT]
+    vals = {
+        name: np.zeros(nf, _FIELD_DT[specs[0][1]])
+        for name, specs in PAYLOAD_COLUMNS.items()
+    }
+    valid = {name: np.zeros(nf, bool) for name in PAYLOAD_COLUMNS}
+    for kd in kinds:
+        dt = PAYLOAD_DT[kd]
+        sel = good & (kind == kd)
+        for rows, f in groups.by_len.values():
+            mine = sel[rows]
+            if mine.all():
+                rec, at = f[:, c.HEAD_LEN : c.HEAD_LEN + dt.itemsize], rows
+            elif mine.any():
+                rec, at = f[mine, c.HEAD_LEN : c.HEAD_LEN + dt.itemsize], rows[mine]
+            else:
+                continue
+            rec = rec.view(dt)[:, 0]
+            whole = at.size == nf
+            for name in _names_of(dt):
+                if whole:
+                    vals[name][:] = rec[name]
+                    valid[name][:] = True
+                else:
+                    vals[name][at] = rec[name]
+                    valid[name][at] = True
+    for name in PAYLOAD_COLUMNS:
+        cols[name] = _column(vals[name], valid[name])
     # bytes past the known payload layout (or the whole payload of an unknown kind),
     # and the raw frame of unknown versions / malformed frames
-    size = KIND_SIZES[kind]
     ext_len = np.where(good, plen - size, 0)
-    cols["extra"] = _binary(a, p0 + size, ext_len, good & (ext_len > 0))
-    whole = ~good
-    cols["raw"] = _binary(a, starts, lens, whole)
+    has_ext = good & (ext_len > 0)
+    if has_ext.any():
+        cols["extra"] = _binary(a, starts + c.HEAD_LEN + size, ext_len, has_ext)
+    else:
+        cols["extra"] = pa.nulls(nf, pa.binary())
+    if all_good:
+        cols["raw"] = pa.nulls(nf, pa.binary())
+    else:
+        cols["raw"] = _binary(a, starts, lens, ~good)
     if verified is not None:
-        cols["verified"] = pa.array(verified, mask=~good)
+        cols["verified"] = _column(verified, good)
     return Decoded(pa.table(cols), stats)
+
+
+def _chain(state, good, device, boot, seq, prev, mac) -> np.ndarray:
+    """0 start, 1 ok, 2 break for every frame, in stream order within (device, boot)."""
+    chain = np.zeros(good.size, np.int8)
+    gi = np.flatnonzero(good)
+    if gi.size == 0:
+        return chain
+    everyone = gi.size == good.size
+    if everyone:
+        gkey = (device.astype(np.int64) << 16) | boot
+    else:
+        gkey = (device[gi].astype(np.int64) << 16) | boot[gi]
+    if (gkey[1:] >= gkey[:-1]).all():  # a log is in (device, boot) order already
+        idx, k = gi, gkey
+    else:
+        everyone = False
+        order = np.argsort(gkey, kind="stable")
+        idx = gi[order]
+        k = gkey[order]
+    same = np.zeros(idx.size, bool)
+    same[1:] = k[1:] == k[:-1]
+    if everyone:
+        sq, pv, m16 = seq.astype(np.int64), prev.astype(np.int64), mac & 0xFFFF
+    else:
+        sq, pv, m16 = (
+            seq[idx].astype(np.int64),
+            prev[idx].astype(np.int64),
+            mac[idx] & 0xFFFF,
+        )
+    pseq = np.empty(idx.size, np.int64)
+    pmac = np.empty(idx.size, np.int64)
+    pseq[1:] = sq[:-1]
+    pmac[1:] = m16[:-1]
+    have = same.copy()
+    firsts = np.flatnonzero(~same)
+    for f in firsts.tolist():  # one per (device, boot) group: the carried state
+        last = state.last.get((int(device[idx[f]]), int(boot[idx[f]])))
+        if last is not None:
+            have[f] = True
+            pseq[f], pmac[f] = last[0], last[1] & 0xFFFF
+    linked = have & (sq == pseq + 1) & (pv == pmac)
+    genesis_ok = ~have & (sq == 0) & (pv == 0)
+    res = np.where(
+        have, np.where(linked, 1, 2), np.where(sq == 0, np.where(genesis_ok, 1, 2), 0)
+    )
+    chain[idx] = res
+    lasts = np.flatnonzero(np.r_[~same[1:], True])
+    for li in lasts.tolist():
+        j = idx[li]
+        state.last[(int(device[j]), int(boot[j]))] = (int(seq[j]), int(mac[j]))
+    return chain
 
 
 def _binary(

@@ -247,7 +247,10 @@ def from_obj(o, signer=None, prev=None):
         t = parse_iso(o.get("ts"))
     else:
         t = _int(o, "uptime_s")
-    flags = tq | o.get("xflags", 0)
+    x = o.get("xflags", 0)
+    if not isinstance(x, int) or isinstance(x, bool) or x & ~0xF8:
+        raise c.FrameError("xflags: needs an integer of bits 3-7, got %r" % (x,))
+    flags = tq | x
     if kind in FIELDS:
         payload = payload_of(kind, o) + unhex(o.get("extra", ""), "extra")
     else:
