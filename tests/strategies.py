@@ -148,27 +148,18 @@ class Frame:
         if self.values is None:
             o["payload"] = self.extra.hex()
         else:
-            vals = list(self.values)
+            i = 0
             for name, table, chars in _field_chars(self.kind):
-                v = vals[0]
-                del vals[: len(chars)]
                 if table == "ver":
-                    v = "%d.%d.%d" % tuple(self.values[len(self.values) - 0 :] or ())
-                o[name] = _canon(table, v)
-            # versions are three values: redo them by position
-            self._fill_versions(o)
+                    o[name] = "%d.%d.%d" % self.values[i : i + 3]
+                else:
+                    o[name] = _canon(table, self.values[i])
+                i += len(chars)
             if self.extra:
                 o["extra"] = self.extra.hex()
         o["prev"] = struct.pack("<H", self.prev).hex()
         o["mac"] = self.mac.hex()
         return o
-
-    def _fill_versions(self, o: dict) -> None:
-        i = 0
-        for name, table, chars in _field_chars(self.kind):
-            if table == "ver":
-                o[name] = "%d.%d.%d" % self.values[i : i + 3]
-            i += len(chars)
 
 
 def _canon(table, v):
@@ -217,9 +208,7 @@ def frames(draw, kinds=None, device=None, boot=None, max_extra=MAX_PAYLOAD) -> F
     """Valid v1 frames of every kind (known and unknown) across full field ranges."""
     if kinds is None:
         kind = draw(
-            st.one_of(
-                st.sampled_from(KNOWN_KINDS), st.just(0), st.integers(7, 255)
-            )
+            st.one_of(st.sampled_from(KNOWN_KINDS), st.just(0), st.integers(7, 255))
         )
     else:
         kind = draw(st.sampled_from(kinds))
@@ -251,15 +240,15 @@ def frame_objects():
 
 
 @st.composite
-def odd_frames(draw) -> tuple[bytes, dict]:
+def odd_frames(draw, max_len: int = MAX_LEN) -> tuple[bytes, dict]:
     """CRC-valid frames that are not well-formed v1: unknown versions, short payloads.
 
     Returns (bytes, expected object with "error" normalised to True)."""
     if draw(st.booleans()):
         ver = draw(st.one_of(st.just(0), st.just(2), st.integers(2, 255)))
-        n = draw(st.integers(MIN_LEN, MAX_LEN))
+        n = draw(st.integers(MIN_LEN, max_len))
         body = bytes([0xA5, ver, n]) + draw(st.binary(min_size=n - 7, max_size=n - 7))
-        fr = seal_raw(body[:-1], body[-1:] + b"") if False else body + crc_le(body)
+        fr = body + crc_le(body)
         return fr, {"version": ver, "raw": fr.hex()}
     kind = draw(st.sampled_from(KNOWN_KINDS))
     plen = draw(st.integers(0, c.payload_size(kind) - 1))
@@ -271,11 +260,11 @@ def odd_frames(draw) -> tuple[bytes, dict]:
 
 
 @st.composite
-def any_frames(draw) -> tuple[bytes, dict]:
+def any_frames(draw, max_extra: int = MAX_PAYLOAD) -> tuple[bytes, dict]:
     """(CRC-valid frame bytes, expected object minus chain/verified)."""
     if draw(st.integers(0, 5)) == 0:
-        return draw(odd_frames())
-    f = draw(frames())
+        return draw(odd_frames(max_len=MIN_LEN + max(max_extra, 14)))
+    f = draw(frames(max_extra=max_extra))
     return f.to_bytes(), f.obj()
 
 
@@ -298,7 +287,7 @@ def signed_streams(draw, min_frames=1, max_frames=12, max_extra=24):
     n_chains = draw(st.integers(1, 3))
     chains = []
     keys: dict[str, bytes] = {}
-    devices = draw(st.lists(u32, min_size=n_chains, max_size=n_chains))
+    devices = draw(st.lists(u32, min_size=n_chains, max_size=n_chains, unique=True))
     for i in range(n_chains):
         dev = devices[i]
         key = keys.setdefault("%08x" % dev, draw(st.sampled_from(KEYS)))
@@ -311,9 +300,7 @@ def signed_streams(draw, min_frames=1, max_frames=12, max_extra=24):
             for _ in range(count)
         ]
         chains.append(link(specs, key, seq0, prev0))
-    order = draw(
-        st.permutations([i for i, ch in enumerate(chains) for _ in ch])
-    )
+    order = draw(st.permutations([i for i, ch in enumerate(chains) for _ in ch]))
     pos = [0] * n_chains
     out = []
     for i in order:
@@ -336,8 +323,8 @@ def garbage(draw, pool: list[bytes] | None = None) -> bytes:
             parts.append(bytes([0xA5, 1, n]) + tail)
         elif choice == 2:  # lone sync bytes and sync+version
             parts.append(draw(st.sampled_from([b"\xa5", b"\xa5\x01", b"\xa5\xa5"])))
-        elif choice == 3:
-            parts.append(draw(st.binary(min_size=1, max_size=8)).replace(b"", b""))
+        elif choice == 3:  # a sync, a foreign version byte and a length
+            parts.append(bytes([0xA5, draw(u8), draw(u8)]))
         elif choice == 4:  # partial copy (a strict prefix) of a frame in the stream
             fr = draw(st.sampled_from(pool))
             parts.append(fr[: draw(st.integers(1, len(fr) - 1))])
