@@ -107,7 +107,7 @@ class Groups:
             else:
                 self.by_len[ln] = (rows, _windows(a, ln)[starts])
             return
-        for ln in np.unique(lens).tolist():
+        for ln in np.flatnonzero(np.bincount(lens, minlength=256)).tolist():
             rows = np.flatnonzero(lens == ln)
             self.by_len[ln] = (rows, _windows(a, ln)[starts[rows]])
 
@@ -163,11 +163,9 @@ def _greedy_path(s: np.ndarray, ls: np.ndarray) -> np.ndarray:
 
 def _candidates(a: np.ndarray, v1_only: bool) -> tuple[np.ndarray, np.ndarray]:
     n = a.size
+    cand = np.flatnonzero(a[: n - c.MIN_LEN + 1] == c.SYNC)
     if v1_only:
-        w = _view(a[: n - c.MIN_LEN + 2], "<u2")
-        cand = np.flatnonzero(w == (c.SYNC | c.VERSION << 8))
-    else:
-        cand = np.flatnonzero(a[: n - c.MIN_LEN + 1] == c.SYNC)
+        cand = cand[a[cand + 1] == c.VERSION]
     lens = a[cand + 2].astype(np.int64)
     keep = (lens >= c.MIN_LEN) & (cand + lens <= n)
     return cand[keep], lens[keep]
@@ -180,7 +178,9 @@ def locate(a: np.ndarray) -> tuple[np.ndarray, Groups]:
     candidates say so and every CRC holds, that tiling is exactly the greedy answer."""
     n = a.size
     if n < c.MIN_LEN:
-        return np.zeros(0, np.int64), Groups(a, np.zeros(0, np.int64), np.zeros(0))
+        return np.zeros(0, np.int64), Groups(
+            a, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        )
     s, ls = _candidates(a, v1_only=True)
     # a candidate inside the span of the one before it is a false sync (A5 01 in a
     # payload); whatever this keeps is then checked to tile the buffer exactly
