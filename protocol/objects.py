@@ -109,6 +109,8 @@ def iso(t):
 
 def parse_iso(s):
     """'YYYY-MM-DDTHH:MM:SSZ' (UTC) -> seconds since 1970."""
+    if not isinstance(s, str):
+        raise c.FrameError("time must be like 2026-03-01T08:15:00Z, got %r" % (s,))
     try:
         if len(s) != 20 or s[4] != "-" or s[7] != "-" or s[10] != "T" or s[19] != "Z":
             raise ValueError
@@ -218,7 +220,10 @@ def payload_of(kind, o):
                 raise c.FrameError("inputs must be a list of names, got %r" % (v,))
             bits = 0
             for x in v:
-                bits |= 1 << _code(INPUTS, x, "inputs")
+                b = _code(INPUTS, x, "inputs")
+                if not 0 <= b < 8:
+                    raise c.FrameError("inputs: bit %r out of range 0-7" % (b,))
+                bits |= 1 << b
             vals.append(bits)
         elif table == "ts":
             vals.append(0 if v is None else parse_iso(v))
