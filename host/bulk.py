@@ -473,11 +473,14 @@ def decode(
     # payload columns: gathered straight from each length group's frames
     present = np.bincount(kind[good], minlength=256) if n_good else np.zeros(256, int)
     kinds = [kd for kd in np.flatnonzero(present).tolist() if kd in PAYLOAD_DT]
+    wanted = {
+        n for n, specs in PAYLOAD_COLUMNS.items() if any(k in kinds for k, *_ in specs)
+    }
     vals = {
-        name: np.zeros(nf, _FIELD_DT[specs[0][1]])
+        name: np.zeros(nf if name in wanted else 0, _FIELD_DT[specs[0][1]])
         for name, specs in PAYLOAD_COLUMNS.items()
     }
-    valid = {name: np.zeros(nf, bool) for name in PAYLOAD_COLUMNS}
+    valid = {name: np.zeros(nf if name in wanted else 0, bool) for name in wanted}
     for kd in kinds:
         dt = PAYLOAD_DT[kd]
         sel = good & (kind == kd)
@@ -499,7 +502,10 @@ def decode(
                     vals[name][at] = rec[name]
                     valid[name][at] = True
     for name in PAYLOAD_COLUMNS:
-        cols[name] = _column(vals[name], valid[name])
+        if name in wanted:
+            cols[name] = _column(vals[name], valid[name])
+        else:
+            cols[name] = pa.nulls(nf, pa.from_numpy_dtype(vals[name].dtype))
     # bytes past the known payload layout (or the whole payload of an unknown kind),
     # and the raw frame of unknown versions / malformed frames
     ext_len = np.where(good, plen - size, 0)
@@ -538,15 +544,12 @@ def _chain(state, good, device, boot, seq, prev, mac) -> np.ndarray:
     same = np.zeros(idx.size, bool)
     same[1:] = k[1:] == k[:-1]
     if everyone:
-        sq, pv, m16 = seq.astype(np.int64), prev.astype(np.int64), mac & 0xFFFF
+        sq, pv, m16 = seq, prev, (mac & 0xFFFF).astype(np.uint16)
     else:
-        sq, pv, m16 = (
-            seq[idx].astype(np.int64),
-            prev[idx].astype(np.int64),
-            mac[idx] & 0xFFFF,
-        )
-    pseq = np.empty(idx.size, np.int64)
-    pmac = np.empty(idx.size, np.int64)
+        sq, pv, m16 = seq[idx], prev[idx], (mac[idx] & 0xFFFF).astype(np.uint16)
+    # previous frame of the same (device, boot): its seq and first two MAC bytes
+    pseq = np.empty(idx.size, np.uint16)
+    pmac = np.empty(idx.size, np.uint16)
     pseq[1:] = sq[:-1]
     pmac[1:] = m16[:-1]
     have = same.copy()
@@ -556,12 +559,16 @@ def _chain(state, good, device, boot, seq, prev, mac) -> np.ndarray:
         if last is not None:
             have[f] = True
             pseq[f], pmac[f] = last[0], last[1] & 0xFFFF
-    linked = have & (sq == pseq + 1) & (pv == pmac)
-    genesis_ok = ~have & (sq == 0) & (pv == 0)
-    res = np.where(
-        have, np.where(linked, 1, 2), np.where(sq == 0, np.where(genesis_ok, 1, 2), 0)
-    )
-    chain[idx] = res
+    # seq + 1 in uint16 wraps 65535 -> 0, which can never follow (a new epoch starts)
+    linked = (sq == pseq + np.uint16(1)) & (pseq != 0xFFFF) & (pv == pmac)
+    res = np.zeros(idx.size, np.int8)  # start
+    res[have] = 2 - linked[have]  # ok 1, break 2
+    zero = ~have & (sq == 0)
+    res[zero] = 2 - (pv[zero] == 0)
+    if everyone:
+        chain = res
+    else:
+        chain[idx] = res
     lasts = np.flatnonzero(np.r_[~same[1:], True])
     for li in lasts.tolist():
         j = idx[li]
