@@ -46,3 +46,11 @@ def protocol_files() -> dict[str, bytes]:
     return {
         f"jkproto/{p.name}": p.read_bytes() for p in (REPO / "protocol").glob("*.py")
     }
+
+
+def firmware_files() -> dict[str, bytes]:
+    """The firmware as the board sees it (jkfw/ and jkproto/ beside the script)."""
+    files = protocol_files()
+    for p in (REPO / "firmware").glob("*.py"):
+        files[f"jkfw/{p.name}"] = p.read_bytes()
+    return files

@@ -1,0 +1,413 @@
+# The controller: boot sequence and the event-driven tasks. Hardware comes from hal,
+# time and the loop from clock; on the simulator both are swapped, nothing else.
+from jkproto import codec
+
+from . import VERSION
+from .meter import Meter, poll_ms
+from .pump import Pump
+from .switch import Switch, plausible
+
+BOOT, READING, EVENT, HEARTBEAT, GAP, CLOCK = 1, 2, 3, 4, 5, 6
+# objects.EVENTS / REASONS / STATES codes (kept here: the board does not load names)
+EVENT_CODES = {
+    "pump_start": 1, "pump_stop": 2, "fault_raised": 3, "fault_cleared": 4,
+    "config_change": 5, "mode_change": 6, "lockout": 7, "lockout_end": 8,
+}  # fmt: skip
+REASON_CODES = {
+    "none": 0, "tank_low": 1, "tank_full": 2, "overflow": 3, "dry_run": 4,
+    "max_run": 5, "no_flow": 6, "button": 7, "command": 8, "sms": 9,
+    "power_return": 10, "power_loss": 11, "wire_break": 12, "retry": 13, "boot": 14,
+    "sd_fail": 15, "modem": 16, "relay_stuck": 17, "min_off": 18, "auto": 19,
+    "manual": 20, "config": 21, "clock": 22, "crash": 23, "counter": 24,
+}  # fmt: skip
+STATE_CODES = {"boot": 0, "idle": 1, "run": 2, "lockout": 3, "fault": 4, "off": 5}
+LONG_PRESS_MS = 3000
+SD_RETRY_S = 600
+MODES = ("auto", "on", "off")
+
+
+def local_day(t, tz_offset_min):
+    """YYYYMMDD of UTC seconds t in the local zone (the daily log file's name)."""
+    days = (t + tz_offset_min * 60) // 86400
+    # civil from days (H. Hinnant), as jkproto.objects.iso does
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    y = yoe + era * 400 + (m <= 2)
+    return y * 10000 + m * 100 + d
+
+
+class Controller:
+    def __init__(self, cfg, hal, clock, store, log, display=None, bad_keys=()):
+        self.cfg = cfg
+        self.hal = hal
+        self.clock = clock
+        self.store = store
+        self.log = log
+        self.display = display
+        self.bad_keys = bad_keys
+        self.meters = {}
+        self.switches = {}
+        self.mains = True
+        self.pump = None
+        self.enc = None
+        self.state = None
+        self.faults = []
+        self.pump_on_since = None
+        self.pump_s_acc = 0
+        self.alive = 0
+        self.frames = 0
+
+    # --- frames
+    def emit(self, kind, *values):
+        t, q = self.clock.now()
+        if self.enc.exhausted():  # 65536 frames in this boot: a new epoch
+            self.state["epoch"] = (self.state["epoch"] + 1) & 0xFFFF
+            self.enc.new_epoch(self.state["epoch"])
+            self.store.save(self.state)
+            self.emit(BOOT, 7, *self._boot_tail())
+        f = self.enc.frame(kind, t, q, *values)
+        day = local_day(t, self.cfg["tz_offset_min"]) if q else 0
+        self.log.append(f, day)
+        self.frames += 1
+        return f
+
+    def _boot_tail(self):
+        src, sup = self.meters.get("source"), self.meters.get("supply")
+        return (
+            VERSION[0], VERSION[1], VERSION[2], self.cfg["interval_s"],
+            src.pulses_per_m3() if src else 0, sup.pulses_per_m3() if sup else 0,
+        )  # fmt: skip
+
+    def event(self, name, reason, value=0):
+        self.emit(
+            EVENT, EVENT_CODES[name], REASON_CODES.get(reason, 0), value & 0xFFFFFFFF
+        )
+
+    # --- boot
+    def boot(self):
+        """Relay off first, then restore the totals and write the first frames."""
+        hal, cfg, clock = self.hal, self.cfg, self.clock
+        hal.start_relay()
+        hal.relay(False)
+        self.state = self.store.load()
+        self.state["boots"] += 1
+        self.state["epoch"] = (self.state["epoch"] + 1) & 0xFFFF
+        self.store.save(self.state)
+        key = bytes.fromhex(cfg["key"]) if cfg["key"] else bytes(32)
+        self.enc = codec.Encoder(int(cfg["device"], 16), key, boot=self.state["epoch"])
+        rtc = clock.rtc_utc()
+        if rtc is not None and clock.quality == 0:
+            clock.set_utc(rtc, 1)
+        counters = hal.start_meters()
+        warm = hal.rtc_load()  # totals kept in RTC memory survive a watchdog reset
+        p = self.state["pulses"]
+        totals = {"source": p[0], "supply": p[1]}
+        if warm:
+            totals = _unpack_totals(warm) or totals
+        for name, ctr in counters.items():
+            lpp = cfg[name + "_litres_per_pulse"]
+            self.meters[name] = Meter(name, ctr, lpp, totals.get(name, 0))
+        self.emit(BOOT, hal.reset_cause(), *self._boot_tail())
+        if clock.quality:
+            self.emit(CLOCK, clock.quality, clock.uptime_s(), 0)
+        if not warm and self.state.get("clean") is False:
+            # the board died without a checkpoint: pulses since the last one are unknown
+            since = self.state["ckpt_utc"]
+            t, q = clock.now()
+            for i, name in enumerate(("source", "supply")):
+                if name in self.meters:
+                    secs = t - since if q and since else 0
+                    self.emit(
+                        GAP, i, REASON_CODES["crash"], 0xFFFFFFFF, since, max(0, secs)
+                    )
+        self.state["clean"] = False
+        self.checkpoint()
+        if self.bad_keys:  # bad values fell back to defaults: say so, stay safe
+            self.faults.append("config")
+            self.event("fault_raised", "config", len(self.bad_keys))
+        keys = ("min_off_s", "max_run_s", "no_flow_s", "restart_delay_s")
+        settings = {k: cfg[k] for k in keys}
+        settings["lockout_s"] = tuple(cfg["lockout_s"])
+        settings["lockout_reset_run_s"] = cfg["lockout_reset_run_s"]
+        self.pump = Pump(clock.uptime_s(), settings)
+        sense = cfg["switch_sense"]
+        deb = cfg["debounce_s"] * 1000
+        self.sw_flag = clock.flag()
+        self.pump_flag = clock.flag()
+        self.btn_flag = clock.flag()
+        hal.start_inputs(self._irq_switch, self._irq_button, self._irq_switch)
+        for name, pin in hal.switch_pins.items():
+            self.switches[name] = Switch(name, pin, sense.get(name, 1), deb)
+
+    def _irq_switch(self, _pin):
+        self.sw_flag.set()
+
+    def _irq_button(self, _pin):
+        self.btn_flag.set()
+
+    def checkpoint(self):
+        src, sup = self.meters.get("source"), self.meters.get("supply")
+        self.state["pulses"] = [src.total if src else 0, sup.total if sup else 0]
+        self.state["ckpt_utc"] = self.clock.now()[0] if self.clock.quality else 0
+        self.state["ckpt_uptime_s"] = self.clock.uptime_s()
+        self.state["seq"] = self.enc.seq
+        self.store.save(self.state)
+
+    # --- tasks
+    async def switches_task(self):
+        clock = self.clock
+        while True:
+            self.alive += 1
+            now = clock.ticks_ms()
+            changed = False
+            wait = 0
+            for sw in self.switches.values():
+                changed = sw.sample(now, clock.ticks_diff) or changed
+                wait = max(wait, sw.wait_ms(now, clock.ticks_diff))
+            if self.hal.mains_pin is not None:
+                mains = self.hal.mains_pin.value() == 1
+                if mains != self.mains:
+                    self.mains = mains
+                    changed = True
+            if changed or self.pump.state == "boot":
+                self._feed_inputs()
+            if wait:
+                await clock.sleep_ms(wait)  # only while a switch is bouncing
+            else:
+                # an IRQ wakes us; the slow timeout re-reads in case one was lost
+                await clock.wait(self.sw_flag, 60000)
+
+    def _feed_inputs(self):
+        s = self.switches
+        dry = s["dry"].state if "dry" in s else False
+        low = s["low"].state if "low" in s else False
+        high = s["high"].state if "high" in s else False
+        if None in (dry, low, high):
+            return  # inputs not known yet: the relay stays off
+        broken = not plausible(dry, low, high)
+        self.pump.inputs(self.clock.uptime_s(), dry, low, high, broken, self.mains)
+        self.pump_flag.set()
+
+    async def pump_task(self):
+        clock = self.clock
+        while True:
+            self.alive += 1
+            now = clock.uptime_s()
+            for name, reason, value in self.pump.step(now):
+                self.event(name, reason, value)
+                if name == "pump_stop":
+                    self.checkpoint()
+                if name == "fault_raised" and reason not in self.faults:
+                    self.faults.append(reason)
+                if name == "fault_cleared" and reason in self.faults:
+                    self.faults.remove(reason)
+            on = self.pump.relay
+            if on != self.hal.relay_is_on():
+                self._account_pump(on)
+                self.hal.relay(on)
+            nxt = self.pump.next_s(clock.uptime_s())
+            await clock.wait(
+                self.pump_flag, 60000 if nxt is None else max(nxt, 0) * 1000
+            )
+
+    def _account_pump(self, on):
+        now = self.clock.uptime_s()
+        if on:
+            self.pump_on_since = now
+        elif self.pump_on_since is not None:
+            self.pump_s_acc += now - self.pump_on_since
+            self.pump_on_since = None
+
+    async def meters_task(self):
+        max_hz = self.cfg["meter_max_hz"]
+        period = min(poll_ms(max_hz), 10000)
+        while True:
+            self.alive += 1
+            await self.clock.sleep_ms(period)
+            src = 0
+            for m in self.meters.values():
+                d = m.poll()
+                if m.name == "source":
+                    src = d
+            if "source" not in self.meters and "supply" in self.meters:
+                src = self.meters["supply"].last_delta
+            self.pump.flow(self.clock.uptime_s(), src)
+            self.hal.rtc_save(_pack_totals(self.meters))
+
+    def _inputs_bits(self):
+        s = self.switches
+        bits = 0
+        for i, name in enumerate(("dry", "low", "high")):
+            if name in s and s[name].state:
+                bits |= 1 << i
+        if self.hal.relay_is_on():
+            bits |= 8
+        if self.mains:
+            bits |= 16
+        if self.faults:
+            bits |= 32
+        if getattr(self.log, "mode", "sd") != "sd":
+            bits |= 64
+        if self.pump.mode != "auto":
+            bits |= 128
+        return bits
+
+    def reading(self):
+        now = self.clock.uptime_s()
+        acc = self.pump_s_acc
+        if self.pump_on_since is not None:
+            acc += now - self.pump_on_since
+            self.pump_on_since = now
+        self.pump_s_acc = 0
+        src, sup = self.meters.get("source"), self.meters.get("supply")
+        for m in self.meters.values():
+            m.poll()
+        t, q = self.clock.now()
+        day = local_day(t, self.cfg["tz_offset_min"]) if q else 0
+        if day != self.state.get("day"):  # today's litres on the display restart
+            self.state["day"] = day
+            self.state["day_start"] = sup.total if sup else 0
+        self.emit(
+            READING,
+            (src.total if src else 0) & 0xFFFFFFFF,
+            (sup.total if sup else 0) & 0xFFFFFFFF,
+            min(acc, 65535), self._inputs_bits(), 0, 99,
+        )  # fmt: skip
+
+    async def readings_task(self):
+        iv = self.cfg["interval_s"]
+        while True:
+            self.alive += 1
+            t, q = self.clock.now()
+            # on the wall-clock grid when the time is known, so days split cleanly
+            wait = iv - t % iv if q else iv
+            await self.clock.sleep_ms(wait * 1000)
+            self.reading()
+
+    async def heartbeat_task(self):
+        while True:
+            await self.clock.sleep_ms(self.cfg["heartbeat_s"] * 1000)
+            self.emit(
+                HEARTBEAT, self.clock.uptime_s(), _heap_free(), 0, 99,
+                STATE_CODES.get(self.pump.state, 0),
+            )  # fmt: skip
+
+    async def checkpoint_task(self):
+        while True:
+            await self.clock.sleep_ms(self.cfg["checkpoint_s"] * 1000)
+            self.checkpoint()
+
+    async def storage_task(self):
+        while True:
+            await self.clock.sleep_ms(SD_RETRY_S * 1000)
+            if self.log.mode != "sd":
+                if self.log.retry_sd():
+                    self.event("fault_cleared", "sd_fail", 0)
+
+    async def button_task(self):
+        clock = self.clock
+        pin = self.hal.button_pin
+        while True:
+            await clock.wait(self.btn_flag, 3600000)
+            if pin is None or pin.value() != 0:
+                continue  # released or a glitch: only a press (pulled low) counts
+            t0 = clock.ticks_ms()
+            while (
+                pin.value() == 0
+                and clock.ticks_diff(clock.ticks_ms(), t0) < LONG_PRESS_MS
+            ):
+                await clock.sleep_ms(50)  # only while the button is held
+            if clock.ticks_diff(clock.ticks_ms(), t0) >= LONG_PRESS_MS:
+                mode = MODES[(MODES.index(self.pump.mode) + 1) % len(MODES)]
+                self.pump.command(clock.uptime_s(), mode, "button")
+                self.pump_flag.set()
+            elif self.display is not None:
+                self.display.next_page()
+            self.show()
+
+    def status(self):
+        p = self.pump
+        sup = self.meters.get("supply")
+        s = self.switches
+        return {
+            "pump": "on" if p.relay else "off",
+            "state": p.state,
+            "why": p.why,
+            "lockout_left_s": p.lockout_left_s(self.clock.uptime_s()),
+            "mode": p.mode,
+            "litres_today": int(sup.litres(sup.total - self.state.get("day_start", 0)))
+            if sup
+            else 0,
+            "population": self.cfg["population"],
+            "inputs": {
+                "dry": bool(s["dry"].state) if "dry" in s else False,
+                "low": bool(s["low"].state) if "low" in s else False,
+                "high": bool(s["high"].state) if "high" in s else False,
+                "mains": self.mains,
+            },
+            "sd": "ok" if self.log.mode == "sd" else "flash",
+            "uplink": "off",
+            "faults": list(self.faults),
+        }
+
+    def show(self):
+        if self.display is not None:
+            try:
+                self.display.render(self.status())
+            except OSError:
+                pass  # a loose display cable must not stop the pump logic
+
+    async def display_task(self):
+        while True:
+            self.show()
+            await self.clock.sleep_ms(5000)
+
+    async def watchdog_task(self):
+        # fed only while the control tasks make progress: a hung loop resets the board
+        last = -1
+        while True:
+            if self.alive != last:
+                last = self.alive
+                self.hal.feed()
+            await self.clock.sleep_ms(self.cfg["wdt_ms"] // 4)
+
+    def start(self):
+        spawn = self.clock.spawn
+        for coro in (
+            self.switches_task(), self.pump_task(), self.meters_task(),
+            self.readings_task(), self.heartbeat_task(), self.checkpoint_task(),
+            self.storage_task(), self.button_task(), self.display_task(),
+            self.watchdog_task(),
+        ):  # fmt: skip
+            spawn(coro)
+
+
+def _pack_totals(meters):
+    src, sup = meters.get("source"), meters.get("supply")
+    a = src.total if src else 0
+    b = sup.total if sup else 0
+    return a.to_bytes(8, "little") + b.to_bytes(8, "little")
+
+
+def _unpack_totals(b):
+    if b is None or len(b) != 16:
+        return None
+    return {
+        "source": int.from_bytes(b[:8], "little"),
+        "supply": int.from_bytes(b[8:], "little"),
+    }
+
+
+def _heap_free():
+    try:
+        import gc
+
+        return gc.mem_free()
+    except (ImportError, AttributeError):
+        return 0

@@ -1,0 +1,100 @@
+# Board pin maps (boards/*.json): checked against what the chip can do before any pin
+# is touched, so a wiring mistake is a clear message on the bench, not a field fault.
+
+# role -> "in" (needs an input), "pull" (input that needs a pull-up: switches,
+# button, open-collector meters), "out" (drives something)
+ROLES = {
+    "meter_source": "pull", "meter_supply": "pull",
+    "sw_dry": "pull", "sw_low": "pull", "sw_high": "pull", "button": "pull",
+    "mains_sense": "in", "supply_adc": "in",
+    "relay": "out", "led": "out",
+    "sd_sck": "out", "sd_mosi": "out", "sd_miso": "in", "sd_cs": "out",
+    "i2c_sda": "out", "i2c_scl": "out",
+    "modem_tx": "out", "modem_rx": "in", "modem_pwrkey": "out", "modem_rst": "out",
+    "modem_power": "out", "modem_dtr": "out", "modem_flight": "out",
+}  # fmt: skip
+REQUIRED = ("meter_supply", "sw_dry", "sw_high", "relay", "button")
+
+CHIPS = {
+    # valid GPIOs, flash/PSRAM pins (unusable), input-only, strapping, boot-chatter
+    "esp32": (
+        tuple(range(0, 20)) + (21, 22, 23, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39),
+        (6, 7, 8, 9, 10, 11),
+        (34, 35, 36, 37, 38, 39),
+        (0, 2, 5, 12, 15),
+        (1, 3),  # UART0: the boot ROM and REPL talk here
+    ),
+    "esp32s3": (
+        tuple(range(0, 22)) + tuple(range(26, 49)),
+        (26, 27, 28, 29, 30, 31, 32),
+        (),
+        (0, 3, 45, 46),
+        (43, 44),
+    ),
+}  # fmt: skip
+
+
+class BoardError(ValueError):
+    pass
+
+
+def problems(b):
+    """Every problem with board dict b, as sentences (empty list: the board is fine)."""
+    out = []
+    name = b.get("name", "?")
+    chip = b.get("chip")
+    if chip not in CHIPS:
+        return ["%s: chip must be one of %s, got %r" % (name, ", ".join(CHIPS), chip)]
+    valid, flash, in_only, strap, chatter = CHIPS[chip]
+    pins = b.get("pins")
+    if not isinstance(pins, dict):
+        return ["%s: needs a 'pins' object" % name]
+    ext = b.get("external_pullups", [])
+    used = {}
+    for role in REQUIRED:
+        if pins.get(role) is None:
+            out.append("%s: pin for %s is required" % (name, role))
+    for role, pin in pins.items():
+        if role not in ROLES:
+            out.append("%s: unknown pin role %r" % (name, role))
+            continue
+        if pin is None:
+            continue
+        if not isinstance(pin, int) or isinstance(pin, bool) or pin not in valid:
+            out.append("%s: %s = %r is not a GPIO of the %s" % (name, role, pin, chip))
+            continue
+        if pin in flash:
+            out.append("%s: %s = GPIO%d is wired to the flash chip" % (name, role, pin))
+        if pin in used:
+            out.append(
+                "%s: GPIO%d is used twice (%s and %s)" % (name, pin, used[pin], role)
+            )
+        used[pin] = role
+        kind = ROLES[role]
+        if kind == "out" and pin in in_only:
+            out.append(
+                "%s: %s = GPIO%d is input-only on the %s" % (name, role, pin, chip)
+            )
+        if kind == "pull" and pin in in_only and pin not in ext:
+            out.append(
+                "%s: %s = GPIO%d has no internal pull-up; fit an external one and list"
+                " it in external_pullups" % (name, role, pin)
+            )
+        if role == "relay" and (pin in strap or pin in chatter):
+            # a strapping or UART0 pin toggles during boot: the pump would start
+            out.append(
+                "%s: relay = GPIO%d glitches during boot; use another pin" % (name, pin)
+            )
+        if kind == "pull" and chip == "esp32" and pin == 12:
+            out.append(
+                "%s: %s = GPIO12 pulled up at boot selects 1.8 V flash" % (name, role)
+            )
+    return out
+
+
+def check(b):
+    """Raise BoardError listing every problem, else return b."""
+    p = problems(b)
+    if p:
+        raise BoardError("; ".join(p))
+    return b

@@ -1,0 +1,138 @@
+# config.json on the board: every key has a default; a bad value falls back to the
+# default and is reported (a config fault), never trusted and never fatal.
+import json
+
+DEFAULTS = {
+    "device": "00000000",  # 8 hex digits, as decode prints it
+    "key": "",  # 64 hex: the device's frame-signing key
+    "board": "esp32-devkitc-sim800l",
+    "pins": {},  # role -> GPIO, copied from boards/<board>.json at provisioning
+    "external_pullups": [],
+    "interval_s": 900,  # reading frames
+    "heartbeat_s": 3600,
+    "checkpoint_s": 3600,  # totalizer checkpoint to flash (also on every pump stop)
+    "tz_offset_min": 330,  # local day for the daily log files and the display (IST)
+    "population": 0,  # for lpcd on the display
+    "source_litres_per_pulse": 10.0,  # 0 = no source meter
+    "supply_litres_per_pulse": 10.0,
+    "meter_max_hz": 100,  # fastest pulse rate a meter can give (hall: up to ~2000)
+    "meter_filter_ns": 10000,  # PCNT glitch filter (ESP32: at most ~12.8 us)
+    "switch_sense": {"dry": 1, "low": 1, "high": 1},  # pin level meaning "asserted"
+    "debounce_s": 3,
+    "relay_active": 1,  # pin level that closes the relay
+    "min_off_s": 300,
+    "max_run_s": 14400,
+    "no_flow_s": 120,
+    "restart_delay_s": 120,
+    "lockout_s": [900, 1800, 3600, 7200],
+    "lockout_reset_run_s": 600,
+    "display": "ssd1306",  # ssd1306 | hd44780 | none
+    "display_addr": 60,  # 0x3C; the HD44780 backpack is usually 39 (0x27)
+    "wdt_ms": 30000,
+}
+
+# key -> (type, low, high) for numbers; choices for strings
+_RANGES = {
+    "interval_s": (int, 60, 86400),
+    "heartbeat_s": (int, 300, 86400),
+    "checkpoint_s": (int, 300, 86400),
+    "tz_offset_min": (int, -720, 840),
+    "population": (int, 0, 10000000),
+    "source_litres_per_pulse": (float, 0.0, 10000.0),
+    "supply_litres_per_pulse": (float, 0.0, 10000.0),
+    "meter_max_hz": (int, 1, 20000),
+    "meter_filter_ns": (int, 0, 12787),
+    "debounce_s": (int, 0, 600),
+    "relay_active": (int, 0, 1),
+    "min_off_s": (int, 0, 86400),
+    "max_run_s": (int, 60, 86400),
+    "no_flow_s": (int, 10, 3600),
+    "restart_delay_s": (int, 0, 3600),
+    "lockout_reset_run_s": (int, 0, 86400),
+    "display_addr": (int, 0, 127),
+    "wdt_ms": (int, 5000, 120000),
+}
+_CHOICES = {"display": ("ssd1306", "hd44780", "none")}
+_HEX = "0123456789abcdef"
+
+
+def _is_hex(s, n):
+    return isinstance(s, str) and len(s) == n and all(ch in _HEX for ch in s)
+
+
+def _ok(key, v):
+    if key in _RANGES:
+        typ, lo, hi = _RANGES[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if typ is int and not isinstance(v, int):
+            return False
+        return lo <= v <= hi
+    if key in _CHOICES:
+        return v in _CHOICES[key]
+    if key == "device":
+        return _is_hex(v, 8)
+    if key == "key":
+        return _is_hex(v, 64)
+    if key == "board":
+        return isinstance(v, str) and 0 < len(v) < 64
+    if key == "pins":
+        return isinstance(v, dict)
+    if key == "external_pullups":
+        return isinstance(v, list) and all(isinstance(p, int) for p in v)
+    if key == "switch_sense":
+        return isinstance(v, dict) and all(
+            k in ("dry", "low", "high") and x in (0, 1) for k, x in v.items()
+        )
+    if key == "lockout_s":
+        return (
+            isinstance(v, list)
+            and 0 < len(v) <= 8
+            and all(isinstance(x, int) and 60 <= x <= 86400 for x in v)
+        )
+    return False
+
+
+def validate(raw):
+    """(config, bad keys): raw merged over the defaults; unknown or bad keys listed."""
+    cfg = {}
+    for k, v in DEFAULTS.items():
+        cfg[k] = v
+    bad = []
+    if not isinstance(raw, dict):
+        return cfg, ["<not an object>"]
+    for k, v in raw.items():
+        if k not in DEFAULTS or not _ok(k, v):
+            bad.append(k)
+            continue
+        if isinstance(DEFAULTS[k], float):
+            v = float(v)
+        cfg[k] = v
+    # a switch sense that was left out keeps its default
+    if cfg["switch_sense"] is not DEFAULTS["switch_sense"]:
+        merged = dict(DEFAULTS["switch_sense"])
+        merged.update(cfg["switch_sense"])
+        cfg["switch_sense"] = merged
+    if cfg["max_run_s"] <= cfg["no_flow_s"]:
+        bad.append("max_run_s")
+        cfg["max_run_s"] = DEFAULTS["max_run_s"]
+    return cfg, bad
+
+
+def load(path):
+    """(config, bad keys) from a JSON file; a missing or unreadable file is a fault."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError:
+        return validate({})[0], ["<missing>"]
+    except ValueError:
+        return validate({})[0], ["<not JSON>"]
+    return validate(raw)
+
+
+def crc(cfg):
+    """CRC-32 of the config as stored, for the config_change event."""
+    import binascii
+
+    return binascii.crc32(json.dumps(cfg).encode()) & 0xFFFFFFFF

@@ -1,0 +1,1 @@
+# jksim: the board simulator (fake hardware, virtual clock, plant model).

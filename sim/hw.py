@@ -1,0 +1,111 @@
+# Simulated hardware with the interface of jkfw.hal.Hal: the simulator swaps the HAL
+# and the clock, never the firmware's logic. Pins have levels and IRQ handlers, the
+# pulse counters are 16-bit and signed like the ESP32's PCNT, the relay's every change
+# is recorded with its virtual time.
+
+
+class SimPin:
+    def __init__(self, clock, level=1):
+        self.clock = clock
+        self.level = level
+        self.handler = None
+
+    def __call__(self):
+        return self.level
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = v
+
+    def irq(self, handler=None, trigger=None):
+        self.handler = handler
+
+    def set(self, level):
+        """Drive the pin from outside (the plant); fires the IRQ on a change."""
+        if level != self.level:
+            self.level = level
+            if self.handler is not None:
+                self.handler(self)
+
+
+class SimCounter:
+    """PCNT unit: counts rising edges, 16-bit signed, wraps."""
+
+    def __init__(self):
+        self.count = 0
+
+    def pulse(self, n=1):
+        self.count = (self.count + n + 32768) % 65536 - 32768
+
+    def value(self):
+        return self.count
+
+
+class SimHal:
+    def __init__(self, cfg, clock, reset_cause=1, rtc_memory=None):
+        self.cfg = cfg
+        self.clock = clock
+        self.relay_pin = None
+        self.relay_trace = []  # (ms, on)
+        self.counters = {}
+        self.switch_pins = {}
+        self.button_pin = None
+        self.mains_pin = None
+        self.wdt_feeds = 0
+        self.sd_present = True
+        self._reset = reset_cause
+        self.rtc_memory = rtc_memory  # survives a watchdog reset, not a power loss
+
+    def start_relay(self):
+        if self.relay_pin is None:
+            self.relay_pin = SimPin(self.clock, 1 - self.cfg["relay_active"])
+
+    def relay(self, on):
+        level = self.cfg["relay_active"] if on else 1 - self.cfg["relay_active"]
+        if level != self.relay_pin.level or not self.relay_trace:
+            self.relay_trace.append((self.clock.ms, bool(on)))
+        self.relay_pin.level = level
+
+    def relay_is_on(self):
+        return self.relay_pin.level == self.cfg["relay_active"]
+
+    def start_inputs(self, on_switch, on_button, on_mains):
+        pins = self.cfg["pins"]
+        for name in ("dry", "low", "high"):
+            if pins.get("sw_" + name) is not None:
+                p = self.switch_pins.setdefault(name, SimPin(self.clock, 1))
+                p.irq(on_switch)
+        if pins.get("button") is not None:
+            self.button_pin = self.button_pin or SimPin(self.clock, 1)
+            self.button_pin.irq(on_button)
+        if pins.get("mains_sense") is not None:
+            self.mains_pin = self.mains_pin or SimPin(self.clock, 1)
+            self.mains_pin.irq(on_mains)
+
+    def start_meters(self):
+        for name in ("source", "supply"):
+            if self.cfg[name + "_litres_per_pulse"] > 0:
+                self.counters.setdefault(name, SimCounter())
+        return self.counters
+
+    def start_i2c(self):
+        return None
+
+    def mount_sd(self, path="/sd"):
+        return self.sd_present
+
+    def start_wdt(self):
+        pass
+
+    def feed(self):
+        self.wdt_feeds += 1
+
+    def reset_cause(self):
+        return self._reset
+
+    def rtc_load(self):
+        return self.rtc_memory
+
+    def rtc_save(self, data):
+        self.rtc_memory = bytes(data)
