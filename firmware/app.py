@@ -113,6 +113,12 @@ class Controller:
         for name, ctr in counters.items():
             lpp = cfg[name + "_litres_per_pulse"]
             self.meters[name] = Meter(name, ctr, lpp, totals.get(name, 0))
+        t, q = clock.now()
+        sup = self.meters.get("supply")
+        today = local_day(t, cfg["tz_offset_min"]) if q else 0
+        if today != self.state.get("day"):  # first boot today: count from here
+            self.state["day"] = today
+            self.state["day_start"] = sup.total if sup else 0
         self.emit(BOOT, hal.reset_cause(), *self._boot_tail())
         if clock.quality:
             self.emit(CLOCK, clock.quality, clock.uptime_s(), 0)
@@ -135,7 +141,10 @@ class Controller:
         settings = {k: cfg[k] for k in keys}
         settings["lockout_s"] = tuple(cfg["lockout_s"])
         settings["lockout_reset_run_s"] = cfg["lockout_reset_run_s"]
-        self.pump = Pump(clock.uptime_s(), settings)
+        try:  # mode, lockout and back-off survive a power cut
+            self.pump = Pump(clock.uptime_s(), settings, self.state.get("pump"))
+        except (ValueError, TypeError):
+            self.pump = Pump(clock.uptime_s(), settings)
         sense = cfg["switch_sense"]
         deb = cfg["debounce_s"] * 1000
         self.sw_flag = clock.flag()
@@ -199,9 +208,12 @@ class Controller:
         while True:
             self.alive += 1
             now = clock.uptime_s()
-            for name, reason, value in self.pump.step(now):
+            events = self.pump.step(now)
+            if events:
+                self.state["pump"] = list(self.pump.saved(now))
+            for name, reason, value in events:
                 self.event(name, reason, value)
-                if name == "pump_stop":
+                if name in ("pump_stop", "lockout", "mode_change"):
                     self.checkpoint()
                 if name == "fault_raised" and reason not in self.faults:
                     self.faults.append(reason)
@@ -345,7 +357,9 @@ class Controller:
             if sup
             else 0,
             "population": self.cfg["population"],
+            "time": self._local_hhmm(),
             "inputs": {
+                "broken": p.broken,
                 "dry": bool(s["dry"].state) if "dry" in s else False,
                 "low": bool(s["low"].state) if "low" in s else False,
                 "high": bool(s["high"].state) if "high" in s else False,
@@ -355,6 +369,13 @@ class Controller:
             "uplink": "off",
             "faults": list(self.faults),
         }
+
+    def _local_hhmm(self):
+        t, q = self.clock.now()
+        if not q:
+            return None
+        m = (t // 60 + self.cfg["tz_offset_min"]) % 1440
+        return "%02d:%02d" % (m // 60, m % 60)
 
     def show(self):
         if self.display is not None:

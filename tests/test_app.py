@@ -228,3 +228,56 @@ def test_watchdog_reset_keeps_every_pulse(tmp_path):
     # the plant ticks every 10 s and the meters are read every 10 s
     assert plant.supply_pulses - last["supply_pulses"] <= 40
     assert [o["reset"] for o in objs if o["kind"] == "boot"] == ["power_on", "watchdog"]
+
+
+def test_manual_off_and_lockout_survive_a_power_cut(tmp_path):
+    cfg = make_cfg()
+    clock = VirtualClock(T0)
+    hal = SimHal(cfg, clock)
+    plant = Plant(clock, hal, level=0.2)
+    ctl = boot(tmp_path, clock, hal, cfg)
+    plant.start()
+    clock.run_until(3600 * 1000)
+    ctl.pump.command(clock.uptime_s(), "off", "sms")
+    ctl.pump_flag.set()
+    clock.run_until(3700 * 1000)
+    assert not hal.relay_is_on()
+    clock.reboot()
+    hal.rtc_memory = None
+    ctl = boot(tmp_path, clock, hal, cfg)
+    clock.run_until(6 * 3600 * 1000)
+    assert ctl.pump.mode == "off"  # the operator's "off" was kept
+    assert not any(on for ms, on in hal.relay_trace if ms > 3700 * 1000)
+
+
+def test_display_follows_the_controller(tmp_path):
+    import sys
+
+    from jksim import fbuf
+
+    sys.modules.setdefault("framebuf", fbuf)
+    from jkfw.display import Display
+    from jkfw.ssd1306 import SSD1306
+
+    class Bus:
+        def __init__(self):
+            self.writes = []
+
+        def writeto(self, addr, buf):
+            self.writes.append((addr, bytes(buf)))
+
+    cfg = make_cfg()
+    clock = VirtualClock(T0)
+    hal = SimHal(cfg, clock)
+    plant = Plant(clock, hal, level=0.2)
+    ctl = boot(tmp_path, clock, hal, cfg)
+    bus = Bus()
+    ctl.display = Display(SSD1306(bus, 0x3C), "ssd1306")
+    plant.start()
+    clock.run_until(2 * 3600 * 1000)
+    frames = [b for a, b in bus.writes if a == 0x3C and len(b) == 1025]
+    assert len(frames) > 100 and frames[-1][0] == 0x40
+    status = ctl.status()
+    assert status["pump"] in ("on", "off") and status["time"] == "02:00"
+    # today's litres: everything since local midnight, up to one counter read behind
+    assert 0 <= plant.supply_pulses * 10 - status["litres_today"] <= 100
