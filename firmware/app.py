@@ -28,17 +28,7 @@ MODES = ("auto", "on", "off")
 
 def local_day(t, tz_offset_min):
     """YYYYMMDD of UTC seconds t in the local zone (the daily log file's name)."""
-    days = (t + tz_offset_min * 60) // 86400
-    # civil from days (H. Hinnant), as jkproto.objects.iso does
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + (3 if mp < 10 else -9)
-    y = yoe + era * 400 + (m <= 2)
+    y, m, d = codec.civil((t + tz_offset_min * 60) // 86400)
     return y * 10000 + m * 100 + d
 
 

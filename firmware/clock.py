@@ -6,7 +6,28 @@ NONE, RTC, NET, GPS, HOST = 0, 1, 2, 3, 4
 EPOCH_2000 = 946684800  # MicroPython ports before 1.22 count from 2000
 
 
-class Clock:
+class Utc:
+    """UTC from uptime plus an offset once the time is known (shared with the sim)."""
+
+    quality = NONE
+    _offset_s = 0
+
+    def now(self):
+        """(t, quality): UTC seconds when known, else seconds since boot."""
+        up = self.uptime_s()
+        if self.quality == NONE:
+            return up, NONE
+        return up + self._offset_s, self.quality
+
+    def set_utc(self, utc_s, quality):
+        """Set the time; returns the step (new - old, 0 when it was unknown)."""
+        old, q = self.now()
+        self._offset_s = utc_s - self.uptime_s()
+        self.quality = quality
+        return utc_s - old if q != NONE else 0
+
+
+class Clock(Utc):
     def __init__(self):
         self.quality = NONE
         self._boot_ms = time.ticks_ms()
@@ -25,20 +46,6 @@ class Clock:
 
     def uptime_s(self):
         return time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000
-
-    def now(self):
-        """(t, quality): UTC seconds when known, else seconds since boot."""
-        up = self.uptime_s()
-        if self.quality == NONE:
-            return up, NONE
-        return up + self._offset_s, self.quality
-
-    def set_utc(self, utc_s, quality):
-        """Set the time; returns the step (new - old, 0 when it was unknown)."""
-        old, q = self.now()
-        self._offset_s = utc_s - self.uptime_s()
-        self.quality = quality
-        return utc_s - old if q != NONE else 0
 
     def rtc_utc(self):
         """UTC from the chip RTC if it holds a plausible time (survives soft resets)."""

@@ -40,6 +40,19 @@ class FrameError(ValueError):
     pass
 
 
+def civil(days):
+    """(year, month, day) of a count of days since 1970-01-01 (H. Hinnant's algorithm)."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return yoe + era * 400 + (m <= 2), m, d
+
+
 def payload_size(kind):
     fmt = PAYLOAD_FMT.get(kind)
     return struct.calcsize(fmt) if fmt else 0

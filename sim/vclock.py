@@ -3,8 +3,9 @@
 # CPython and MicroPython (plain coroutines and a heap; no asyncio).
 import heapq
 
+from jkfw.clock import NONE, Utc
+
 TICKS_PERIOD = 1 << 30  # MicroPython's ticks_ms wraps here; so do these
-NONE = 0
 
 
 class _Sleep:
@@ -53,7 +54,7 @@ class Task:
         self.done = False
 
 
-class VirtualClock:
+class VirtualClock(Utc):
     def __init__(self, start_utc=None, quality=2):
         self.ms = 0  # virtual milliseconds since the simulation began (not wrapped)
         self.boot_ms = 0  # when the board last booted
@@ -82,18 +83,6 @@ class VirtualClock:
 
     def uptime_s(self):
         return (self.ms - self.boot_ms) // 1000
-
-    def now(self):
-        up = self.uptime_s()
-        if self.quality == NONE:
-            return up, NONE
-        return up + self._offset_s, self.quality
-
-    def set_utc(self, utc_s, quality):
-        old, q = self.now()
-        self._offset_s = utc_s - self.uptime_s()
-        self.quality = quality
-        return utc_s - old if q != NONE else 0
 
     def rtc_utc(self):
         return None if self._rtc is None else self._rtc + self.ms // 1000

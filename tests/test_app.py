@@ -84,6 +84,17 @@ def boot(tmp_path, clock, hal, cfg):
     return ctl
 
 
+def setup(tmp_path, level=0.2, draw_lpm=40):
+    """A board booted on the virtual clock beside a running plant."""
+    cfg = make_cfg()
+    clock = VirtualClock(T0)
+    hal = SimHal(cfg, clock)
+    plant = Plant(clock, hal, level=level, draw_lpm=draw_lpm)
+    ctl = boot(tmp_path, clock, hal, cfg)
+    plant.start()
+    return cfg, clock, hal, plant, ctl
+
+
 def read_log(tmp_path):
     data = b"".join(p.read_bytes() for p in sorted((tmp_path / "sd" / "log").glob("*")))
     objs, stats = ob.decode_stream(data, {"0a1b2c3d": codec.Signer(KEY)})
@@ -104,12 +115,7 @@ def relay_intervals(trace, end_ms):
 
 
 def test_three_days_of_auto_filling(tmp_path):
-    cfg = make_cfg()
-    clock = VirtualClock(T0)
-    hal = SimHal(cfg, clock)
-    plant = Plant(clock, hal, level=0.2)
-    ctl = boot(tmp_path, clock, hal, cfg)
-    plant.start()
+    cfg, clock, hal, plant, ctl = setup(tmp_path, level=0.2)
     end = 3 * 86400 * 1000
     clock.run_until(end)
     assert clock.failures == []
@@ -147,12 +153,7 @@ def test_three_days_of_auto_filling(tmp_path):
 
 
 def test_dry_borewell_locks_out_and_the_relay_obeys(tmp_path):
-    cfg = make_cfg()
-    clock = VirtualClock(T0)
-    hal = SimHal(cfg, clock)
-    plant = Plant(clock, hal, level=0.2, draw_lpm=60)
-    boot(tmp_path, clock, hal, cfg)
-    plant.start()
+    cfg, clock, hal, plant, ctl = setup(tmp_path, level=0.2, draw_lpm=60)
     dry_from, dry_to = 3600 * 1000, 5 * 3600 * 1000
     clock.at(dry_from, lambda: setattr(plant, "well_dry", True))
     clock.at(dry_to, lambda: setattr(plant, "well_dry", False))
@@ -174,12 +175,7 @@ def test_dry_borewell_locks_out_and_the_relay_obeys(tmp_path):
 
 
 def test_power_cut_reboot_restores_totals_and_reports_a_gap(tmp_path):
-    cfg = make_cfg()
-    clock = VirtualClock(T0)
-    hal = SimHal(cfg, clock)
-    plant = Plant(clock, hal, level=0.5)
-    boot(tmp_path, clock, hal, cfg)
-    plant.start()
+    cfg, clock, hal, plant, ctl = setup(tmp_path, level=0.5)
     clock.run_until(6 * 3600 * 1000)
     # power cut: tasks die, RAM and RTC memory are gone; the SD and flash stay
     clock.stop()
@@ -207,12 +203,7 @@ def test_power_cut_reboot_restores_totals_and_reports_a_gap(tmp_path):
 
 
 def test_watchdog_reset_keeps_every_pulse(tmp_path):
-    cfg = make_cfg()
-    clock = VirtualClock(T0)
-    hal = SimHal(cfg, clock)
-    plant = Plant(clock, hal, level=0.5)
-    boot(tmp_path, clock, hal, cfg)
-    plant.start()
+    cfg, clock, hal, plant, ctl = setup(tmp_path, level=0.5)
     clock.run_until(5 * 3600 * 1000 + 7000)
     clock.reboot()  # watchdog reset: RTC memory survives, the counter restarts at 0
     for c in hal.counters.values():
@@ -231,12 +222,7 @@ def test_watchdog_reset_keeps_every_pulse(tmp_path):
 
 
 def test_manual_off_and_lockout_survive_a_power_cut(tmp_path):
-    cfg = make_cfg()
-    clock = VirtualClock(T0)
-    hal = SimHal(cfg, clock)
-    plant = Plant(clock, hal, level=0.2)
-    ctl = boot(tmp_path, clock, hal, cfg)
-    plant.start()
+    cfg, clock, hal, plant, ctl = setup(tmp_path, level=0.2)
     clock.run_until(3600 * 1000)
     ctl.pump.command(clock.uptime_s(), "off", "sms")
     ctl.pump_flag.set()
