@@ -143,6 +143,9 @@ class Controller:
         hal.start_inputs(self._irq_switch, self._irq_button, self._irq_switch)
         for name, pin in hal.switch_pins.items():
             self.switches[name] = Switch(name, pin, sense.get(name, 1), deb)
+        # a reading at once anchors the totals: after a power return the report can
+        # tell exactly what was counted from here on
+        self.reading()
 
     def _irq_switch(self, _pin):
         self.sw_flag.set()
@@ -281,6 +284,8 @@ class Controller:
             (sup.total if sup else 0) & 0xFFFFFFFF,
             min(acc, 65535), self._inputs_bits(), 0, 99,
         )  # fmt: skip
+        # the totals as just logged: after a power cut the gap starts here, not earlier
+        self.checkpoint()
 
     async def readings_task(self):
         iv = self.cfg["interval_s"]
@@ -299,11 +304,6 @@ class Controller:
                 HEARTBEAT, self.clock.uptime_s(), _heap_free(), 0, 99,
                 STATE_CODES.get(self.pump.state, 0),
             )  # fmt: skip
-
-    async def checkpoint_task(self):
-        while True:
-            await self.clock.sleep_ms(self.cfg["checkpoint_s"] * 1000)
-            self.checkpoint()
 
     async def storage_task(self):
         while True:
@@ -392,7 +392,7 @@ class Controller:
         spawn = self.clock.spawn
         for coro in (
             self.switches_task(), self.pump_task(), self.meters_task(),
-            self.readings_task(), self.heartbeat_task(), self.checkpoint_task(),
+            self.readings_task(), self.heartbeat_task(),
             self.storage_task(), self.button_task(), self.display_task(),
             self.watchdog_task(),
         ):  # fmt: skip

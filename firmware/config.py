@@ -10,7 +10,6 @@ DEFAULTS = {
     "external_pullups": [],
     "interval_s": 900,  # reading frames
     "heartbeat_s": 3600,
-    "checkpoint_s": 3600,  # totalizer checkpoint to flash (also on every pump stop)
     "tz_offset_min": 330,  # local day for the daily log files and the display (IST)
     "population": 0,  # for lpcd on the display
     "source_litres_per_pulse": 10.0,  # 0 = no source meter
@@ -35,7 +34,6 @@ DEFAULTS = {
 _RANGES = {
     "interval_s": (int, 60, 86400),
     "heartbeat_s": (int, 300, 86400),
-    "checkpoint_s": (int, 300, 86400),
     "tz_offset_min": (int, -720, 840),
     "population": (int, 0, 10000000),
     "source_litres_per_pulse": (float, 0.0, 10000.0),

@@ -32,11 +32,11 @@ class Store:
     load() takes the newest copy that checks, so a power cut at any point
     yields either the new or the previous state, never a torn one.
 
-    Flash writes per day, with the app saving hourly, on every pump stop and
-    at boot: 24 + pump stops (typically 2-8, at most 48 with a 30 min minimum
-    cycle) + boots, so about 30-35 on a normal day and under 80 at worst;
-    each is one ~250-byte file plus two renames. A save of an unchanged state
-    writes nothing. LittleFS spreads these over its blocks: far below the
+    Flash writes per day, with the app saving at every reading (96 at 15 min),
+    on every pump stop, lockout or mode change and at boot: about 100-110 on a
+    normal day, each one ~250-byte file plus two renames. A save of an
+    unchanged state writes nothing. LittleFS spreads these over its blocks:
+    far below the
     flash's ~100k erase cycles over a 10-year life."""
 
     def __init__(self, root):

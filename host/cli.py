@@ -20,7 +20,7 @@ from .errors import JalkalError
 from .keys import load_keys, signers
 
 # Commands in the order a technician or engineer meets them.
-COMMAND_ORDER = ["decode", "encode"]
+COMMAND_ORDER = ["sim", "decode", "encode", "report"]
 
 
 class OrderedGroup(click.Group):
@@ -302,6 +302,50 @@ def encode(infile: str | None, keys: str | None, out: str | None) -> None:
         sys.stdout.flush()
     else:
         atomic_write(out, lambda f: f.write(data))
+
+
+def _register() -> None:
+    from .simcmd import sim
+
+    cli.add_command(sim)
+
+
+_register()
+
+
+# --- report ---------------------------------------------------------------------
+
+
+@cli.command("report")
+@click.argument("paths", nargs=-1, required=True, metavar="SOURCE...")
+@click.option(
+    "--villages",
+    "villages",
+    required=True,
+    metavar="FILE",
+    help="Village registry CSV: device,village,population[,block,district,state,tz].",
+)
+@click.option(
+    "--keys", "keys", metavar="FILE", help="Keys file: count only verified frames."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--plot", "plot", metavar="FILE.png", help="Also draw daily lpcd.")
+def report_cmd(
+    paths: tuple[str, ...], villages: str, keys: str | None, fmt: str, plot: str | None
+) -> None:
+    """Daily litres, lpcd and JJM functionality band per village and local day.
+
+    SOURCE: frame files or directories (one stream, devices may be mixed). A day
+    with missing data is marked incomplete and gets no lpcd or band."""
+    from .report import run
+
+    run(paths, villages, keys, fmt, plot)
 
 
 def main(argv: list[str] | None = None) -> int:

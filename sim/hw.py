@@ -56,6 +56,7 @@ class SimHal:
         self.sd_present = True
         self._reset = reset_cause
         self.rtc_memory = rtc_memory  # survives a watchdog reset, not a power loss
+        self.on_relay = None  # callback(on) for the plant's physical trace
 
     def start_relay(self):
         if self.relay_pin is None:
@@ -65,6 +66,8 @@ class SimHal:
         level = self.cfg["relay_active"] if on else 1 - self.cfg["relay_active"]
         if level != self.relay_pin.level or not self.relay_trace:
             self.relay_trace.append((self.clock.ms, bool(on)))
+            if self.on_relay is not None:
+                self.on_relay(bool(on))
         self.relay_pin.level = level
 
     def relay_is_on(self):

@@ -132,7 +132,7 @@ def test_three_days_of_auto_filling(tmp_path):
     assert stats["frames"] == len(objs) and stats["skipped_bytes"] == 0
     assert all(o["verified"] and o["chain"] == "ok" for o in objs)
     readings = [o for o in objs if o["kind"] == "reading"]
-    assert len(readings) == 3 * 96
+    assert len(readings) == 3 * 96 + 1  # the grid, and one at boot (here midnight)
     assert all(
         r["ts"][14:] in ("00:00Z", "15:00Z", "30:00Z", "45:00Z") for r in readings
     )

@@ -266,9 +266,9 @@ class Driver:
 
 def play(ch, n_actions):
     cfg = draw_settings(ch)
-    every = ch.int(
-        max(1, cfg["no_flow_s"] // 4, cfg["max_run_s"] // 300), 2 * cfg["no_flow_s"]
-    )
+    # meter reads: mostly often enough for a run to last, at most 300 per run
+    lo = max(1, cfg["no_flow_s"] // 4, cfg["max_run_s"] // 300)
+    every = ch.int(lo, max(lo, 2 * cfg["no_flow_s"]))
     d = Driver(cfg, every)
     horizon = max(cfg["max_run_s"], max(cfg["lockout_s"]), cfg["min_off_s"]) + 200
     for _ in range(n_actions):

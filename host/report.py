@@ -1,0 +1,803 @@
+"""Daily delivery report: litres, lpcd and JJM functionality band per village and day.
+
+Rules (see also DESIGN.md, "Host rules"):
+
+* Days are LOCAL days in the village's time zone (registry column ``tz``, default
+  Asia/Kolkata). Day D is the window (D 00:00, D+1 00:00] local: a reading belongs to
+  the day in which the interval it closes ends, so the reading at exactly midnight
+  closes the previous day.
+* Litres delivered = supply-meter litres. Readings carry the cumulative
+  ``supply_pulses`` modulo 2**32; consecutive readings (in time order) are unwrapped
+  by differences modulo 2**32. A difference of 2**31 or more is a total that went
+  *backwards* (a restore from an older checkpoint, a replaced counter): that interval
+  counts 0 litres and every day it spans is incomplete. Litres per pulse is
+  1000 / ``supply_pulses_per_m3`` of the latest ``boot`` frame before the reading in
+  the device's stream; with no such boot frame (or a 0 K-factor) litres are unknown.
+  Day D's litres = sum of the interval litres of the readings in (D 00:00, D+1 00:00],
+  i.e. total(D+1 00:00) - total(D 00:00) when the K-factor is constant.
+* Pump hours = sum of ``pump_s`` of the day's readings / 3600.
+* Completeness: the board writes readings on the wall-clock grid, at UTC multiples
+  of ``interval_s`` (boot frame; 900 s without one). expected = grid times in
+  (D 00:00, D+1 00:00], present = distinct readings exactly on that grid in the
+  day; completeness = present / expected (0..1, 3 decimals). ``complete`` is true
+  only when: both midnight readings exist, every expected reading is present, the
+  interval is the same for the whole day, the K-factor is known, no ``gap`` frame
+  (either meter) falls in or covers the day, no total went backwards in the day, and
+  no reading without a clock (time quality "none") may belong to the day.
+* ``litres`` is given (as the best estimate) whenever both midnight readings exist and
+  the K-factor is known, even for an incomplete day; otherwise it is null. ``lpcd``
+  and ``band`` are null on every incomplete day: a day without full data is never
+  reported as low supply.
+* lpcd = litres / population, rounded half-up to 1 decimal; the band is taken from
+  that rounded value (so the output is self-consistent): "fully" >= 55, "partially"
+  > 40 and < 55, "non" <= 40 (JJM Table 11).
+* Frames with no clock (``ts`` null) are not placed on days: the clock fix-ups (a
+  later ``clock`` frame of the same boot) come later. Until then such a reading (or a
+  gap frame with neither start nor ts) taints every day between the nearest timed
+  frames of the same device before and after it in the stream.
+* Duplicate frames (same device, boot, seq, kind and t) count once. Frames that failed
+  their MAC check (``verified`` false) are not counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jkproto import codec as c
+from jkproto import objects as ob
+
+from .errors import JalkalError
+
+FULLY_LPCD = 55
+NON_LPCD = 40
+DEFAULT_INTERVAL_S = 900
+DEFAULT_TZ = "Asia/Kolkata"
+M32 = 1 << 32
+BACKWARDS = 1 << 31  # a difference mod 2**32 this large is a total going down
+
+COLUMNS = (
+    "village", "device", "date", "litres", "population", "lpcd", "band",
+    "pump_hours", "completeness", "complete",
+)  # fmt: skip
+
+
+# --- village registry -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Village:
+    device: str
+    village: str
+    population: int
+    block: str = ""
+    district: str = ""
+    state: str = ""
+    tz: str = DEFAULT_TZ
+
+    def label(self) -> str:
+        where = ", ".join(p for p in (self.block, self.district, self.state) if p)
+        return f"{self.village} ({where})" if where else self.village
+
+
+Registry = Mapping[str, Village]
+REQUIRED = ("device", "village", "population")
+OPTIONAL = ("block", "district", "state", "tz")
+_DEVICE = re.compile(r"^[0-9a-fA-F]{8}$")
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _check_tz(name: str) -> str | None:
+    """None if the zone exists, else why not."""
+    try:
+        _zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name!r} (use an IANA name such as Asia/Kolkata)"
+    return None
+
+
+def parse_villages(text: str, name: str = "villages file") -> dict[str, Village]:
+    """Device id -> Village from the CSV text of a registry.
+
+    Header: device,village,population and optionally block,district,state,tz.
+    Any problem is a JalkalError naming the line."""
+    out: dict[str, Village] = {}
+    seen: dict[str, int] = {}
+    header: list[str] | None = None
+    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    no = 0
+    try:
+        for row in rows:
+            no = rows.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = [h.strip().lower() for h in row]
+                _check_header(header, name, no)
+                continue
+            if len(row) != len(header):
+                raise JalkalError(
+                    f"{name} line {no}: {len(row)} fields, the header has {len(header)}"
+                )
+            cells = (cell.strip() for cell in row)
+            v = _village(dict(zip(header, cells, strict=True)), f"{name} line {no}")
+            if v.device in seen:
+                raise JalkalError(
+                    f"{name} line {no}: device {v.device} is already on line "
+                    f"{seen[v.device]}"
+                )
+            seen[v.device] = no
+            out[v.device] = v
+    except csv.Error as e:
+        raise JalkalError(f"{name} line {rows.line_num or no}: not CSV ({e})")
+    if header is None:
+        raise JalkalError(
+            f"{name}: empty; needs a header line device,village,population"
+        )
+    return out
+
+
+def _check_header(header: list[str], name: str, no: int) -> None:
+    unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise JalkalError(
+            f"{name} line {no}: unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"columns are {','.join(REQUIRED)} and optionally {','.join(OPTIONAL)}"
+        )
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise JalkalError(f"{name} line {no}: column(s) repeated: {', '.join(dup)}")
+    missing = [h for h in REQUIRED if h not in header]
+    if missing:
+        raise JalkalError(
+            f"{name} line {no}: missing column(s) {', '.join(missing)} "
+            f"(header needs {','.join(REQUIRED)})"
+        )
+
+
+def _village(rec: dict[str, str], where: str) -> Village:
+    dev = rec["device"]
+    if not _DEVICE.match(dev):
+        raise JalkalError(f"{where}: device must be 8 hex digits, got {dev!r}")
+    if not rec["village"]:
+        raise JalkalError(f"{where}: village name is empty")
+    pop = rec["population"]
+    if not pop.isdigit() or int(pop) <= 0:
+        raise JalkalError(
+            f"{where}: population must be a whole number above 0, got {pop!r}"
+        )
+    tz = rec.get("tz") or DEFAULT_TZ
+    bad = _check_tz(tz)
+    if bad:
+        raise JalkalError(f"{where}: {bad}")
+    return Village(
+        device=dev.lower(),
+        village=rec["village"],
+        population=int(pop),
+        block=rec.get("block", ""),
+        district=rec.get("district", ""),
+        state=rec.get("state", ""),
+        tz=tz,
+    )
+
+
+def load_villages(path: str | Path) -> dict[str, Village]:
+    """Read and check a villages.csv registry."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise JalkalError(f"cannot read villages file {p}: {e.strerror or e}")
+    except UnicodeDecodeError:
+        raise JalkalError(f"villages file {p}: not UTF-8 text (CSV expected)")
+    return parse_villages(text, f"villages file {p}")
+
+
+def _as_registry(registry: Mapping[str, Any]) -> dict[str, Village]:
+    """Accept Village values or plain mappings (village, population, tz...)."""
+    out: dict[str, Village] = {}
+    for dev, v in registry.items():
+        key = dev.lower()
+        if isinstance(v, Village):
+            out[key] = v
+            continue
+        rec = {k: str(v[k]) for k in REQUIRED + OPTIONAL if k in v and k != "device"}
+        rec["device"] = key
+        rec.setdefault("village", "")
+        rec.setdefault("population", "")
+        out[key] = _village(rec, f"registry, device {key}")
+    return out
+
+
+# --- frames to columns ----------------------------------------------------------
+
+
+@dataclass
+class _Cols:
+    """The fields the report needs, one numpy array each, in stream order."""
+
+    device: np.ndarray
+    boot: np.ndarray
+    seq: np.ndarray
+    kind: np.ndarray
+    flags: np.ndarray
+    t: np.ndarray
+    supply: np.ndarray
+    pump_s: np.ndarray
+    interval_s: np.ndarray
+    kfactor: np.ndarray
+    gap_start: np.ndarray
+    gap_seconds: np.ndarray
+    ok: np.ndarray  # a decoded v1 frame
+    verified: np.ndarray  # False only when a MAC check failed
+
+    def take(self, idx: np.ndarray) -> _Cols:
+        return _Cols(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
+
+    def __len__(self) -> int:
+        return int(self.device.size)
+
+
+_TABLE_COLUMNS = {
+    "device": "device", "boot": "boot", "seq": "seq", "kind": "kind",
+    "flags": "flags", "t": "t", "supply": "supply_pulses", "pump_s": "pump_s",
+    "interval_s": "interval_s", "kfactor": "supply_pulses_per_m3",
+    "gap_start": "start", "gap_seconds": "seconds",
+}  # fmt: skip
+# the bulk table's columns the report reads (the CLI keeps only these)
+TABLE_COLUMNS = [*_TABLE_COLUMNS.values(), "status"]
+
+
+def _from_table(tb: pa.Table) -> _Cols:
+    n = tb.num_rows
+    names = set(tb.column_names)
+    need = {"device", "kind", "flags", "t"} - names
+    if need:
+        raise JalkalError(f"frames table lacks column(s) {', '.join(sorted(need))}")
+
+    def col(name: str) -> np.ndarray:
+        if name not in names:
+            return np.zeros(n, np.int64)
+        return np.asarray(pc.fill_null(tb.column(name), 0).to_numpy(), np.int64)
+
+    vals = {k: col(name) for k, name in _TABLE_COLUMNS.items()}
+    if "status" in names:
+        st = tb.column("status").cast(pa.string())
+        ok = np.asarray(pc.fill_null(pc.equal(st, "ok"), False).to_numpy(), bool)
+    else:
+        ok = np.ones(n, bool)
+    if "verified" in names:
+        ver = np.asarray(
+            pc.fill_null(tb.column("verified"), False).to_numpy(zero_copy_only=False),
+            bool,
+        )
+    else:
+        ver = np.ones(n, bool)
+    return _Cols(ok=ok, verified=ver, **vals)
+
+
+def _from_objects(objs: Iterable[Mapping[str, Any]]) -> _Cols:
+    """Objects as `jalkal decode` prints them (bulk.to_objects / objects.to_obj)."""
+    keys = [*_TABLE_COLUMNS, "ok", "verified"]
+    rows: dict[str, list[Any]] = {k: [] for k in keys}
+    for no, o in enumerate(objs):
+        try:
+            r = _object_row(o)
+        except (c.FrameError, KeyError, TypeError, ValueError) as e:
+            raise JalkalError(f"frame object {no}: {e}")
+        for k in keys:
+            rows[k].append(r.get(k, 0))
+    arr = {k: np.asarray(v, np.int64) for k, v in rows.items()}
+    return _Cols(
+        ok=arr.pop("ok").astype(bool), verified=arr.pop("verified").astype(bool), **arr
+    )
+
+
+def _code(table: tuple[str, ...], v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    return table.index(v)
+
+
+def _object_row(o: Mapping[str, Any]) -> dict[str, Any]:
+    if "raw" in o or "device" not in o:  # unknown version / malformed: kept raw
+        return {"ok": 0, "verified": 1}
+    ts = o.get("ts")
+    tq = _code(ob.TIME, o.get("time", "none" if ts is None else "net"))
+    start = o.get("start")
+    return {
+        "device": ob.parse_device(o["device"]),
+        "boot": o.get("boot", 0),
+        "seq": o.get("seq", 0),
+        "kind": _code(ob.KINDS, o["kind"]),
+        "flags": tq,
+        "t": ob.parse_iso(ts) if ts is not None else o.get("uptime_s", 0),
+        "supply": o.get("supply_pulses") or 0,
+        "pump_s": o.get("pump_s") or 0,
+        "interval_s": o.get("interval_s") or 0,
+        "kfactor": o.get("supply_pulses_per_m3") or 0,
+        "gap_start": ob.parse_iso(start) if start else 0,
+        "gap_seconds": o.get("seconds") or 0,
+        "ok": 1,
+        "verified": 0 if o.get("verified") is False else 1,
+    }
+
+
+Frames: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"
+
+
+def _columns(frames: Frames) -> _Cols:
+    if isinstance(frames, pa.Table):
+        return _from_table(frames)
+    return _from_objects(frames)
+
+
+# --- the computation ------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    days: list[dict[str, Any]]
+    unknown: dict[str, int] = field(default_factory=dict)  # device -> frames skipped
+    unverified: int = 0  # frames that failed the MAC check (not counted)
+    notes: list[str] = field(default_factory=list)  # advice for stderr
+
+
+def daily(frames: Frames, registry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One dict per (device, local day): the keys of COLUMNS, sorted by village,
+    date, device.
+
+    frames: the Arrow table of ``bulk.decode`` (or several concatenated) or the
+    objects ``jalkal decode`` prints, in stream order. registry: device id ->
+    Village (or a mapping with village, population and optionally tz)."""
+    return compute(frames, registry).days
+
+
+def compute(frames: Frames, registry: Mapping[str, Any]) -> Result:
+    """daily() plus what was left out: unknown devices, MAC failures, advice."""
+    reg = _as_registry(registry)
+    cols = _columns(frames)
+    res = Result(days=[])
+    res.unverified = int(np.count_nonzero(cols.ok & ~cols.verified))
+    cols = cols.take(np.flatnonzero(cols.ok & cols.verified))
+    cols = cols.take(_dedup(cols))
+    devs, counts = np.unique(cols.device, return_counts=True)
+    order = np.argsort(cols.device, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    for i, d in enumerate(devs.tolist()):
+        dev = ob.device_str(d)
+        v = reg.get(dev)
+        if v is None:
+            res.unknown[dev] = int(counts[i])
+            continue
+        sub = cols.take(order[bounds[i] : bounds[i + 1]])
+        res.days.extend(_device_days(sub, v, res.notes))
+    res.days.sort(key=lambda r: (r["village"], r["date"], r["device"]))
+    return res
+
+
+def _dedup(cols: _Cols) -> np.ndarray:
+    """Indices (in stream order) of the first copy of every frame."""
+    if len(cols) == 0:
+        return np.zeros(0, np.int64)
+    key = np.stack([cols.device, cols.boot, cols.seq, cols.kind, cols.t], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return np.sort(first)
+
+
+def _midnight(d: date, tz: ZoneInfo) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
+
+
+def _local_date(t: int, tz: ZoneInfo) -> date:
+    return datetime.fromtimestamp(t, tz).date()
+
+
+def _round(x: Fraction, nd: int) -> float:
+    """Half-up rounding of a non-negative exact value to nd decimals."""
+    q = 10**nd
+    return math.floor(x * q + Fraction(1, 2)) / q
+
+
+def band_of(lpcd: float) -> str:
+    if lpcd >= FULLY_LPCD:
+        return "fully"
+    if lpcd > NON_LPCD:
+        return "partially"
+    return "non"
+
+
+def _day_index(b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Day i with b[i] < t <= b[i+1] (may be -1 or len(b) - 1: out of range)."""
+    return np.searchsorted(b, t, side="left") - 1
+
+
+def _taint(b: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.ndarray:
+    """Days whose window (b[i], b[i+1]] meets some closed stretch [lo_t, hi_t]."""
+    nd = b.size - 1
+    lo = _day_index(b, lo_t)
+    hi = np.maximum(_day_index(b, hi_t), lo)
+    keep = (hi >= 0) & (lo < nd)
+    diff = np.zeros(nd + 1, np.int64)
+    np.add.at(diff, np.clip(lo[keep], 0, nd - 1), 1)
+    np.add.at(diff, np.clip(hi[keep], 0, nd - 1) + 1, -1)
+    return np.cumsum(diff[:-1]) > 0
+
+
+def _device_days(f: _Cols, v: Village, notes: list[str]) -> list[dict[str, Any]]:
+    tz = _zone(v.tz)
+    n = len(f)
+    timed = (f.flags & c.TQ_MASK) != 0
+    # Frames with ts null (no clock) are not placed on days: clock fix-ups (from a
+    # later `clock` frame of the boot) come later. They only taint days, below.
+    if not timed.any():
+        return []
+    idx = np.arange(n)
+    # configuration in effect: the latest boot frame before each frame (stream order)
+    lb = np.maximum.accumulate(np.where(f.kind == c.BOOT, idx, -1))
+    has_cfg = lb >= 0
+    lbc = np.maximum(lb, 0)
+    iv_all = np.where(has_cfg, f.interval_s[lbc], 0)
+    iv_all = np.where(iv_all > 0, iv_all, DEFAULT_INTERVAL_S)
+    k_all = np.where(has_cfg, f.kfactor[lbc], 0)
+
+    t_timed = f.t[timed]
+    first = _local_date(int(t_timed.min()), tz)
+    last = max(_local_date(int(t_timed.max()) - 1, tz), first)
+    dates = [first + timedelta(days=i) for i in range((last - first).days + 2)]
+    b = np.array([_midnight(d, tz) for d in dates], np.int64)
+    nd = b.size - 1
+
+    # readings on the timeline, in time order (stream order among equal times)
+    rsel = np.flatnonzero((f.kind == c.READING) & timed)
+    rsel = rsel[np.argsort(f.t[rsel], kind="stable")]
+    rt, rp = f.t[rsel], f.supply[rsel]
+    rps, riv, rk = f.pump_s[rsel], iv_all[rsel], k_all[rsel]
+    rd = _day_index(b, rt)
+    inr = (rd >= 0) & (rd < nd)
+    rdi = rd[inr]
+
+    # interval pulses: differences mod 2**32; the first reading has no interval
+    inc = np.zeros(rt.size, np.int64)
+    back = np.zeros(rt.size, bool)
+    if rt.size > 1:
+        d = (rp[1:] - rp[:-1]) % M32
+        back[1:] = d >= BACKWARDS
+        inc[1:] = np.where(back[1:], 0, d)
+    taint = np.zeros(nd, bool)
+    bi = np.flatnonzero(back)
+    if bi.size:
+        taint |= _taint(b, rt[bi - 1] + 1, rt[bi])
+
+    # gap frames: [start, start + seconds]; unknown length ends at the frame's own
+    # time; unknown start: the frame's own time
+    g = f.kind == c.GAP
+    gs, gl, gt = f.gap_start, f.gap_seconds, f.t
+    known = g & (gs > 0)
+    end = np.where(gl > 0, gs + gl, np.where(timed & (gt > gs), gt, gs))
+    own = g & (gs == 0) & timed
+    lo_t = np.concatenate((gs[known], gt[own]))
+    hi_t = np.concatenate((end[known], gt[own]))
+    if lo_t.size:
+        taint |= _taint(b, lo_t, hi_t)
+
+    # readings without a clock (and gap frames placed nowhere) may belong to any day
+    # between the timed frames of this device around them in the stream
+    loose = np.flatnonzero(~timed & ((f.kind == c.READING) | (g & (gs == 0))))
+    if loose.size:
+        prev = np.maximum.accumulate(np.where(timed, idx, -1))[loose]
+        nxt = np.minimum.accumulate(np.where(timed, idx, n)[::-1])[::-1][loose]
+        lo_t = np.where(prev >= 0, f.t[np.maximum(prev, 0)] + 1, b[0])
+        hi_t = np.where(nxt < n, f.t[np.minimum(nxt, n - 1)] - 1, b[-1])
+        taint |= _taint(b, lo_t, np.maximum(hi_t, lo_t))
+
+    # the interval of a day: the one in effect for its last reading (or the latest
+    # reading before it); mixed intervals within a day make it incomplete
+    j = np.searchsorted(rt, b[1:], side="right") - 1
+    fallback = int(iv_all[np.flatnonzero(f.kind == c.BOOT)[0]]) if has_cfg.any() else 0
+    iv_day = np.full(nd, fallback or DEFAULT_INTERVAL_S, np.int64)
+    if rt.size:
+        iv_day = np.where(j >= 0, riv[np.maximum(j, 0)], iv_day)
+    count = np.bincount(rdi, minlength=nd)
+    mn = np.full(nd, np.iinfo(np.int64).max)
+    mx = np.zeros(nd, np.int64)
+    np.minimum.at(mn, rdi, riv[inr])
+    np.maximum.at(mx, rdi, riv[inr])
+    mixed = (count > 0) & (mn != mx)
+
+    # readings on the board's grid (UTC multiples of interval_s, as its
+    # readings_task writes them), each grid time counted once
+    on = inr.copy()
+    on[inr] = (rt[inr] % iv_day[rdi] == 0) & (riv[inr] == iv_day[rdi])
+    grid_t = np.unique(rt[on])
+    present = np.bincount(_day_index(b, grid_t), minlength=nd)
+    expected = b[1:] // iv_day - b[:-1] // iv_day
+    off_grid = (b[1:] % iv_day != 0) | (b[:-1] % iv_day != 0)
+    if off_grid.any():
+        notes.append(
+            f"device {v.device}: with interval_s {int(iv_day[off_grid][0])} the "
+            f"board's reading grid misses local midnight in {v.tz}, so its days "
+            "cannot be complete; use an interval that divides the UTC offset"
+        )
+    mid = np.isin(b, rt)
+    both = mid[:-1] & mid[1:]
+
+    kbad = np.bincount(rdi, weights=(rk[inr] <= 0), minlength=nd) > 0
+    pump = np.bincount(rdi, weights=rps[inr], minlength=nd)
+
+    # litres per day, exact: pulses summed per (day, K-factor), then 1000 / K each
+    good = inr & (rk > 0)
+    pairs, inv = np.unique(np.stack([rd[good], rk[good]]), axis=1, return_inverse=True)
+    sums = np.bincount(inv.reshape(-1), weights=inc[good], minlength=pairs.shape[1])
+    litres: list[Fraction] = [Fraction(0)] * nd
+    for (day, k), s in zip(pairs.T.tolist(), sums.tolist(), strict=True):
+        litres[day] += Fraction(int(s) * 1000, k)
+
+    if rt.size and k_all[rsel[0]] <= 0 and not has_cfg[rsel[0]]:
+        notes.append(
+            f"device {v.device}: readings before any boot "
+            "frame have no meter K-factor, so no litres; include the log files "
+            "from the boot before them"
+        )
+
+    out: list[dict[str, Any]] = []
+    for i in range(nd):
+        has_litres = bool(both[i]) and not kbad[i]
+        complete = bool(
+            has_litres and present[i] == expected[i] and not taint[i] and not mixed[i]
+        )
+        lt = litres[i] if has_litres else None
+        lpcd = _round(lt / v.population, 1) if complete and lt is not None else None
+        ex = int(expected[i])
+        frac = Fraction(min(int(present[i]), ex), ex) if ex else Fraction(0)
+        out.append(
+            {
+                "village": v.village,
+                "device": v.device,
+                "date": dates[i].isoformat(),
+                "litres": _round(lt, 1) if lt is not None else None,
+                "population": v.population,
+                "lpcd": lpcd,
+                "band": band_of(lpcd) if lpcd is not None else None,
+                "pump_hours": _round(Fraction(int(pump[i]), 3600), 2),
+                "completeness": _round(frac, 3),
+                "complete": complete,
+            }
+        )
+    return out
+
+
+# --- output ---------------------------------------------------------------------
+
+
+def to_json(days: list[dict[str, Any]]) -> str:
+    return json.dumps({"days": [{k: r[k] for k in COLUMNS} for r in days]}) + "\n"
+
+
+def to_csv(days: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in days:
+        w.writerow(
+            [
+                "" if r[k] is None else str(r[k]).lower() if k == "complete" else r[k]
+                for k in COLUMNS
+            ]
+        )
+    return buf.getvalue()
+
+
+def _groups(
+    days: list[dict[str, Any]], reg: Registry
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Days per village (same name in another block/district is another village)."""
+    by: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    labels: dict[tuple[str, ...], str] = {}
+    for r in days:
+        v = reg.get(r["device"])
+        key = (r["village"], *((v.state, v.district, v.block) if v else ()))
+        by.setdefault(key, []).append(r)
+        labels[key] = v.label() if v else r["village"]
+    return [(labels[k], by[k]) for k in sorted(by)]
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    done = [r for r in rows if r["complete"]]
+    bands = {
+        b: sum(r["band"] == b for r in done) for b in ("fully", "partially", "non")
+    }
+    mean = (
+        f"{_round(Fraction(sum(Fraction(str(r['lpcd'])) for r in done), len(done)), 1)}"
+        if done
+        else "-"
+    )
+    return (
+        f"{len(done)} of {len(rows)} days complete; mean lpcd {mean} (complete days); "
+        f"fully {bands['fully']}, partially {bands['partially']}, non {bands['non']}"
+    )
+
+
+def to_table(days: list[dict[str, Any]], reg: Registry) -> str:
+    head = (
+        "device",
+        "date",
+        "litres",
+        "pop",
+        "lpcd",
+        "band",
+        "pump h",
+        "compl",
+        "complete",
+    )
+    right = {2, 3, 4, 6, 7}
+    if not days:
+        return "no days to report\n"
+    blocks = []
+    for label, rows in _groups(days, reg):
+        cells = [
+            (
+                r["device"],
+                r["date"],
+                "-" if r["litres"] is None else f"{r['litres']:.1f}",
+                str(r["population"]),
+                "-" if r["lpcd"] is None else f"{r['lpcd']:.1f}",
+                r["band"] or "incomplete",
+                f"{r['pump_hours']:.2f}",
+                f"{r['completeness']:.3f}",
+                "yes" if r["complete"] else "no",
+            )
+            for r in sorted(rows, key=lambda r: (r["date"], r["device"]))
+        ]
+        blocks.append((label, rows, cells))
+    width = [
+        max(len(head[i]), *(len(x[i]) for _, _, cs in blocks for x in cs))
+        for i in range(len(head))
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            x.rjust(width[i]) if i in right else x.ljust(width[i])
+            for i, x in enumerate(cells)
+        ).rstrip()
+
+    out = []
+    for label, rows, cells in blocks:
+        out.append(label)
+        out.append("  " + line(head))
+        out.extend("  " + line(x) for x in cells)
+        out.append(f"  {summary(rows)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_plot(days: list[dict[str, Any]], reg: Registry, path: str) -> None:
+    """Daily lpcd (complete days) per village, with the 55 and 40 lpcd lines."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import dates as mdates
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise JalkalError("--plot needs matplotlib: pip install 'matplotlib>=3.7'")
+    from .cli import atomic_write
+
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    ax = fig.subplots()
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for label, rows in _groups(days, reg):
+        for r in rows:
+            series.setdefault((label, r["device"]), []).append(r)
+    multi = {lb for lb, _d in series if sum(1 for x, _ in series if x == lb) > 1}
+    for (label, dev), rows in series.items():
+        rows.sort(key=lambda r: r["date"])
+        xs = np.array([r["date"] for r in rows], dtype="datetime64[D]")
+        ys = [math.nan if r["lpcd"] is None else r["lpcd"] for r in rows]
+        name = f"{label} [{dev}]" if label in multi else label
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.axhline(FULLY_LPCD, color="tab:green", linestyle="--", label="55 lpcd (fully)")
+    ax.axhline(
+        NON_LPCD, color="tab:red", linestyle="--", label="40 lpcd (non at or below)"
+    )
+    ax.set_ylabel("litres per person per day")
+    ax.set_title("Daily supply per village (complete days only)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if len(series) <= 20:
+        ax.legend(fontsize="small")
+    span = {r["date"] for r in days}
+    if len(span) <= 31:  # short reports: one tick a day, never hours
+        ax.xaxis.set_major_locator(mdates.DayLocator())
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    else:
+        loc = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(loc)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    fig.autofmt_xdate()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+
+
+# --- the command ----------------------------------------------------------------
+
+
+def decode_sources(
+    paths: Sequence[str], keys: str | None
+) -> tuple[pa.Table, dict[str, int]]:
+    """The report's columns of every frame of the inputs, as one stream."""
+    from . import bulk
+    from .cli import input_files, read_bytes
+    from .keys import load_keys, signers
+
+    sg = signers(load_keys(keys)) if keys else None
+    cols = TABLE_COLUMNS + (["verified"] if sg else [])
+    state = bulk.ChainState()
+    stats = ob.new_stats()
+    tables = [
+        bulk.decode(read_bytes(f), sg, state, stats).table.select(cols)
+        for f in input_files(tuple(paths))
+    ]
+    return pa.concat_tables(tables), stats
+
+
+def run(
+    paths: Sequence[str],
+    villages: str,
+    keys: str | None = None,
+    fmt: str = "table",
+    plot: str | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> Result:
+    """`jalkal report`: decode, compute, print; warnings go to err."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    reg = load_villages(villages)  # a bad registry fails before any decoding
+    table, stats = decode_sources(paths, keys)
+    res = compute(table, reg)
+    from .cli import problems_line
+
+    line = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
+    if line:
+        print(line, file=err)
+    if res.unverified:
+        print(
+            f"report: {res.unverified} frames failed MAC check, not counted", file=err
+        )
+    for dev, nf in sorted(res.unknown.items()):
+        print(
+            f"report: device {dev} is not in the villages file ({nf} frames "
+            "skipped); add a row for it to report it",
+            file=err,
+        )
+    for note in res.notes:
+        print(f"report: {note}", file=err)
+    if fmt == "json":
+        out.write(to_json(res.days))
+    elif fmt == "csv":
+        out.write(to_csv(res.days))
+    else:
+        out.write(to_table(res.days, reg))
+    if plot:
+        write_plot(res.days, reg, plot)
+    return res

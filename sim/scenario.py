@@ -1,0 +1,247 @@
+"""Scenarios: a village, its scheme, and the faults to inject (TOML or built in)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+FAULT_KINDS = (
+    "power_cut", "dry_borewell", "sd_removed", "sim_outage", "switch_chatter",
+    "wire_break", "clock_unset", "float_stuck",
+)  # fmt: skip
+SWITCHES = ("dry", "low", "high")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "custom",
+    "start": "2026-03-01",
+    "days": 10,
+    "seed": 1,
+    "tz": "Asia/Kolkata",
+    "board": "esp32-devkitc-sim800l",
+    "village": {"name": "Hirapur", "population": 1200},
+    "scheme": {
+        "pump_lpm": 300,  # pump flow, litres per minute
+        "tank_litres": 50000,
+        "litres_per_pulse": 10.0,  # supply meter (tank -> village)
+        "source_litres_per_pulse": 10.0,  # source meter (borewell -> tank)
+        "tank_start": 0.5,  # fraction full at the start
+        "low_frac": 0.3,  # the low float closes below this
+        "high_frac": 0.9,  # the high float closes above this
+    },
+    "borewell": {
+        "storage_litres": 30000,  # water above the dry-run probe when recovered
+        "recharge_lpm": 250,  # aquifer inflow
+    },
+    "demand": {"lpcd": 62},
+    "pump": {  # controller settings (config.json keys)
+        "min_off_s": 300,
+        "max_run_s": 14400,
+        "debounce_s": 3,
+        "no_flow_s": 120,
+        "restart_delay_s": 120,
+    },
+}
+FAULT_KEYS = {"kind", "start", "hours", "switch", "factor"}
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; the message names the key."""
+
+
+def _merge(base: dict, raw: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in raw.items():
+        if k not in base:
+            raise ScenarioError(f"{where}unknown key {k!r}")
+        if isinstance(base[k], dict):
+            if not isinstance(v, dict):
+                raise ScenarioError(f"{where}{k} must be a table")
+            out[k] = _merge(base[k], v, f"{where}{k}.")
+        else:
+            want = type(base[k])
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, want) or isinstance(v, bool) != isinstance(
+                base[k], bool
+            ):
+                raise ScenarioError(
+                    f"{where}{k} must be {want.__name__}, got {type(v).__name__} {v!r}"
+                )
+            out[k] = v
+    return out
+
+
+def _tz_offset_min(tz: str, day: dt.date) -> int:
+    try:
+        from zoneinfo import ZoneInfo
+
+        z = ZoneInfo(tz)
+    except Exception:  # ZoneInfoNotFoundError, ValueError, missing tzdata
+        raise ScenarioError(f"tz: unknown time zone {tz!r}")
+    off = dt.datetime(day.year, day.month, day.day, 12, tzinfo=z).utcoffset()
+    assert off is not None
+    return int(off.total_seconds() // 60)
+
+
+def normalize(raw: dict, name: str = "custom") -> dict:
+    """Defaults filled in, every value checked; raises ScenarioError naming the key."""
+    raw = dict(raw)
+    faults = raw.pop("fault", [])
+    base = copy.deepcopy(DEFAULTS)
+    base["name"] = name
+    sc = _merge(base, raw, "")
+    try:
+        start = dt.date.fromisoformat(sc["start"])
+    except ValueError:
+        raise ScenarioError(
+            f"start must be a date like 2026-03-01, got {sc['start']!r}"
+        )
+    if not 1 <= sc["days"] <= 3660:
+        raise ScenarioError("days must be 1..3660")
+    pop = sc["village"]["population"]
+    if not 1 <= pop <= 10_000_000:
+        raise ScenarioError("village.population must be 1..10000000")
+    s = sc["scheme"]
+    for k in ("pump_lpm", "tank_litres", "litres_per_pulse"):
+        if s[k] <= 0:
+            raise ScenarioError(f"scheme.{k} must be > 0")
+    if not 0 <= s["low_frac"] < s["high_frac"] <= 1:
+        raise ScenarioError("scheme: need 0 <= low_frac < high_frac <= 1")
+    if sc["demand"]["lpcd"] < 0:
+        raise ScenarioError("demand.lpcd must be >= 0")
+    sc["tz_offset_min"] = _tz_offset_min(sc["tz"], start)
+    midnight = dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc)
+    sc["start_utc"] = int(midnight.timestamp()) - sc["tz_offset_min"] * 60
+    if not isinstance(faults, list):
+        raise ScenarioError("fault must be an array of tables ([[fault]])")
+    sc["fault"] = [_fault(f, i, sc) for i, f in enumerate(faults)]
+    return sc
+
+
+def _fault(f: Any, i: int, sc: dict) -> dict:
+    where = f"fault[{i}]."
+    if not isinstance(f, dict):
+        raise ScenarioError(f"fault[{i}] must be a table")
+    for k in f:
+        if k not in FAULT_KEYS:
+            raise ScenarioError(f"{where}unknown key {k!r}")
+    kind = f.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ScenarioError(
+            f"{where}kind must be one of {', '.join(FAULT_KINDS)}; got {kind!r}"
+        )
+    out = {
+        "kind": kind,
+        "switch": f.get("switch", "high"),
+        "factor": f.get("factor", 0.05),
+    }
+    if out["switch"] not in SWITCHES:
+        raise ScenarioError(f"{where}switch must be one of {', '.join(SWITCHES)}")
+    if kind == "clock_unset":
+        out["at_s"], out["hours"] = 0, 0.0
+        return out
+    start = f.get("start")
+    try:
+        local = dt.datetime.fromisoformat(str(start))
+    except ValueError:
+        raise ScenarioError(f"{where}start must be a local time like 2026-03-03T14:00")
+    hours = f.get("hours")
+    if not isinstance(hours, (int, float)) or isinstance(hours, bool) or hours <= 0:
+        raise ScenarioError(f"{where}hours must be a number > 0")
+    epoch = dt.datetime(1970, 1, 1)
+    at = (
+        int((local - epoch).total_seconds())
+        - sc["tz_offset_min"] * 60
+        - sc["start_utc"]
+    )
+    if at < 0:
+        raise ScenarioError(f"{where}start is before the scenario starts")
+    out["at_s"], out["hours"] = at, float(hours)
+    return out
+
+
+def _local(sc_start: str, day: int, hour: float) -> str:
+    d = dt.date.fromisoformat(sc_start) + dt.timedelta(days=day)
+    t = dt.datetime(d.year, d.month, d.day) + dt.timedelta(hours=hour)
+    return t.strftime("%Y-%m-%dT%H:%M")
+
+
+def builtin(
+    name: str, days: int = 10, seed: int = 1, start: str = "2026-03-01"
+) -> dict:
+    """The raw (TOML-shaped) dict of a built-in scenario."""
+    rng = random.Random(f"{name}:{seed}")
+    raw: dict[str, Any] = {"start": start, "days": days, "seed": seed}
+    faults: list[dict] = []
+
+    def add(kind: str, day: int, hour: float, hours: float, **extra: Any) -> None:
+        when = _local(start, min(day, days - 1), hour)
+        faults.append({"kind": kind, "start": when, "hours": hours, **extra})
+
+    if name == "normal":
+        pass
+    elif name == "power-cuts":
+        for d in range(days):  # most days lose power for a few hours, as villages do
+            if rng.random() < 0.7:
+                add("power_cut", d, rng.uniform(0, 20), round(rng.uniform(1, 6), 2))
+    elif name == "dry-borewell":
+        add("dry_borewell", 2, 6, 36.0, factor=0.03)
+    elif name == "overflow-fault":
+        add("float_stuck", 1, 0, 48.0)
+    elif name == "sensor-faults":
+        add("switch_chatter", 1, 5, 10.0, switch="high")
+        add("wire_break", 3, 8, 12.0, switch="high")
+    elif name == "sd-fault":
+        add("sd_removed", 1, 10, 30.0)
+    else:
+        names = ", ".join(BUILTINS)
+        raise ScenarioError(f"no built-in scenario {name!r}; try one of {names}")
+    raw["fault"] = faults
+    return raw
+
+
+BUILTINS = ("normal", "power-cuts", "dry-borewell", "overflow-fault", "sensor-faults",
+            "sd-fault")  # fmt: skip
+
+
+def load(
+    name_or_file: str,
+    days: int | None = None,
+    seed: int | None = None,
+    start: str | None = None,
+) -> dict:
+    """A normalized scenario from a built-in name or a TOML file; flags override."""
+    p = Path(name_or_file)
+    if name_or_file in BUILTINS:
+        raw = builtin(name_or_file, days or 10, seed if seed is not None else 1,
+                      start or "2026-03-01")  # fmt: skip
+        name = name_or_file
+    elif p.suffix == ".toml" or p.exists():
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ScenarioError(f"cannot read {p}: {e.strerror or e}")
+        except tomllib.TOMLDecodeError as e:
+            raise ScenarioError(f"{p}: not valid TOML ({e})")
+        name = p.stem
+        if days is not None:
+            raw["days"] = days
+        if seed is not None:
+            raw["seed"] = seed
+        if start is not None:
+            raw["start"] = start
+    else:
+        names = ", ".join(BUILTINS)
+        raise ScenarioError(
+            f"no scenario {name_or_file!r}: give a TOML file or one of {names}"
+        )
+    return normalize(raw, name)

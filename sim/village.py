@@ -1,0 +1,216 @@
+"""Run one simulated village: the real firmware on simulated hardware and virtual time,
+beside the plant, with the scenario's faults; write what a field visit would find."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from jkfw import config
+from jkfw.app import Controller
+from jkfw.logger import FrameLog
+from jkfw.store import Store
+
+from jkproto import objects as ob
+
+from .hw import SimHal
+from .plant import Plant
+from .vclock import VirtualClock
+
+REPO_BOARDS = Path(__file__).resolve().parent.parent / "boards"
+CHUNK_MS = 6 * 3600 * 1000  # progress is reported this often
+
+
+def board_pins(name: str) -> dict:
+    for root in (REPO_BOARDS, Path(__file__).resolve().parent / "boards"):
+        p = root / f"{name}.json"
+        if p.exists():
+            return json.loads(p.read_text())
+    raise FileNotFoundError(f"no board file {name}.json")
+
+
+def identity(sc: dict) -> tuple[str, bytes]:
+    """Device id and key, the same for the same scenario and seed."""
+    h = hashlib.sha256(
+        f"jalkal-sim:{sc['village']['name']}:{sc['seed']}".encode()
+    ).digest()
+    return h[:4].hex(), hashlib.sha256(b"key:" + h).digest()
+
+
+class Village:
+    def __init__(self, sc: dict, out: Path):
+        self.sc = sc
+        self.out = out
+        self.device, self.key = identity(sc)
+        b = board_pins(sc["board"])
+        raw = {
+            "device": self.device,
+            "key": self.key.hex(),
+            "board": sc["board"],
+            "pins": b["pins"],
+            "external_pullups": b.get("external_pullups", []),
+            "population": sc["village"]["population"],
+            "tz_offset_min": sc["tz_offset_min"],
+            "source_litres_per_pulse": sc["scheme"]["source_litres_per_pulse"],
+            "supply_litres_per_pulse": sc["scheme"]["litres_per_pulse"],
+            "display": "none",
+        }
+        raw.update(sc["pump"])
+        self.cfg, bad = config.validate(raw)
+        if bad:
+            raise ValueError(
+                f"scenario gives bad controller settings: {', '.join(bad)}"
+            )
+        has_rtc = not any(f["kind"] == "clock_unset" for f in sc["fault"])
+        self.clock = VirtualClock(sc["start_utc"] if has_rtc else None, quality=1)
+        self.hal = SimHal(self.cfg, self.clock)
+        self.rng = random.Random(sc["seed"])
+        self.plant = Plant(sc, self.clock, self.hal, self.rng)
+        self.sd = out / "sd"
+        self.flash = out / "flash"
+        self.ctl: Controller | None = None
+        self.boots = 0
+
+    # --- the board
+    def boot(self) -> None:
+        if self.hal.sd_present:
+            self.sd.mkdir(parents=True, exist_ok=True)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        log = FrameLog(str(self.sd), str(self.flash))
+        self.ctl = Controller(
+            self.cfg, self.hal, self.clock, Store(str(self.flash)), log
+        )
+        self.ctl.boot()
+        self.ctl.start()
+        self.boots += 1
+
+    def power(self, on: bool) -> None:
+        self.plant.set_mains(on)
+        if on:
+            self.clock.reboot(rtc=self.clock._rtc is not None)
+            self.hal._reset = 1  # power on
+            self.plant.board_alive = True
+            self.boot()
+        else:
+            # no battery: the board dies with the mains; its RAM and RTC memory go
+            self.clock.stop()
+            self.plant.board_alive = False
+            self.hal.relay(False)  # the coil loses power: the contact opens
+            self.hal.rtc_memory = None
+            if self.ctl is not None:
+                self.ctl.log.close()
+
+    def sd_present(self, present: bool) -> None:
+        gone = self.out / "sd.removed"
+        if not present and self.sd.exists():
+            os.rename(self.sd, gone)
+        elif present and gone.exists():
+            os.rename(gone, self.sd)
+        self.hal.sd_present = present
+
+    # --- faults
+    def schedule(self) -> None:
+        p = self.plant
+        for f in self.sc["fault"]:
+            a = f["at_s"] * 1000
+            b = a + int(f["hours"] * 3600 * 1000)
+            k = f["kind"]
+            if k == "power_cut":
+                self.clock.at(a, lambda: self.power(False))
+                self.clock.at(b, lambda: self.power(True))
+            elif k == "dry_borewell":
+                self.clock.at(a, lambda f=f: setattr(p, "recharge_factor", f["factor"]))
+                self.clock.at(b, lambda: setattr(p, "recharge_factor", 1.0))
+            elif k == "sd_removed":
+                self.clock.at(a, lambda: self.sd_present(False))
+                self.clock.at(b, lambda: self.sd_present(True))
+            elif k == "switch_chatter":
+                self.clock.at(a, lambda: setattr(p, "chatter", True))
+                self.clock.at(b, lambda: setattr(p, "chatter", False))
+            elif k == "wire_break":
+                self.clock.at(a, lambda f=f: p.wires_cut.add(f["switch"]))
+                self.clock.at(b, lambda f=f: p.wires_cut.discard(f["switch"]))
+            elif k == "float_stuck":
+                self.clock.at(a, lambda: setattr(p, "float_stuck", True))
+                self.clock.at(b, lambda: setattr(p, "float_stuck", False))
+            # sim_outage: the uplink is not simulated yet; clock_unset: no RTC (above)
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> None:
+        # a few seconds past the last midnight: a board that rebooted mid-second reads
+        # its grid a fraction of a second late, and the last day needs that reading
+        end = self.sc["days"] * 86400 * 1000 + 5000
+        self.boot()
+        self.plant.start()
+        self.schedule()
+        t = 0
+        while t < end:
+            t = min(end, t + CHUNK_MS)
+            self.clock.run_until(t)
+            if progress:
+                progress(t, end)
+        if self.clock.failures:
+            name, e = self.clock.failures[0]
+            raise RuntimeError(f"firmware task {name} crashed: {e!r}")
+        if self.ctl is not None:
+            self.ctl.log.close()
+        self.sd_present(True)
+
+    # --- what a field visit finds
+    def truth(self) -> dict:
+        sc = self.sc
+        days = [
+            {"date": d, "litres": round(litres, 3), "pump_hours": round(h, 4)}
+            for d, litres, h in self.plant.days(sc["tz_offset_min"])
+        ][: sc["days"]]
+        pump = {
+            "min_off_s": self.cfg["min_off_s"],
+            "max_run_s": self.cfg["max_run_s"],
+            "debounce_s": self.cfg["debounce_s"],
+        }
+        trace = [[ob.iso(t), what] for t, what in self.plant.trace]
+        return {
+            "village": sc["village"]["name"],
+            "device": self.device,
+            "population": sc["village"]["population"],
+            "days": days,
+            "pump": pump,
+            "trace": trace,
+        }
+
+
+def write_outputs(out: Path, villages: list[Village], tz: str) -> None:
+    """villages.csv, keys.json (owner-only) and truth.json beside the SD folder."""
+    with open(out / "villages.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["device", "village", "population", "tz"])
+        for v in villages:
+            w.writerow(
+                [v.device, v.sc["village"]["name"], v.sc["village"]["population"], tz]
+            )
+    keys = {"devices": {v.device: {"key": v.key.hex()} for v in villages}}
+    kp = out / "keys.json"
+    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(keys, f, indent=2)
+    truth = {"tz": tz, "villages": [v.truth() for v in villages]}
+    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+
+
+def simulate(
+    sc: dict, out: Path, progress: Callable[[int, int], None] | None = None
+) -> Village:
+    """Run the scenario into out/ (emptied first); returns the village."""
+    if out.exists():
+        for name in ("sd", "sd.removed", "flash"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    v = Village(sc, out)
+    v.run(progress)
+    write_outputs(out, [v], sc["tz"])
+    return v
