@@ -393,10 +393,11 @@ class Controller:
         for coro in (
             self.switches_task(), self.pump_task(), self.meters_task(),
             self.readings_task(), self.heartbeat_task(),
-            self.storage_task(), self.button_task(), self.display_task(),
-            self.watchdog_task(),
+            self.storage_task(), self.button_task(), self.watchdog_task(),
         ):  # fmt: skip
             spawn(coro)
+        if self.display is not None:  # no display fitted: no wakeups for it
+            spawn(self.display_task())
 
 
 def _pack_totals(meters):

@@ -259,6 +259,7 @@ def test_display_follows_the_controller(tmp_path):
     ctl = boot(tmp_path, clock, hal, cfg)
     bus = Bus()
     ctl.display = Display(SSD1306(bus, 0x3C), "ssd1306")
+    clock.spawn(ctl.display_task())  # start() spawns it when a display is fitted
     plant.start()
     clock.run_until(2 * 3600 * 1000)
     frames = [b for a, b in bus.writes if a == 0x3C and len(b) == 1025]
