@@ -49,6 +49,7 @@ class Controller:
         self.state = None
         self.faults = []
         self.pump_on_since = None
+        self.flow_off_since = None
         self.pump_s_acc = 0
         self.alive = 0
         self.frames = 0
@@ -244,6 +245,25 @@ class Controller:
                 src = self.meters["supply"].last_delta
             self.pump.flow(self.clock.uptime_s(), src)
             self.hal.rtc_save(_pack_totals(self.meters))
+            if "source" in self.meters:
+                self._check_relay(src)
+
+    def _check_relay(self, src):
+        """Water from the borewell while the relay is open: a welded contact. The
+        firmware cannot stop that pump, but it must say so."""
+        now = self.clock.uptime_s()
+        if self.hal.relay_is_on() or src == 0:
+            self.flow_off_since = None
+            if src == 0 and "relay_stuck" in self.faults and not self.hal.relay_is_on():
+                self.faults.remove("relay_stuck")
+                self.event("fault_cleared", "relay_stuck", 0)
+            return
+        if self.flow_off_since is None:
+            self.flow_off_since = now
+        stuck = now - self.flow_off_since >= self.cfg["no_flow_s"]
+        if stuck and "relay_stuck" not in self.faults:
+            self.faults.append("relay_stuck")
+            self.event("fault_raised", "relay_stuck", now - self.flow_off_since)
 
     def _inputs_bits(self):
         s = self.switches

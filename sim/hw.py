@@ -53,6 +53,8 @@ class SimHal:
         self.button_pin = None
         self.mains_pin = None
         self.wdt_feeds = 0
+        self.wdt_ms = None  # set by start_wdt
+        self.last_feed_ms = 0
         self.sd_present = True
         self._reset = reset_cause
         self.rtc_memory = rtc_memory  # survives a watchdog reset, not a power loss
@@ -99,10 +101,18 @@ class SimHal:
         return self.sd_present
 
     def start_wdt(self):
-        pass
+        self.wdt_ms = self.cfg["wdt_ms"]
+        self.last_feed_ms = self.clock.ms
 
     def feed(self):
         self.wdt_feeds += 1
+        self.last_feed_ms = self.clock.ms
+
+    def wdt_expired(self):
+        """The watchdog would reset the chip now (not fed for wdt_ms)."""
+        return (
+            self.wdt_ms is not None and self.clock.ms - self.last_feed_ms > self.wdt_ms
+        )
 
     def reset_cause(self):
         return self._reset

@@ -37,6 +37,7 @@ class Plant:
         self.board_alive = True
         self.recharge_factor = 1.0  # dry_borewell fault sets this to ~0
         self.float_stuck = False  # the high float jammed down: never reads full
+        self.relay_welded = False  # the contact is stuck closed: the pump runs
         self.chatter = False
         self.wires_cut = set()  # switch names whose wire is cut (read as asserted)
         self.pop = sc["village"]["population"]
@@ -68,8 +69,14 @@ class Plant:
         return rec
 
     def relay_changed(self, on):
-        """The relay contact moved (hooked to the simulated HAL: exact times)."""
-        self._note("relay", on, "relay_on", "relay_off")
+        """The relay coil moved (hooked to the simulated HAL: exact times)."""
+        self._note("relay", on or self.relay_welded, "relay_on", "relay_off")
+
+    def weld(self, on):
+        """relay_stuck: the contact welds closed, whatever the coil does."""
+        self.relay_welded = on
+        coil = self.board_alive and self.hal.relay_is_on()
+        self._note("relay", on or coil, "relay_on", "relay_off")
 
     def start(self):
         self.hal.on_relay = self.relay_changed
@@ -81,7 +88,7 @@ class Plant:
         dt_min = TICK_MS / 60000
         t = self.utc()
         rec = self._day_rec(t)
-        relay = self.board_alive and self.hal.relay_is_on()
+        relay = (self.board_alive and self.hal.relay_is_on()) or self.relay_welded
         running = relay and self.mains
         # borewell: recharge always, the pump draws what is above the probe
         self.well_l = min(

@@ -15,8 +15,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 FAULT_KINDS = (
-    "power_cut", "dry_borewell", "sd_removed", "sim_outage", "switch_chatter",
-    "wire_break", "clock_unset", "float_stuck",
+    "power_cut", "brownout", "dry_borewell", "sd_removed", "sd_corrupt", "sim_outage",
+    "switch_chatter", "wire_break", "clock_unset", "float_stuck", "relay_stuck",
+    "watchdog",
 )  # fmt: skip
 SWITCHES = ("dry", "low", "high")
 
@@ -154,8 +155,11 @@ def _fault(f: Any, i: int, sc: dict) -> dict:
         local = dt.datetime.fromisoformat(str(start))
     except ValueError:
         raise ScenarioError(f"{where}start must be a local time like 2026-03-03T14:00")
-    hours = f.get("hours")
-    if not isinstance(hours, (int, float)) or isinstance(hours, bool) or hours <= 0:
+    instant = kind in ("sd_corrupt", "watchdog")  # happen at start; no duration
+    hours = f.get("hours", 0.0 if instant else None)
+    if not isinstance(hours, (int, float)) or isinstance(hours, bool):
+        raise ScenarioError(f"{where}hours must be a number > 0")
+    if hours <= 0 and not instant:
         raise ScenarioError(f"{where}hours must be a number > 0")
     epoch = dt.datetime(1970, 1, 1)
     at = (

@@ -86,11 +86,51 @@ class Village:
         self.ctl = Controller(
             self.cfg, self.hal, self.clock, Store(str(self.flash)), log
         )
+        self.hal.start_wdt()  # as jkfw.main.run does on the board
         self.ctl.boot()
         self.ctl.start()
         self.boots += 1
 
-    def power(self, on: bool) -> None:
+    def tear_last_frame(self) -> None:
+        """A brown-out mid-write: part of the frame being written reached the card."""
+        logs = sorted((self.sd / "log").glob("*")) if self.sd.exists() else []
+        if not logs:
+            return
+        last = logs[-1]
+        size = last.stat().st_size
+        if size < 41:
+            return
+        keep = size - self.rng.randint(1, 39)
+        with open(last, "r+b") as f:
+            f.truncate(keep)
+
+    def corrupt_sd(self) -> None:
+        """A bad sector: a run of bytes in a log file turns to garbage."""
+        logs = sorted((self.sd / "log").glob("*")) if self.sd.exists() else []
+        if not logs:
+            return
+        f = logs[-1]
+        data = bytearray(f.read_bytes())
+        if len(data) < 600:
+            return
+        at = self.rng.randrange(0, len(data) - 512)
+        for i in range(at, at + 512):
+            data[i] = self.rng.randrange(256)
+        f.write_bytes(bytes(data))
+
+    def watchdog_check(self) -> None:
+        """The chip resets when the firmware stops feeding its watchdog."""
+        if self.plant.board_alive and self.hal.wdt_expired():
+            self.clock.reboot(rtc=self.clock._rtc is not None)
+            self.hal._reset = 3  # watchdog: RTC memory survives
+            self.boot()
+        self.clock.at(self.clock.ms + 1000, self.watchdog_check)
+
+    def hang(self) -> None:
+        """A firmware hang: every task stops; only the watchdog can bring it back."""
+        self.clock.stop()
+
+    def power(self, on: bool, tear: bool = False) -> None:
         self.plant.set_mains(on)
         if on:
             self.clock.reboot(rtc=self.clock._rtc is not None)
@@ -105,6 +145,8 @@ class Village:
             self.hal.rtc_memory = None
             if self.ctl is not None:
                 self.ctl.log.close()
+            if tear:
+                self.tear_last_frame()
 
     def sd_present(self, present: bool) -> None:
         gone = self.out / "sd.removed"
@@ -124,6 +166,16 @@ class Village:
             if k == "power_cut":
                 self.clock.at(a, lambda: self.power(False))
                 self.clock.at(b, lambda: self.power(True))
+            elif k == "brownout":
+                self.clock.at(a, lambda: self.power(False, tear=True))
+                self.clock.at(b, lambda: self.power(True))
+            elif k == "sd_corrupt":
+                self.clock.at(a, self.corrupt_sd)
+            elif k == "relay_stuck":
+                self.clock.at(a, lambda: p.weld(True))
+                self.clock.at(b, lambda: p.weld(False))
+            elif k == "watchdog":
+                self.clock.at(a, self.hang)
             elif k == "dry_borewell":
                 self.clock.at(a, lambda f=f: setattr(p, "recharge_factor", f["factor"]))
                 self.clock.at(b, lambda: setattr(p, "recharge_factor", 1.0))
@@ -148,6 +200,7 @@ class Village:
         self.boot()
         self.plant.start()
         self.schedule()
+        self.clock.at(1000, self.watchdog_check)
         t = 0
         while t < end:
             t = min(end, t + CHUNK_MS)

@@ -30,7 +30,7 @@ from jkproto import objects as ob
 
 DEFAULTS = {k: getattr(Pump, k) for k in SETTINGS}
 FAST = settings(
-    max_examples=300, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=200, deadline=None, suppress_health_check=list(HealthCheck)
 )
 SLOW = settings(
     max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck)
@@ -64,13 +64,18 @@ class RandChooser:
 def draw_settings(ch):
     if ch.pick((True, False)):
         return dict(DEFAULTS)
+
+    def edge_or(lo, hi):  # the edges (0, 1) often: that is where the bugs hide
+        v = ch.pick((lo, lo + 1, None, None, None))
+        return ch.int(lo, hi) if v is None else v
+
     return {
-        "min_off_s": ch.int(0, 400),
-        "max_run_s": ch.int(1, 3000),
-        "no_flow_s": ch.int(1, 300),
-        "restart_delay_s": ch.int(0, 400),
-        "lockout_s": tuple(ch.int(1, 3000) for _ in range(ch.int(1, 5))),
-        "lockout_reset_run_s": ch.int(0, 1500),
+        "min_off_s": edge_or(0, 400),
+        "max_run_s": edge_or(1, 3000),
+        "no_flow_s": edge_or(1, 300),
+        "restart_delay_s": edge_or(0, 400),
+        "lockout_s": tuple(edge_or(1, 3000) for _ in range(ch.int(1, 5))),
+        "lockout_reset_run_s": edge_or(0, 1500),
     }
 
 
@@ -89,6 +94,7 @@ class Driver:
         # the model: operator mode, tank latch, back-off, lockout, no-flow fault
         self.mode, self.off_src, self.demand = "auto", None, None
         self.k, self.lock_until, self.fault = 0, None, False
+        self.faults = []  # fault events the model expects from the next step
         self.snap = ("auto", 0, 0, False)  # the model as last persisted
         self.persisted = None
         self.seen = set()  # (event, reason) pairs, for coverage checks
@@ -99,6 +105,7 @@ class Driver:
         assert not self.p.relay  # (1)
         assert self.p.step(self.t) == [] and self.p.next_s(self.t) is None
         self.known = False
+        self.wire = False  # the wire_break fault, as the model last reported it
         self.fed_mains = True
         # a boot counts as a stop and a power return: the board cannot know better
         self.last_off_t = self.mains_t = self.t
@@ -122,7 +129,9 @@ class Driver:
         if pulses > 0 and self.relay:
             self.last_flow_t = self.t
             self.flowed = True
-            self.fault = False
+            if self.fault:
+                self.fault = False
+                self.faults.append(("fault_cleared", "no_flow", 0))
 
     def command(self, cmd, src):
         self.p.command(self.t, cmd, src)
@@ -136,6 +145,7 @@ class Driver:
 
     def reboot(self):
         self.relay = False  # the board lost power: the relay dropped, no event
+        self.faults = []  # a queued event is lost with the RAM, as on the board
         mode, self.k, left, self.fault = self.snap
         self.mode = mode
         self.demand = True if mode == "on" else None
@@ -230,13 +240,20 @@ class Driver:
                 self.k += 1
                 self.lock_until = t + wait
                 assert ("lockout", why, wait) in ev, "(5) back-off"
-                if why == "no_flow":
-                    assert self.fault or ("fault_raised", "no_flow", 0) in ev, "(7)"
+                if why == "no_flow" and not self.fault:
                     self.fault = True
+                    self.faults.append(("fault_raised", "no_flow", 0))
             self.last_off_t = t
             stopped = True
         else:
             assert not starts and not stops, "(6) event without a relay change"
+        if self.known and sw["broken"] != self.wire:
+            self.wire = sw["broken"]
+            raised = "fault_raised" if self.wire else "fault_cleared"
+            self.faults.append((raised, "wire_break", 0))
+        faults = [e for e in ev if e[0] in ("fault_raised", "fault_cleared")]
+        assert sorted(faults) == sorted(self.faults), "(7) fault events"
+        self.faults = []
         self.relay = on
         if on:
             assert t - self.on_t < c["max_run_s"], "(4) max run"

@@ -153,3 +153,59 @@ def test_the_checker_catches_a_bad_trace():
     assert any("min_off_s" in f for f in found)
     assert any("max_run_s" in f for f in found)
     assert any("dry" in f for f in found)
+
+
+def _run(tmp_path, faults, days=2):
+    f = tmp_path / "s.toml"
+    f.write_text(f"days = {days}\n" + faults)
+    sc = scenario.load(str(f))
+    simulate(sc, tmp_path / "o")
+    from jkproto import codec
+    from jkproto import objects as ob
+
+    keys = json.loads((tmp_path / "o" / "keys.json").read_text())["devices"]
+    ((dev, k),) = keys.items()
+    data = b"".join(
+        p.read_bytes() for p in sorted((tmp_path / "o" / "sd" / "log").glob("*"))
+    )
+    objs, stats = ob.decode_stream(data, {dev: codec.Signer(bytes.fromhex(k["key"]))})
+    truth = json.loads((tmp_path / "o" / "truth.json").read_text())["villages"][0]
+    return sc, objs, stats, truth
+
+
+def test_welded_relay_is_reported_by_the_firmware(tmp_path):
+    sc, objs, _stats, truth = _run(
+        tmp_path,
+        '[[fault]]\nkind = "relay_stuck"\nstart = "2026-03-01T10:00"\nhours = 3\n',
+    )
+    faults = [(o["event"], o["reason"]) for o in objs if o["kind"] == "event"]
+    assert ("fault_raised", "relay_stuck") in faults
+    assert ("fault_cleared", "relay_stuck") in faults
+
+
+def test_watchdog_resets_a_hung_board_without_losing_a_pulse(tmp_path):
+    sc, objs, _stats, _truth = _run(
+        tmp_path, '[[fault]]\nkind = "watchdog"\nstart = "2026-03-01T10:00"\n'
+    )
+    assert [o["reset"] for o in objs if o["kind"] == "boot"] == ["power_on", "watchdog"]
+    assert not [o for o in objs if o["kind"] == "gap"]  # totals kept in RTC memory
+    readings = [o["supply_pulses"] for o in objs if o["kind"] == "reading"]
+    assert readings == sorted(readings)
+
+
+def test_brownout_tears_a_frame_and_the_rest_survives(tmp_path):
+    sc, objs, stats, _truth = _run(
+        tmp_path,
+        '[[fault]]\nkind = "brownout"\nstart = "2026-03-01T10:00"\nhours = 1\n',
+    )
+    assert stats["truncated"] == 1 and stats["frames"] == len(objs)
+    assert [o["reset"] for o in objs if o["kind"] == "boot"] == ["power_on", "power_on"]
+    assert all(o["verified"] for o in objs)
+
+
+def test_sd_corruption_is_skipped_and_counted(tmp_path):
+    sc, objs, stats, _truth = _run(
+        tmp_path, '[[fault]]\nkind = "sd_corrupt"\nstart = "2026-03-01T20:00"\n'
+    )
+    assert stats["skipped_bytes"] >= 512 - 80
+    assert all(o["verified"] for o in objs)
