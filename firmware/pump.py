@@ -87,8 +87,8 @@ class Pump:
             if mode == "on":
                 self._demand = True  # the operator asked to fill: carry on
                 self._src = "power_return"
-            if left_s > 0:
-                self._lock_until = now_s + left_s  # the time off is unknown
+            if left_s > 0:  # the time off is unknown: wait it all again
+                self._lock_until = now_s + min(left_s, max(self.lockout_s))
         self._status(now_s)
 
     # --- inputs

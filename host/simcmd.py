@@ -101,7 +101,7 @@ def sim(
             outp.mkdir(parents=True, exist_ok=True)
             v.run(progress)
             village.write_outputs(outp, [v], sc["tz"])
-        except (OSError, ValueError, RuntimeError) as e:
+        except (OSError, ValueError, RuntimeError) as e:  # FileNotFoundError: board
             raise JalkalError(f"simulation failed: {e}")
     secs = time.perf_counter() - t0
     truth = v.truth()

@@ -23,16 +23,13 @@ from .hw import SimHal
 from .plant import Plant
 from .vclock import VirtualClock
 
-REPO_BOARDS = Path(__file__).resolve().parent.parent / "boards"
 CHUNK_MS = 6 * 3600 * 1000  # progress is reported this often
 
 
 def board_pins(name: str) -> dict:
-    for root in (REPO_BOARDS, Path(__file__).resolve().parent / "boards"):
-        p = root / f"{name}.json"
-        if p.exists():
-            return json.loads(p.read_text())
-    raise FileNotFoundError(f"no board file {name}.json")
+    import jkboards
+
+    return jkboards.load(name)
 
 
 def identity(sc: dict) -> tuple[str, bytes]:

@@ -250,3 +250,30 @@ print(json.dumps([board.problems(b), bad, m.total, meter.poll_ms(2000), sw.state
     files["b.json"] = (REPO / "boards" / "lilygo-t-sim7000g.json").read_bytes()
     out = json.loads(mpy.run(script, files))
     assert out == [[], ["interval_s"], 30000, 8192, True, 20260301]
+
+
+def test_board_files_ship_as_a_package():
+    import jkboards
+
+    assert "lilygo-t-sim7000g" in jkboards.names()
+    assert jkboards.load("ttgo-t-call-sim800")["chip"] == "esp32"
+    with pytest.raises(FileNotFoundError, match="known: esp32-devkitc"):
+        jkboards.load("arduino-uno")
+
+
+def test_the_wheel_carries_firmware_protocol_boards_and_sim(tmp_path):
+    import zipfile
+
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
+    cmd += ["--no-build-isolation", "-w", str(tmp_path), str(REPO)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    (whl,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(whl).namelist())
+    for must in (
+        "jalkal/cli.py", "jkfw/app.py", "jkfw/hal.py", "jkproto/codec.py",
+        "jkproto/SPEC.md", "jkproto/vectors/frames.jsonl",
+        "jkboards/lilygo-t-sim7600.json",
+        "jksim/village.py", "jksim/wasm/run.mjs", "jksim/wasm/package.json",
+    ):  # fmt: skip
+        assert must in names, must

@@ -419,6 +419,8 @@ def test_reboot_restores_mode_lockout_and_back_off():
     assert r4.wait(3600) == [(300, "pump_start", "power_return", 0)]
     with pytest.raises(ValueError):
         Pump(0, saved=("manual", 0, 0, "none", False))
+    junk = Pump(0, saved=["auto", 9, 10**9, "dry_run", True])  # a JSON list too
+    assert junk.lockout_left_s(0) == max(Pump.lockout_s)  # never locked for ever
 
 
 # --- broken wire -----------------------------------------------------------------
