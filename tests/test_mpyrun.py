@@ -219,3 +219,15 @@ def test_unretrieved_asyncio_task_exception_fails():
 def test_heapsize_is_accepted():
     script = "import gc\ngc.collect()\nprint(gc.mem_alloc() > 0)"
     assert mpyrun.run(script, heapsize=64 * 1024) == "True\n"
+
+
+def test_steps_run_in_one_interpreter_and_collect_between_calls():
+    out = mpyrun.run(
+        "import gc\nx = [bytearray(1000) for i in range(500)]",
+        steps=[
+            "x = None",
+            "gc.collect()",
+            "gc.collect()\nprint(gc.mem_alloc() < 100000)",
+        ],
+    )
+    assert out.strip() == "True"

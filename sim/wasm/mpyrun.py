@@ -126,8 +126,14 @@ def run(
     files: dict[str, bytes | str] | None = None,
     timeout_s: float = 60,
     heapsize: int | None = None,
+    steps: list[str] | None = None,
 ) -> str:
     """Run `script` (source text) in a fresh MicroPython; return its stdout.
+
+    `steps`: further scripts run afterwards in the same interpreter, each in its
+    own call: gc.collect() there frees what earlier calls dropped (within one
+    call, its own garbage stays reachable from the WebAssembly stack), which is
+    how a live heap is measured.
 
     `files` maps paths in the MicroPython file system to contents (str is
     written as UTF-8); relative paths are relative to the working folder
@@ -150,6 +156,7 @@ def run(
         manifest_files.append([name, base64.b64encode(data).decode("ascii")])
     manifest = {
         "script": script,
+        "steps": list(steps or []),
         "files": manifest_files,
         "heapsize": heapsize,
         "cwd": CWD,

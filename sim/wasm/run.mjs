@@ -1,7 +1,7 @@
 // Run one MicroPython script in the real MicroPython WebAssembly port.
 //
 // Input: a JSON manifest on stdin:
-//   {"script": "<source>", "files": [["path", "<base64>"], ...],
+//   {"script": "<source>", "files": [["path", "<base64>"], ...], "steps": ["<source>"...],
 //    "heapsize": <int|null>, "cwd": "/flash"}
 // Relative file paths are relative to cwd (a fresh, empty folder); parent
 // folders are created. stdout/stderr carry exactly what the script printed.
@@ -108,22 +108,28 @@ process.on("exit", () => {
 });
 
 process.exitCode = 0;
-try {
-  mp.runPython(manifest.script);
-} catch (e) {
-  if (e && e.name === "PythonError") {
-    out.flush();
-    if (e.type === "SystemExit") {
-      process.exitCode = systemExitCode(e.message);
-      if (process.exitCode !== 0) err.put(Buffer.from(e.message));
+// manifest.steps: more scripts run after the first, each in its own runPython call
+// in the same interpreter. gc.collect() frees only what calls before the previous
+// one dropped: recent garbage is still reachable from the WebAssembly stack.
+for (const src of [manifest.script, ...(manifest.steps || [])]) {
+  try {
+    mp.runPython(src);
+  } catch (e) {
+    if (e && e.name === "PythonError") {
+      out.flush();
+      if (e.type === "SystemExit") {
+        process.exitCode = systemExitCode(e.message);
+        if (process.exitCode !== 0) err.put(Buffer.from(e.message));
+      } else {
+        err.put(Buffer.from(e.message));
+        process.exitCode = 1;
+      }
     } else {
-      err.put(Buffer.from(e.message));
-      process.exitCode = 1;
+      out.flush();
+      err.flush();
+      harnessFail(`MicroPython runtime failure: ${(e && e.stack) || e}`);
     }
-  } else {
-    out.flush();
-    err.flush();
-    harnessFail(`MicroPython runtime failure: ${(e && e.stack) || e}`);
+    break;
   }
 }
 // Node exits when pending asyncio tasks (JS timers) are done.
