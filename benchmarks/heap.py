@@ -23,51 +23,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import _load_mpyrun, firmware_files  # noqa: E402
 
 SETUP = r"""
-import gc, json, os
-from jkfw import config
-from jkfw.app import Controller
-from jkfw.logger import FrameLog
-from jkfw.store import Store
-from jksim.hw import SimHal
-from jksim.vclock import VirtualClock
+import gc
+from jksim.minivillage import build
 
-for d in ("sd", "flash"):
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-pins = json.load(open("board.json"))["pins"]
-cfg, bad = config.validate({"device": "0a1b2c3d", "key": "00" * 32, "pins": pins,
-                            "display": "none", "population": 500})
-clock = VirtualClock(1772303400)
-hal = SimHal(cfg, clock)
-ctl = Controller(cfg, hal, clock, Store("flash"), FrameLog("sd", "flash"))
-ctl.boot()
-ctl.start()
-tank = [6000]
-frac = [0, 0]
-
-
-def tick():
-    on = hal.relay_is_on()
-    inflow = 50 if on else 0
-    hour = (clock.ms // 3600000) % 24
-    out = 12 if 6 <= hour < 9 or 17 <= hour < 20 else 3
-    out = min(out, tank[0] + inflow)
-    tank[0] = min(20000, tank[0] + inflow - out)
-    frac[0] += inflow
-    frac[1] += out
-    hal.counters["source"].pulse(frac[0] // 10)
-    hal.counters["supply"].pulse(frac[1] // 10)
-    frac[0] %= 10
-    frac[1] %= 10
-    hal.switch_pins["dry"].set(0)
-    hal.switch_pins["low"].set(1 if tank[0] < 5000 else 0)
-    hal.switch_pins["high"].set(1 if tank[0] > 18000 else 0)
-    clock.at(clock.ms + 10000, tick)
-
-
-clock.at(10000, tick)
+clock, hal, ctl = build("board.json")
 """
 MEASURE = "gc.collect()\nprint(gc.mem_alloc())"
 
@@ -83,7 +42,7 @@ def main() -> None:
     if why:
         sys.exit(f"heap: {why}")
     files = firmware_files()
-    for name in ("__init__.py", "vclock.py", "hw.py"):
+    for name in ("__init__.py", "vclock.py", "hw.py", "minivillage.py"):
         files[f"jksim/{name}"] = (REPO / "sim" / name).read_bytes()
     files["board.json"] = (REPO / "boards" / "esp32-devkitc-sim800l.json").read_bytes()
     step = a.chunk_min * 60000

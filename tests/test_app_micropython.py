@@ -10,58 +10,18 @@ import pytest
 from conftest import REPO, firmware_files
 
 SCRIPT = r"""
-import json, os
-from jkfw import config
-from jkfw.app import Controller
-from jkfw.logger import FrameLog
-from jkfw.store import Store
-from jksim.hw import SimHal
-from jksim.vclock import VirtualClock
+import json
+from jksim.minivillage import build, log_bytes
 
-DAYS = %(days)d
-for d in ("sd", "flash"):
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-pins = json.load(open("board.json"))["pins"]
-cfg, bad = config.validate({"device": "0a1b2c3d", "key": "00" * 32, "pins": pins,
-                            "display": "none", "population": 500})
-clock = VirtualClock(1772303400)
-hal = SimHal(cfg, clock)
-ctl = Controller(cfg, hal, clock, Store("flash"), FrameLog("sd", "flash"))
-ctl.boot()
-ctl.start()
-tank = [6000]
-frac = [0, 0]
-
-
-def tick():
-    on = hal.relay_is_on()
-    inflow = 50 if on else 0  # litres per 10 s
-    hour = (clock.ms // 3600000) %% 24
-    out = 12 if 6 <= hour < 9 or 17 <= hour < 20 else 3
-    out = min(out, tank[0] + inflow)
-    tank[0] = min(20000, tank[0] + inflow - out)
-    frac[0] += inflow
-    frac[1] += out
-    hal.counters["source"].pulse(frac[0] // 10)
-    hal.counters["supply"].pulse(frac[1] // 10)
-    frac[0] %%= 10
-    frac[1] %%= 10
-    hal.switch_pins["dry"].set(0)
-    hal.switch_pins["low"].set(1 if tank[0] < 5000 else 0)
-    hal.switch_pins["high"].set(1 if tank[0] > 18000 else 0)
-    clock.at(clock.ms + 10000, tick)
-
-
-clock.at(10000, tick)
-clock.run_until(DAYS * 86400000)
-names = sorted(os.listdir("sd/log"))
-data = b"".join(open("sd/log/" + n, "rb").read() for n in names)
+clock, hal, ctl = build("board.json")
+clock.run_until(%(days)d * 86400000)
+names, data = log_bytes()
 print(json.dumps({"files": names, "hex": data.hex(), "failures": len(clock.failures),
                   "frames": ctl.frames}))
 """
+
+
+SIM_FILES = ("__init__.py", "vclock.py", "hw.py", "minivillage.py")
 
 
 def run_cpython(tmp_path, days):
@@ -72,7 +32,7 @@ def run_cpython(tmp_path, days):
         p.write_bytes(data)
     sim = tmp_path / "jksim"
     sim.mkdir()
-    for name in ("__init__.py", "vclock.py", "hw.py"):
+    for name in SIM_FILES:
         (sim / name).write_bytes((REPO / "sim" / name).read_bytes())
     (tmp_path / "board.json").write_bytes(
         (REPO / "boards" / "esp32-devkitc-sim800l.json").read_bytes()
@@ -93,7 +53,7 @@ def run_cpython(tmp_path, days):
 @pytest.mark.micropython
 def test_a_simulated_day_in_micropython_matches_cpython(mpy, tmp_path):
     files = firmware_files()
-    for name in ("__init__.py", "vclock.py", "hw.py"):
+    for name in SIM_FILES:
         files[f"jksim/{name}"] = (REPO / "sim" / name).read_bytes()
     files["board.json"] = (REPO / "boards" / "esp32-devkitc-sim800l.json").read_bytes()
     mp = json.loads(mpy.run(SCRIPT % {"days": 1}, files, timeout_s=300))
