@@ -9,4 +9,16 @@ PY="${PYTHON:-python3}"
   -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" -e "^$" || true
 "$PY" -c "import jalkal, jkproto" || { echo "install: jalkal did not install" >&2; exit 1; }
 echo "install: jalkal $("$PY" -c 'import jalkal; print(jalkal.__version__)') (python deps ok)"
+# MicroPython ESP32 stubs for type-checking the firmware against the board's API,
+# in their own folder: they replace the standard library's stubs
+STUBS="$ROOT/build/mpy-stubs"
+STUB_PKGS="micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2"
+if [ "$(cat "$STUBS/.pins" 2>/dev/null)" != "$STUB_PKGS" ]; then
+  rm -rf "$STUBS"
+  # shellcheck disable=SC2086
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --target "$STUBS" $STUB_PKGS 2>&1 | grep -v -e "^WARNING: Location" || true
+  echo "$STUB_PKGS" > "$STUBS/.pins"
+fi
+echo "install: MicroPython ESP32 stubs in build/mpy-stubs"
 bash "$ROOT/.ci/install-wasm.sh"

@@ -12,6 +12,9 @@ class Utc:
     quality = NONE
     _offset_s = 0
 
+    def uptime_s(self):
+        raise NotImplementedError  # the board's and the simulator's clocks say
+
     def now(self):
         """(t, quality): UTC seconds when known, else seconds since boot."""
         up = self.uptime_s()

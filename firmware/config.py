@@ -16,7 +16,7 @@ DEFAULTS = {
     "supply_litres_per_pulse": 10.0,
     "meter_max_hz": 100,  # fastest pulse rate a meter can give (hall: up to ~2000)
     "meter_filter_ns": 10000,  # PCNT glitch filter (ESP32: at most ~12.8 us)
-    "switch_sense": {"dry": 1, "low": 1, "high": 1},  # pin level meaning "asserted"
+    "switch_sense": None,  # per switch: pin level meaning "asserted" (SENSE below)
     "debounce_s": 3,
     "relay_active": 1,  # pin level that closes the relay
     "min_off_s": 300,
@@ -29,6 +29,9 @@ DEFAULTS = {
     "display_addr": 60,  # 0x3C; the HD44780 backpack is usually 39 (0x27)
     "wdt_ms": 30000,
 }
+
+SENSE = (("dry", 1), ("low", 1), ("high", 1))  # 1: open circuit reads asserted
+DEFAULTS["switch_sense"] = dict(SENSE)
 
 # key -> (type, low, high) for numbers; choices for strings
 _RANGES = {
@@ -93,7 +96,7 @@ def _ok(key, v):
 
 def validate(raw):
     """(config, bad keys): raw merged over the defaults; unknown or bad keys listed."""
-    cfg = {}
+    cfg = {}  # type: dict
     for k, v in DEFAULTS.items():
         cfg[k] = v
     bad = []
@@ -108,7 +111,7 @@ def validate(raw):
         cfg[k] = v
     # a switch sense that was left out keeps its default
     if cfg["switch_sense"] is not DEFAULTS["switch_sense"]:
-        merged = dict(DEFAULTS["switch_sense"])
+        merged = dict(SENSE)
         merged.update(cfg["switch_sense"])
         cfg["switch_sense"] = merged
     if cfg["max_run_s"] <= cfg["no_flow_s"]:

@@ -74,7 +74,7 @@ class FrameLog:
         self._day = 0
         self._sd_f = None
         self._sd_day = None
-        self._gens = [None] * ring_files  # generation of each slot, None = empty
+        self._gens = [None] * ring_files  # type: list  # generation per slot, None = empty
         self._slot = None  # slot being filled
         self._gen = 0
         self._ring_f = None
