@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,18 +102,30 @@ def problems_line(st: dict[str, int]) -> str | None:
     return "decode: " + "; ".join(parts) if parts else None
 
 
+def decode_tables(
+    paths: Sequence[str], keys: str | None
+) -> tuple[list[Any], dict[str, int], bool]:
+    """bulk.decode tables of every input file, as one stream (the chain runs across
+    files), the counts of what was skipped, and whether MACs were checked (a keys
+    file with devices in it)."""
+    sg = signers(load_keys(keys)) if keys else None
+    state = bulk.ChainState()
+    stats = ob.new_stats()
+    tables = [
+        bulk.decode(read_bytes(f), sg, state, stats).table
+        for f in input_files(tuple(paths))
+    ]
+    return tables, stats, bool(sg)
+
+
 def decode_paths(
     paths: tuple[str, ...], keys: str | None
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """All frames of the inputs, as one stream (the chain runs across files)."""
-    sg = signers(load_keys(keys)) if keys else None
-    files = input_files(paths)
-    state = bulk.ChainState()
-    stats = ob.new_stats()
+    tables, stats, _verified = decode_tables(paths, keys)
     objs: list[dict[str, Any]] = []
-    for f in files:
-        d = bulk.decode(read_bytes(f), sg, state, stats)
-        objs.extend(bulk.to_objects(d.table))
+    for t in tables:
+        objs.extend(bulk.to_objects(t))
     return objs, stats
 
 

@@ -745,19 +745,11 @@ def decode_sources(
     paths: Sequence[str], keys: str | None
 ) -> tuple[pa.Table, dict[str, int]]:
     """The report's columns of every frame of the inputs, as one stream."""
-    from . import bulk
-    from .cli import input_files, read_bytes
-    from .keys import load_keys, signers
+    from .cli import decode_tables
 
-    sg = signers(load_keys(keys)) if keys else None
-    cols = TABLE_COLUMNS + (["verified"] if sg else [])
-    state = bulk.ChainState()
-    stats = ob.new_stats()
-    tables = [
-        bulk.decode(read_bytes(f), sg, state, stats).table.select(cols)
-        for f in input_files(tuple(paths))
-    ]
-    return pa.concat_tables(tables), stats
+    tables, stats, verified = decode_tables(paths, keys)
+    cols = TABLE_COLUMNS + (["verified"] if verified else [])
+    return pa.concat_tables([t.select(cols) for t in tables]), stats
 
 
 def run(

@@ -92,15 +92,12 @@ def sim(
             bar.update(t - done[0])
             done[0] = t
 
-        try:
-            v = village.Village(sc, outp)
+        def setup(v: village.Village) -> None:
             if display_dir:
                 _display_snapshots(v, Path(display_dir))
-            for name in ("sd", "sd.removed", "flash"):
-                _rmtree(outp / name)
-            outp.mkdir(parents=True, exist_ok=True)
-            v.run(progress)
-            village.write_outputs(outp, [v], sc["tz"])
+
+        try:
+            v = village.simulate(sc, outp, progress, setup)
         except (OSError, ValueError, RuntimeError) as e:  # FileNotFoundError: board
             raise JalkalError(f"simulation failed: {e}")
     secs = time.perf_counter() - t0
@@ -129,9 +126,3 @@ def sim(
         f"next      jalkal report {outp}/sd --villages {outp}/villages.csv "
         f"--keys {outp}/keys.json"
     )
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)

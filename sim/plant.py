@@ -3,8 +3,9 @@
 # low/high float switches, a village drawing water on a diurnal profile, and meters
 # turning volume into pulses. It keeps the ground truth: the exact litres through the
 # supply meter in each local day, and a trace of everything physical that happened.
-import math
 import random
+
+from jkproto.codec import civil
 
 TICK_MS = 10000
 # share of a day's demand in each hour: morning and evening peaks, little at night
@@ -155,23 +156,13 @@ class Plant:
         self.mains = on
         self._note("power", on, "power_on", "power_off")
 
-    def days(self, tz_offset_min):
+    def days(self):
         """Truth per local day: [(YYYY-MM-DD, litres, pump_hours)]."""
         out = []
         for d in sorted(self.truth):
             rec = self.truth[d]
-            y, m, dd = _civil(d)
+            y, m, dd = civil(d)
             out.append(
                 ("%04d-%02d-%02d" % (y, m, dd), rec["litres"], rec["pump_s"] / 3600)
             )
         return out
-
-
-def _civil(days):
-    from jkproto.codec import civil
-
-    return civil(days)
-
-
-def isfinite(x):
-    return not (math.isinf(x) or math.isnan(x))

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import jkboards
 from jkfw import config
 from jkfw.app import Controller
 from jkfw.logger import FrameLog
@@ -24,12 +25,6 @@ from .plant import Plant
 from .vclock import VirtualClock
 
 CHUNK_MS = 6 * 3600 * 1000  # progress is reported this often
-
-
-def board_pins(name: str) -> dict:
-    import jkboards
-
-    return jkboards.load(name)
 
 
 def identity(sc: dict) -> tuple[str, bytes]:
@@ -45,7 +40,7 @@ class Village:
         self.sc = sc
         self.out = out
         self.device, self.key = identity(sc)
-        b = board_pins(sc["board"])
+        b = jkboards.load(sc["board"])
         raw = {
             "device": self.device,
             "key": self.key.hex(),
@@ -216,7 +211,7 @@ class Village:
         sc = self.sc
         days = [
             {"date": d, "litres": round(litres, 3), "pump_hours": round(h, 4)}
-            for d, litres, h in self.plant.days(sc["tz_offset_min"])
+            for d, litres, h in self.plant.days()
         ][: sc["days"]]
         pump = {
             "min_off_s": self.cfg["min_off_s"],
@@ -253,14 +248,20 @@ def write_outputs(out: Path, villages: list[Village], tz: str) -> None:
 
 
 def simulate(
-    sc: dict, out: Path, progress: Callable[[int, int], None] | None = None
+    sc: dict,
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+    setup: Callable[[Village], None] | None = None,
 ) -> Village:
-    """Run the scenario into out/ (emptied first); returns the village."""
+    """Run the scenario into out/ (a previous run's card and flash cleared first);
+    setup(village) runs before the first boot. Returns the village."""
     if out.exists():
         for name in ("sd", "sd.removed", "flash"):
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     v = Village(sc, out)
+    if setup is not None:
+        setup(v)
     v.run(progress)
     write_outputs(out, [v], sc["tz"])
     return v

@@ -8,16 +8,12 @@ import pytest
 from jksim import scenario
 from jksim.village import simulate
 
-from jalkal.report import daily, load_villages
+from jalkal.report import daily, decode_sources, load_villages
 
 
 def _report(out):
-    from jalkal import bulk
-    from jalkal.keys import load_keys, signers
-
-    data = b"".join(p.read_bytes() for p in sorted((out / "sd" / "log").glob("*")))
-    d = bulk.decode(data, signers(load_keys(out / "keys.json")))
-    return daily(d.table, load_villages(out / "villages.csv"))
+    table, _stats = decode_sources([str(out / "sd")], str(out / "keys.json"))
+    return daily(table, load_villages(out / "villages.csv"))
 
 
 def _outage_days(sc):
