@@ -22,3 +22,4 @@ if [ "$(cat "$STUBS/.pins" 2>/dev/null)" != "$STUB_PKGS" ]; then
 fi
 echo "install: MicroPython ESP32 stubs in build/mpy-stubs"
 bash "$ROOT/.ci/install-wasm.sh"
+bash "$ROOT/.ci/install-apt.sh"
