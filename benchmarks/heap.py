@@ -20,21 +20,35 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import _load_mpyrun, firmware_files  # noqa: E402
+from conftest import _load_mpyrun, compiled, firmware_files  # noqa: E402
 
-SETUP = r"""
-import gc
-from jksim.minivillage import build
-
-clock, hal, ctl = build("board.json")
-"""
+SETUP = "import gc"
 MEASURE = "gc.collect()\nprint(gc.mem_alloc())"
+# the modules a board running the controller holds (config is loaded, used, dropped)
+FIRMWARE = "import jkfw.main, jkfw.clock"
+DISPLAY = {
+    "none": "",
+    "ssd1306": "import jkfw.display, jkfw.ssd1306",
+    "hd44780": "import jkfw.display, jkfw.hd44780",
+}
+SIM = "import jksim.vclock, jksim.hw, jksim.minivillage"
+
+
+def _measured(step: str) -> list[str]:
+    # two calls after the step: the first collect still sees what the previous
+    # call left on the stack
+    return [step, "gc.collect()", MEASURE]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--chunk-min", type=int, default=10)
+    ap.add_argument("--display", choices=sorted(DISPLAY), default="ssd1306")
+    ap.add_argument(
+        "--source", action="store_true",
+        help="load .py source instead of mpy-cross bytecode (what a board runs)",
+    )  # fmt: skip
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     mpy = _load_mpyrun()
@@ -44,22 +58,41 @@ def main() -> None:
     files = firmware_files()
     for name in ("__init__.py", "vclock.py", "hw.py", "minivillage.py"):
         files[f"jksim/{name}"] = (REPO / "sim" / name).read_bytes()
+    if not a.source:
+        files = compiled(files)
     files["board.json"] = (REPO / "boards" / "esp32-devkitc-sim800l.json").read_bytes()
     step = a.chunk_min * 60000
-    # two calls: the first collect still sees what the previous call left on the stack
-    steps = ["gc.collect()", MEASURE]  # after boot
+    steps = _measured("pass")  # the bare interpreter
+    steps += _measured(FIRMWARE + "\n" + DISPLAY[a.display])  # the board's code
+    steps += _measured("import jkfw.config")
+    steps += _measured("jkfw.main.unload('config')")
+    steps += _measured(SIM)  # the simulator's code, not on a board
+    boot = f"clock, hal, ctl = jksim.minivillage.build(display={a.display!r})"
+    steps += _measured(boot)
     n = a.days * 86400000 // step
     for i in range(1, n + 1):
-        steps += [f"clock.run_until({i * step})", "gc.collect()", MEASURE]
+        steps += _measured(f"clock.run_until({i * step})")
     steps.append("print('failures', len(clock.failures), 'frames', ctl.frames)")
     out = mpy.run(SETUP, files, timeout_s=1800, steps=steps).split()
-    values = [int(x) for x in out[:-4]]
+    v = [int(x) for x in out[:-4]]
     failures, frames = int(out[-3]), int(out[-1])
-    per_day = len(values[1:]) // a.days
-    days = [max(values[1 + d * per_day : 1 + (d + 1) * per_day]) for d in range(a.days)]
+    base, code, with_config, dropped, with_sim, booted = v[:6]
+    run = v[6:]
+    sim_code = with_sim - dropped
+    per_day = len(run) // a.days
+    days = [max(run[d * per_day : (d + 1) * per_day]) for d in range(a.days)]
+    peak = max([booted] + run)
     res = {
-        "after_boot": values[0],
-        "peak_at_rest": max(values),
+        "display": a.display,
+        "interpreter": base,
+        "firmware_code": code - base,
+        "config_while_booting": with_config - code,
+        "config_left_after_unload": dropped - code,
+        "simulator_code": sim_code,
+        "after_boot": booted,
+        "peak_at_rest": peak,
+        "firmware_peak": peak - sim_code,
+        "firmware_state_peak": peak - with_sim,
         "peak_per_day": days,
         "growth_last_vs_first_day": days[-1] - days[0],
         "failures": failures,
@@ -68,10 +101,22 @@ def main() -> None:
     if a.json:
         print(json.dumps(res))
         return
-    print(f"live heap after boot:   {values[0]:>8,} B")
-    print(f"peak live heap at rest: {max(values):>8,} B  (goal <= 40 KB)")
-    print("peak per day:           " + ", ".join(f"{x:,}" for x in days))
-    print(f"growth, last - first day: {res['growth_last_vs_first_day']:+,} B")
+    print(f"display: {a.display}; {a.days} days, measured every {a.chunk_min} min")
+    print(f"firmware code loaded:         {res['firmware_code']:>7,} B")
+    print(
+        f"  + config while booting:     {res['config_while_booting']:>7,} B"
+        f" (dropped after; {res['config_left_after_unload']:+,} B stays: its names)"
+    )
+    print(f"simulator code (not on board): {sim_code:>6,} B")
+    print(f"peak live heap at rest:       {peak:>7,} B (with the simulator)")
+    fw_peak = res["firmware_peak"]
+    print(f"firmware peak live heap:      {fw_peak:>7,} B  (goal <= 40,960)")
+    print(
+        f"  of which data (state):      {res['firmware_state_peak']:>7,} B"
+        " (incl. the simulated pins and clock queue)"
+    )
+    print("peak per day:                 " + ", ".join(f"{x:,}" for x in days))
+    print(f"growth, last - first day:     {res['growth_last_vs_first_day']:+,} B")
     print(f"{frames} frames, {failures} task failures")
 
 

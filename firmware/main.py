@@ -1,14 +1,33 @@
 # Board entry point: /main.py on the board is `import jkfw.main`.
-import json
+#
+# start() is the board's boot sequence; the simulator's MicroPython village calls it
+# too, with its own HAL and clock, so the heap measured there is the board's.
+import sys
 
-from . import config
 from .app import Controller
-from .clock import Clock
-from .hal import Hal
 from .logger import FrameLog
 from .store import Store
 
 CONFIG = "/config.json"
+
+
+def load_config(path):
+    """(config, bad keys); the validator is dropped again afterwards (boot-only code
+    should not hold heap for the rest of the day)."""
+    from . import config
+
+    try:
+        return config.load(path)
+    finally:
+        unload("config")
+
+
+def unload(name):
+    """Forget the module jkfw.<name> so its code can be collected."""
+    sys.modules.pop("jkfw." + name, None)
+    pkg = sys.modules.get("jkfw")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)
 
 
 def build_display(cfg, hal):
@@ -30,21 +49,30 @@ def build_display(cfg, hal):
     return Display(screen, cfg["display"])
 
 
-def run():
-    cfg, bad = config.load(CONFIG)
-    hal = Hal(cfg)
+def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd"):
+    """Boot the controller: relay off first, watchdog, storage, display, tasks."""
+    cfg, bad = load_config(config_path)
+    hal = make_hal(cfg)
     hal.start_relay()  # before anything that could fail: the pump stays off
     hal.start_wdt()
-    clock = Clock()
-    sd = hal.mount_sd()
-    log = FrameLog("/sd" if sd else None, "/flash")
-    ctl = Controller(cfg, hal, clock, Store("/flash"), log, bad_keys=bad)
+    sd_ok = hal.mount_sd(sd)
+    log = FrameLog(sd if sd_ok else None, flash)
+    ctl = Controller(cfg, hal, clock, Store(flash), log, bad_keys=bad)
     try:
         ctl.display = build_display(cfg, hal)
     except OSError:
         ctl.display = None  # no display fitted: run without one
     ctl.boot()
     ctl.start()
+    return ctl
+
+
+def run():
+    from .clock import Clock
+    from .hal import Hal
+
+    clock = Clock()
+    start(Hal, clock)
 
     async def forever():
         while True:
@@ -54,4 +82,4 @@ def run():
 
 
 if __name__ == "__main__":
-    print(json.dumps(config.DEFAULTS))
+    run()

@@ -5,19 +5,18 @@
 import json
 import os
 
-from jkfw import config
-from jkfw.app import Controller
-from jkfw.logger import FrameLog
-from jkfw.store import Store
+from jkfw.main import start
 
-from .hw import SimHal
+from .hw import NullI2C, SimHal
 from .vclock import VirtualClock
 
 START_UTC = 1772303400  # 2026-03-01 00:00 IST
 
 
-def build(board_json="board.json", key_hex="00" * 32):
-    """(clock, hal, controller) booted, with the tank ticking every 10 s."""
+def build(board_json="board.json", key_hex="00" * 32, display="none"):
+    """(clock, hal, controller) booted through the board's own boot sequence
+    (jkfw.main.start), with the tank ticking every 10 s. display: "none",
+    "ssd1306" or "hd44780" on a simulated I2C bus."""
     for d in ("sd", "flash"):
         try:
             os.mkdir(d)
@@ -25,15 +24,22 @@ def build(board_json="board.json", key_hex="00" * 32):
             pass
     with open(board_json) as f:
         pins = json.load(f)["pins"]
-    cfg, _bad = config.validate(
-        {"device": "0a1b2c3d", "key": key_hex, "pins": pins, "display": "none",
-         "population": 500}
-    )  # fmt: skip
+    with open("config.json", "w") as f:
+        json.dump(
+            {"device": "0a1b2c3d", "key": key_hex, "pins": pins, "display": display,
+             "population": 500}, f
+        )  # fmt: skip
     clock = VirtualClock(START_UTC)
-    hal = SimHal(cfg, clock)
-    ctl = Controller(cfg, hal, clock, Store("flash"), FrameLog("sd", "flash"))
-    ctl.boot()
-    ctl.start()
+    made = []
+
+    def make_hal(cfg):
+        hal = SimHal(cfg, clock)
+        hal.i2c = NullI2C()
+        made.append(hal)
+        return hal
+
+    ctl = start(make_hal, clock, "config.json", "flash", "sd")
+    hal = made[0]
     tank = [6000]
     frac = [0, 0]
 

