@@ -71,7 +71,8 @@ def main() -> None:
     steps += _measured(boot)
     n = a.days * 86400000 // step
     for i in range(1, n + 1):
-        steps += _measured(f"clock.run_until({i * step})")
+        # the simulator's relay trace grows by design; it is not the board's memory
+        steps += _measured(f"clock.run_until({i * step})\nhal.relay_trace.clear()")
     steps.append("print('failures', len(clock.failures), 'frames', ctl.frames)")
     out = mpy.run(SETUP, files, timeout_s=1800, steps=steps).split()
     v = [int(x) for x in out[:-4]]
