@@ -20,7 +20,7 @@ from .errors import JalkalError
 from .keys import load_keys, signers
 
 # Commands in the order a technician or engineer meets them.
-COMMAND_ORDER = ["sim", "decode", "encode", "report"]
+COMMAND_ORDER = ["sim", "decode", "encode", "report", "serve", "replay"]
 
 
 class OrderedGroup(click.Group):
@@ -317,9 +317,13 @@ def encode(infile: str | None, keys: str | None, out: str | None) -> None:
 
 
 def _register() -> None:
+    from .replay import replay
+    from .serve import serve
     from .simcmd import sim
 
     cli.add_command(sim)
+    cli.add_command(serve)
+    cli.add_command(replay)
 
 
 _register()
@@ -329,7 +333,7 @@ _register()
 
 
 @cli.command("report")
-@click.argument("paths", nargs=-1, required=True, metavar="SOURCE...")
+@click.argument("paths", nargs=-1, metavar="SOURCE...")
 @click.option(
     "--villages",
     "villages",
@@ -348,16 +352,25 @@ _register()
     show_default=True,
 )
 @click.option("--plot", "plot", metavar="FILE.png", help="Also draw daily lpcd.")
+@click.option(
+    "--store", "store", metavar="DB", help="Report from a store (jalkal serve's file)."
+)
 def report_cmd(
-    paths: tuple[str, ...], villages: str, keys: str | None, fmt: str, plot: str | None
+    paths: tuple[str, ...],
+    villages: str,
+    keys: str | None,
+    fmt: str,
+    plot: str | None,
+    store: str | None,
 ) -> None:
     """Daily litres, lpcd and JJM functionality band per village and local day.
 
-    SOURCE: frame files or directories (one stream, devices may be mixed). A day
-    with missing data is marked incomplete and gets no lpcd or band."""
+    SOURCE: frame files or directories (one stream, devices may be mixed), or
+    --store DB instead. A day with missing data is marked incomplete and gets no
+    lpcd or band."""
     from .report import run
 
-    run(paths, villages, keys, fmt, plot)
+    run(paths, villages, keys, fmt, plot, store=store)
 
 
 def main(argv: list[str] | None = None) -> int:

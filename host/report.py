@@ -752,6 +752,16 @@ def decode_sources(
     return pa.concat_tables([t.select(cols) for t in tables]), stats
 
 
+def load_store(path: str) -> pa.Table:
+    """The report's columns of every frame in a store (jalkal serve's DuckDB file),
+    in (device, boot, seq) order: the order each device wrote them. Every stored
+    frame passed its MAC check when it was ingested."""
+    from .store import Store
+
+    with Store(path, read_only=True) as st:
+        return st.table([x for x in TABLE_COLUMNS if x != "status"])
+
+
 def run(
     paths: Sequence[str],
     villages: str,
@@ -760,12 +770,21 @@ def run(
     plot: str | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    store: str | None = None,
 ) -> Result:
-    """`jalkal report`: decode, compute, print; warnings go to err."""
+    """`jalkal report`: decode (or load from a store), compute, print; warnings go
+    to err."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if bool(paths) == bool(store):
+        raise JalkalError(
+            "report needs frame files (SOURCE...) or --store DB, one of the two"
+        )
     reg = load_villages(villages)  # a bad registry fails before any decoding
-    table, stats = decode_sources(paths, keys)
+    if store:
+        table, stats = load_store(store), ob.new_stats()
+    else:
+        table, stats = decode_sources(paths, keys)
     res = compute(table, reg)
     from .cli import problems_line
 

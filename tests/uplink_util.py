@@ -1,0 +1,171 @@
+"""Helpers for the ingest tests: signed frame logs, a private Mosquitto broker and
+a `jalkal serve` process, all on 127.0.0.1 free ports, stopped by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jkproto import codec as c
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+KEY = bytes(range(32))
+KEY2 = bytes(range(100, 132))
+DEV = 0x0A1B2C3D
+DEV2 = 0x11223344
+T0 = 1_772_323_200  # 2026-03-01T00:00:00Z
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+def frames(
+    n: int, device: int = DEV, key: bytes = KEY, boot: int = 1, seq: int = 0,
+    prev: int = 0, t0: int = T0,
+) -> list[bytes]:  # fmt: skip
+    """n chained, signed frames: a boot frame at seq 0, then 15-minute readings."""
+    enc = c.Encoder(device, key, boot=boot, seq=seq, prev=prev)
+    out = []
+    for i in range(n):
+        t = t0 + 900 * (seq + i)
+        if enc.seq == 0:
+            f = enc.frame(c.BOOT, t, 2, 1, 1, 2, 3, 900, 100, 100)
+        else:
+            f = enc.frame(c.READING, t, 2, 10 * i, 7 * i, 300, 0x18, 124, 20)
+        out.append(bytes(f))
+    return out
+
+
+def keys_file(path: Path, devices: dict[int, bytes] | None = None) -> Path:
+    devices = devices or {DEV: KEY, DEV2: KEY2}
+    doc = {"devices": {f"{d:08x}": {"key": k.hex()} for d, k in devices.items()}}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+class Mosquitto:
+    """A private broker: listener on a free loopback port, persistence in a temp
+    directory (so a restart keeps sessions saved at a clean stop)."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.dir}/\n"
+            "max_queued_messages 0\n"
+            "max_queued_bytes 0\n"
+            "log_dest none\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "mosquitto.err", "ab"),  # noqa: SIM115
+        )
+        wait_port(self.port)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+URL = re.compile(r"(http|mqtt)://\S+")
+
+
+class Server:
+    """`jalkal serve` in its own process; URLs read from its first output lines."""
+
+    def __init__(self, workdir: Path, store: Path, keys: Path, *args: str):
+        self.dir, self.store, self.keys, self.args = workdir, store, keys, args
+        self.proc: subprocess.Popen[str] | None = None
+        self.http: str | None = None
+        self.mqtt: str | None = None
+        self.err = workdir / "serve.err"
+
+    def start(self, http: str | None = "127.0.0.1:0", mqtt: str | None = None,
+              timeout: float = 30.0) -> Server:  # fmt: skip
+        cmd = [sys.executable, "-m", "jalkal", "serve", "--store", str(self.store),
+               "--keys", str(self.keys), *self.args]  # fmt: skip
+        if http:
+            cmd += ["--http", http]
+        if mqtt:
+            cmd += ["--mqtt", mqtt]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=open(self.err, "a"),  # noqa: SIM115
+            text=True, env=env,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        end = time.monotonic() + timeout
+        want_sub = bool(mqtt)
+        ready = False
+        while time.monotonic() < end:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"serve exited: {self.err.read_text()[-2000:]}")
+            m = URL.search(line)
+            if m and m.group(1) == "http":
+                self.http = m.group(0).removesuffix("/v1/frames")
+            if line.startswith("serve: store "):
+                ready = True
+            if "mqtt subscribed" in line:
+                want_sub = False
+            if ready and not want_sub:
+                return self
+        raise TimeoutError("serve did not start")
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
