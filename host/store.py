@@ -420,9 +420,9 @@ class Store:
         self, body: bytes, res: Result, device: int | None
     ) -> dict[str, Any] | None:
         """Decode and verify (no store access): fills res, returns the columns."""
-        if len(body) > MAX_BODY:
+        if len(body) > self.max_body:
             raise BodyError(
-                "too_large", f"body of {len(body)} bytes; at most {MAX_BODY}"
+                "too_large", f"body of {len(body)} bytes; at most {self.max_body}"
             )
         if not body:
             raise BodyError("malformed_body", "empty body: send frames back to back")
