@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +81,14 @@ def main() -> None:
         steps += _measured(f"clock.run_until({i * step})\nhal.relay_trace.clear()")
     steps.append("print('failures', len(clock.failures), 'frames', ctl.frames)")
     out = mpy.run(SETUP, files, timeout_s=1800, steps=steps).split()
+    # speed: one simulated day in one call, against the same boot with no day run
+    boot_only = "import jksim.minivillage\njksim.minivillage.build(display=%r)"
+    t0 = time.perf_counter()
+    mpy.run(boot_only % a.display, files)
+    t1 = time.perf_counter()
+    mpy.run(boot_only % a.display + "[0].run_until(86400000)", files)
+    t2 = time.perf_counter()
+    day_s = (t2 - t1) - (t1 - t0)
     v = [int(x) for x in out[:-4]]
     failures, frames = int(out[-3]), int(out[-1])
     base, clock_code, with_sim, code, with_config, dropped, booted = v[:7]
@@ -101,6 +110,7 @@ def main() -> None:
         "firmware_state_peak": peak - dropped,
         "peak_per_day": days,
         "growth_last_vs_first_day": days[-1] - days[0],
+        "seconds_per_simulated_day": round(day_s, 2),
         "failures": failures,
         "frames": frames,
     }
@@ -124,6 +134,7 @@ def main() -> None:
     print("peak per day:                 " + ", ".join(f"{x:,}" for x in days))
     print(f"growth, last - first day:     {res['growth_last_vs_first_day']:+,} B")
     print(f"{frames} frames, {failures} task failures")
+    print(f"one simulated day in MicroPython: {day_s:.2f} s")
 
 
 if __name__ == "__main__":
