@@ -173,7 +173,12 @@ class HttpSender:
                         f"cannot reach {self.url}: {last}; is `jalkal serve` running?"
                     )
             if attempt < self.retries:
-                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                click.echo(
+                    f"replay: {self.url}: {last}; sending it again in {wait:g} s",
+                    err=True,
+                )
+                time.sleep(wait)
         raise Unreachable(
             f"{self.url}: no answer after {self.retries + 1} tries: {last}"
         )
@@ -255,7 +260,13 @@ class MqttSender:
         dev = ob.device_str(b.device or 0)
         key = (dev, f"{zlib.crc32(b.data):08x}")
         topic = f"jalkal/v1/{dev}/up"
-        for _attempt in range(self.retries + 1):
+        for attempt in range(self.retries + 1):
+            if attempt:
+                click.echo(
+                    f"replay: no ack from {self.url} within {self.timeout:g} s; "
+                    f"sending it again (try {attempt + 1} of {self.retries + 1})",
+                    err=True,
+                )
             with self.cond:
                 self.acks.pop(key, None)
                 if not self.cond.wait_for(lambda: self.ready, self.timeout):
