@@ -81,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"jalkal-serve/{__version__}"
     timeout = READ_TIMEOUT_S
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
     server: IngestHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -364,6 +365,10 @@ def serve(
     broker = parse_mqtt_url(mqtt_url) if mqtt_url else None
     st = Store(store_path, key_map)
     st.max_body = max_body
+    # handler threads decode and check MACs (holding the GIL) while another one
+    # waits in DuckDB (not holding it): hand the GIL back quickly when DuckDB
+    # returns, or every store call waits out a 5 ms switch interval
+    sys.setswitchinterval(0.0005)
     log = Log(verbose)
     httpd = None
     mq = None

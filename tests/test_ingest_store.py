@@ -47,6 +47,17 @@ def test_fast_signer_is_the_codec_signer():
             assert FastSigner(key).mac(msg) == c.Signer(key).mac(msg)
 
 
+def test_verify_many_is_codec_verify():
+    fs = frames(20)
+    fs[3], fs[7] = forge_mac(fs[3]), fs[7][:-8] + b"\0" * 8  # bad MAC, bad both
+    buf = b"".join(fs)
+    offs = [sum(map(len, fs[:i])) for i in range(len(fs))]
+    lens = [len(f) for f in fs]
+    got = FastSigner(KEY).verify_many(buf, offs, lens).tolist()
+    want = [c.verify(buf, o, n, c.Signer(KEY)) for o, n in zip(offs, lens, strict=True)]
+    assert got == want and want.count(False) == 2
+
+
 def test_round_trip_raw_and_decoded(store):
     fs = frames(50) + frames(30, DEV2, KEY2, boot=4)
     body = b"".join(fs)
