@@ -9,6 +9,7 @@ class SimPin:
         self.clock = clock
         self.level = level
         self.handler = None
+        self.on_write = None  # callback(pin, level) when the firmware drives it
 
     def __call__(self):
         return self.level
@@ -16,7 +17,9 @@ class SimPin:
     def value(self, v=None):
         if v is None:
             return self.level
-        self.level = v
+        old, self.level = self.level, v
+        if v != old and self.on_write is not None:
+            self.on_write(self, v)
 
     def irq(self, handler=None, trigger=None):
         self.handler = handler
@@ -40,6 +43,71 @@ class SimCounter:
 
     def value(self):
         return self.count
+
+
+class SimUart:
+    """The board's UART to the modem. Bytes the modem sends go down the wire one by
+    one at the line rate in virtual time (a poll may see half a line); the board's
+    writes reach the modem (peer.receive) at once. readinto/any/write as
+    machine.UART with timeout=0 (never blocks)."""
+
+    def __init__(self, clock, baud=115200):
+        self.clock = clock
+        self.byte_us = 10000000 // baud  # 10 bits a byte
+        self.chunks = []  # [start_us, data, bytes taken] on their way to the board
+        self.free_us = 0  # when the wire is free again
+        self.peer = None
+        self.rx_bytes = 0  # to the board
+        self.tx_bytes = 0  # from the board
+
+    def send(self, data, delay_ms=0):
+        """The modem sends data, starting delay_ms from now (after what is queued)."""
+        start = max(self.clock.ms * 1000 + delay_ms * 1000, self.free_us)
+        self.free_us = start + len(data) * self.byte_us
+        self.chunks.append([start, bytes(data), 0])
+
+    def clear(self):
+        self.chunks = []
+        self.free_us = 0
+
+    def any(self):
+        now = self.clock.ms * 1000
+        n = 0
+        for start, data, taken in self.chunks:
+            k = min(len(data), (now - start) // self.byte_us)
+            if k <= 0:
+                break
+            n += k - taken
+            if k < len(data):
+                break
+        return n
+
+    def readinto(self, buf, nbytes=None):
+        want = min(len(buf), self.any() if nbytes is None else min(nbytes, self.any()))
+        if not want:
+            return None  # as machine.UART: None when nothing came
+        got = 0
+        while got < want:
+            c = self.chunks[0]
+            k = min(want - got, len(c[1]) - c[2])
+            buf[got : got + k] = c[1][c[2] : c[2] + k]
+            c[2] += k
+            got += k
+            if c[2] == len(c[1]):
+                self.chunks.pop(0)
+        self.rx_bytes += got
+        return got
+
+    def read(self, nbytes=None):
+        b = bytearray(self.any() if nbytes is None else nbytes)
+        n = self.readinto(b)
+        return bytes(b[:n]) if n else None
+
+    def write(self, data):
+        self.tx_bytes += len(data)
+        if self.peer is not None:
+            self.peer.receive(bytes(data))
+        return len(data)
 
 
 class NullI2C:
@@ -71,6 +139,11 @@ class SimHal:
         self._reset = reset_cause
         self.rtc_memory = rtc_memory  # survives a watchdog reset, not a power loss
         self.on_relay = None  # callback(on) for the plant's physical trace
+        self.modem = None  # (SimUart, {role: SimPin}) when a modem is fitted
+
+    def start_modem(self):
+        """The modem's UART and control pins (sim/modem.py fits them), or None."""
+        return self.modem
 
     def start_relay(self):
         if self.relay_pin is None:

@@ -1,0 +1,317 @@
+# Store and forward: frames go up in batches from a cursor over the frame log files
+# (kept in the state file) and leave the backlog only when the server acknowledged
+# them; a power cut mid-send re-sends, and the server keeps one copy. Sessions back
+# off exponentially after a failure and are capped per hour and per day, with a daily
+# byte budget on top: SIM data costs money. The session also reads the signal, sets
+# the clock from the network and carries the SMS alerts and commands.
+import os
+
+from jkproto import codec
+
+from .logger import RING_HDR_LEN
+
+# air bytes of one POST besides its body: TCP/IP handshake, ACKs and close (~12
+# packets of 40 B), the modem's request headers (~190 B), the server's answer
+# (headers ~150 B, JSON ~250 B); docs/uplink.md has the measured figures
+OVERHEAD_B = 1000
+FIRST_S = 60  # after boot the pump logic goes first
+REG_MS = 120000  # network registration
+SKIP1, FEWER, SKIPALL = -1, -2, -3
+# state["up"]: cursor (day file, its offset, nodate.jkl offset, ring generation,
+# its offset), then the day, its sessions and air bytes (the caps survive reboots)
+UP = [0, 0, 0, 0, 0, 0, 0, 0]
+
+
+def _num(body, key):
+    # the integer after key in the server's JSON answer, or None
+    i = body.find(key) + len(key)
+    j = i
+    while j < len(body) and 47 < body[j] < 58:
+        j += 1
+    return int(body[i:j]) if j > i >= len(key) else None
+
+
+def verdict(status, body, n, nf):
+    """The server's answer (docs/uplink.md) to nf frames in n body bytes: the
+    bytes acknowledged (a prefix); SKIP1 / SKIPALL when the first / every frame is
+    refused for good (bad MAC, unknown device...); FEWER: send fewer at once; None:
+    send again later (no answer, server trouble, bytes damaged on the way)."""
+    if status == 200:
+        a = _num(body, b'"acked_bytes":')
+        if a is None or a > n:
+            return FEWER  # the answer did not fit the modem's buffer
+        return a or SKIP1  # 0: the first frame was refused, later ones taken
+    if status == 413:
+        return FEWER
+    if status < 400 or status > 499 or status in (408, 429) or b"malformed" in body:
+        return None
+    return SKIPALL if _num(body, b'"rejected":') == nf else SKIP1
+
+
+def _size(p):
+    try:
+        return os.stat(p)[6]
+    except OSError:
+        return 0
+
+
+class Uplink:
+    def __init__(self, cfg, clock, modem, log, state, save, event, set_time, sms=None):
+        self.cfg = cfg
+        self.clock = clock
+        self.modem = modem
+        self.log = log
+        self.save = save  # persists state
+        self.event = event  # event(name, reason, value): the controller's frames
+        self.set_time = set_time  # set_time(utc_s): the clock from the network
+        self.sms = sms
+        url = cfg["uplink_url"].rstrip("/")
+        self.url = url.encode() + b"/v1/frames" if url else b""
+        up = state.get("up")
+        if not isinstance(up, list) or len(up) != len(UP):
+            up = list(UP)
+        state["up"] = self.up = up
+        self.buf = bytearray(cfg["uplink_batch_bytes"])
+        self.mv = memoryview(self.buf)
+        self.flag = clock.flag()  # set() wakes the task (an SMS alert)
+        self.limit = 255  # frames per batch; halved when the server asks
+        self.fails = 0
+        self.next_s = FIRST_S  # uptime of the next upload
+        self.hour = [0, 0]  # uptime the hour began, sessions in it
+        self.csq = 99
+        self.backlog = 0  # bytes waiting
+        self.faulty = False
+        self.skipped = 0  # frames the server refused for good
+        self.rng = int(cfg["device"], 16) | 1
+        self.batch = self.best = None
+        self.nf = 0
+
+    # --- the cursor over the log files
+    def _at(self, kind, key):
+        # bytes of file (kind, key) acknowledged, None when all of it was;
+        # kind 0: nodate.jkl, 1: a day file (key YYYYMMDD), 4: ring (generation)
+        u = self.up
+        if not kind:
+            return u[2]
+        if key < u[kind - 1]:
+            return None
+        return u[kind] if key == u[kind - 1] else (RING_HDR_LEN if kind == 4 else 0)
+
+    def _set(self, kind, key, off):
+        if kind:
+            self.up[kind - 1] = key
+        self.up[kind or 2] = off
+
+    def _pending(self):
+        """(kind, key, path, offset) of the oldest file with bytes not yet
+        acknowledged: nodate.jkl, the days, then the flash ring; sets backlog."""
+        log = self.log
+        self.backlog = 0
+        self.best = None
+        d = log.log_dir
+        try:  # an iterator where there is one: a year of day files is no list
+            for e in os.ilistdir(d) if hasattr(os, "ilistdir") else os.listdir(d):
+                name = e if isinstance(e, str) else e[0]
+                if name == "nodate.jkl":
+                    self._see(0, 0, d + "/" + name)
+                elif name[8:] == ".jkl":
+                    self._see(1, int(name[:8]), d + "/" + name)
+        except (OSError, TypeError, ValueError):
+            pass
+        ring = 0
+        for i in range(log.ring_files):
+            p = log.ring_path(i)
+            try:
+                with open(p, "rb") as f:
+                    h = f.read(RING_HDR_LEN)
+            except OSError:
+                continue
+            if len(h) == RING_HDR_LEN:
+                ring = self._see(4, int.from_bytes(h[4:], "little"), p)
+        if not ring:
+            self.up[3] = self.up[4] = 0  # the ring was emptied: generations restart
+        return self.best
+
+    def _see(self, kind, key, p):
+        off = self._at(kind, key)
+        left = off is not None and _size(p) - off
+        if left and left > 0:
+            self.backlog += left
+            if self.best is None or (kind, key) < self.best[:2]:
+                self.best = (kind, key, p, off)
+        return 1
+
+    def _next(self):
+        """Read the next batch: self.batch = (kind, key, offset, span of the file
+        it covers, frames, body bytes), or None when nothing waits."""
+        self.batch = None
+        while True:
+            f = self._pending()
+            if f is None:
+                return
+            kind, key, path, off = f
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                n = fh.readinto(self.buf)
+            nf = blen = end = 0
+            for o, k in codec.scan(self.buf, 0, n):
+                if nf == self.limit:
+                    break
+                nf += 1
+                blen += k
+                end = o + k
+            if nf < self.limit:
+                # past the last whole frame: a write torn by a power cut, or
+                # garbage; a frame never grows once it is written
+                end = n if n < len(self.buf) else max(end, n - codec.MAX_LEN + 1)
+            if nf:
+                self.batch = (kind, key, off, end, nf, blen)
+                return
+            self._set(kind, key, off + end)  # nothing whole: step over it
+
+    def _frames(self, write=None, upto=1 << 30):
+        # the batch's frames: written out, or the end of the last one within upto
+        # body bytes (their count in self.nf)
+        acc = pos = self.nf = 0
+        for o, k in codec.scan(self.buf, 0, self.batch[3]):
+            if self.nf == self.batch[4] or acc + k > upto:
+                break
+            if write:
+                write(self.mv[o : o + k])
+            acc += k
+            pos = o + k
+            self.nf += 1
+        return pos
+
+    def _ack(self, v):
+        """Move the cursor over what the answer v (verdict) acknowledged or
+        refused for good; False when nothing moved."""
+        kind, key, off, span, nf, blen = self.batch
+        if v == SKIP1 or v == SKIPALL:
+            pos = span
+            for o, k in codec.scan(self.buf, 0, span if v == SKIP1 else 0):
+                pos = o + k  # the first frame only
+                break
+            n = nf if v == SKIPALL else 1
+            if not self.skipped:  # refused frames must not hold the backlog
+                self.event("fault_raised", "modem", n)
+            self.skipped += n
+        else:
+            pos = span if v >= blen else self._frames(None, v)
+        if pos:
+            self._set(kind, key, off + pos)
+        return pos > 0
+
+    # --- caps and back-off
+    def _day(self):
+        u = self.up
+        day = self.clock.now()[0] // 86400
+        if u[5] != day:
+            u[5], u[6], u[7] = day, 0, 0
+        return u
+
+    def allowed(self):
+        """A session now stays under the per-hour and per-day caps."""
+        cfg, now, h = self.cfg, self.clock.uptime_s(), self.hour
+        if now - h[0] >= 3600:
+            h[0], h[1] = now, 0
+        u = self._day()
+        return (
+            h[1] < cfg["uplink_max_hour"]
+            and u[6] < cfg["uplink_max_day"]
+            and u[7] + OVERHEAD_B <= cfg["uplink_day_bytes"]
+        )
+
+    def backoff_s(self):
+        """Exponential, capped, with +-25 % jitter (boards do not retry in step)."""
+        cfg = self.cfg
+        s = cfg["uplink_retry_s"] << min(self.fails - 1, 16)
+        s = min(s, cfg["uplink_retry_max_s"])
+        self.rng = (self.rng * 1103515245 + 12345) & 0x7FFFFFFF
+        return s * 3 // 4 + (self.rng >> 8) % (s // 2 + 1)
+
+    # --- a session with the modem
+    async def session(self, upload):
+        """Modem up, registered, signal, time, SMS, then the backlog; True when it
+        all went well (nothing to send counts as well)."""
+        m, c = self.modem, self.clock
+        ok = (m.on and m.dead < m.dead_max and await m.sync(2000)) or (
+            (not m.on and await m.power_on()) or await m.cycle()
+        )
+        if ok == self.faulty:  # the modem's fault: raised and cleared once each
+            self.faulty = not ok
+            self.event("fault_raised" if self.faulty else "fault_cleared", "modem", 0)
+        ok = ok and await m.attach(REG_MS)
+        if self.sms:
+            self.sms.done(ok, c.uptime_s())
+        if ok:
+            self.csq = await m.csq()
+            if c.quality < 2:  # NET: better than none or the RTC
+                t = await m.net_time()
+                if t:
+                    self.set_time(t)
+            if self.sms:
+                await self.sms.session(m, self._day()[5], c.uptime_s())
+            if upload and self.url:
+                ok = await self._upload()
+        if not (self.sms and self.sms.listening()):
+            await m.power_off()  # asleep until the next upload
+        return ok
+
+    async def _upload(self):
+        m, cfg = self.modem, self.cfg
+        self._next()
+        if not self.batch:
+            return True
+        ok = await m.bearer(cfg["apn"].encode()) and await m.http_start(self.url)
+        while ok and self.batch:
+            u = self._day()
+            nf, blen = self.batch[4:]
+            if u[7] + blen + OVERHEAD_B > cfg["uplink_day_bytes"]:
+                ok = False  # today's budget is spent: the rest waits
+                break
+            u[7] += blen + OVERHEAD_B
+            st = await m.post(blen, self._frames)
+            v = st and verdict(st, m.body[: m.blen], blen, nf)
+            if v == FEWER and nf == 1:
+                v = blen if st == 200 else SKIP1  # 200: this one was taken
+            if v == FEWER:
+                self.limit = max(1, nf // 2)
+            elif v is None or not self._ack(v):
+                ok = False
+            else:
+                self.limit = min(255, self.limit * 2)
+            self.save()
+            self._next()
+        self.save()
+        await m.http_end()
+        await m.bearer_off()
+        return ok
+
+    async def run(self):
+        c = self.clock
+        while True:
+            now = c.uptime_s()
+            wait = min(self.next_s - now, self.sms.due_s(now) if self.sms else 1 << 30)
+            if wait > 0:
+                await c.wait(self.flag, wait * 1000)
+                continue
+            upload = now >= self.next_s
+            if upload and not self.allowed():
+                upload = False
+                self.next_s = now + 600  # a cap holds: look again later
+                if not self.sms or self.sms.due_s(now) > 0:
+                    continue
+            if upload:
+                self.hour[1] += 1
+                self._day()[6] += 1
+                self.save()
+            try:
+                ok = await self.session(upload)
+            except (OSError, ValueError, IndexError):
+                ok = False  # a file or an answer it could not read: try again later
+            if upload:
+                self.fails = 0 if ok else self.fails + 1
+                self.next_s = c.uptime_s() + (
+                    self.backoff_s() if self.fails else self.cfg["uplink_s"]
+                )

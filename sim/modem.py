@@ -1,0 +1,371 @@
+# A simulated SIM800 / SIM7000 / SIM7600 behind the fake UART (sim/hw.py SimUart): it
+# answers the AT command set the firmware uses, byte by byte at the line rate with
+# realistic delays on the virtual clock, and can fail like a real one: registration
+# that never comes, a dropped PDP context, garbled or missing answers, a hang until
+# power-cycled, and network outages. Its HTTP POSTs go to a real server (post());
+# virtual time stands still meanwhile. Runs under CPython and MicroPython (the HTTP
+# client is imported only when a POST is made).
+from .hw import SimPin, SimUart
+
+BOOT_MS = {"sim800": 3000, "sim7000": 5000, "sim7600": 12000}
+# the air bytes of one POST besides body and answer: TCP handshake, ACKs and close
+TCP_OVERHEAD_B = 12 * 40
+OK = b"\r\nOK\r\n"
+ERR = b"\r\nERROR\r\n"
+CMGL = b'\r\n+CMGL: %d,"REC UNREAD","%s","","26/03/01,10:00:00+22"\r\n'
+
+
+def http_post(url, body, timeout_s=10.0):
+    """(status, answer bytes, air bytes) of a real POST over loopback; (601, b"", 0)
+    when the server cannot be reached (SIM800: network error)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url.decode() if isinstance(url, bytes) else url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout_s)
+    # the headers a SIM800 sends with AT+HTTPACTION=1
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": "no-cache",
+        "Connection": "keep-alive",
+        "User-Agent": "SIMCOM_MODULE",
+    }
+    try:
+        conn.request("POST", u.path or "/", body=bytes(body), headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+    except OSError:
+        return 601, b"", 0
+    finally:
+        conn.close()
+    req = len("POST %s HTTP/1.1\r\n" % (u.path or "/")) + len(body) + 2
+    req += sum(len(k) + len(v) + 4 for k, v in headers.items())
+    req += len("Host: %s\r\nContent-Length: %d\r\n" % (u.netloc, len(body)))
+    resp = len("HTTP/1.1 %d %s\r\n" % (r.status, r.reason)) + 2 + len(data)
+    resp += sum(len(k) + len(v) + 4 for k, v in r.getheaders())
+    return r.status, data, req + resp + TCP_OVERHEAD_B
+
+
+class SimModem:
+    """Settings (attributes): reg_ms, p_reg_fail (per power-on), p_pdp_drop (per
+    POST), p_garble / p_drop (per answer), outage (no network). Counters: air_bytes,
+    posts, sms_sent, power_ons; http_log holds (status, body) of every POST."""
+
+    def __init__(self, clock, uart, family="sim800", pins=None, pwrkey_active=0,
+                 seed=1, utc0=None, post=http_post):  # fmt: skip
+        self.clock = clock
+        self.uart = uart
+        uart.peer = self
+        self.family = family
+        self.s76 = family == "sim7600"
+        self.pins = pins or {}
+        self.pk = pwrkey_active
+        self.post = post
+        self.utc0 = utc0  # UTC at virtual ms 0 (the network's clock)
+        self.rng = seed * 2654435761 % 4294967291 or 1
+        for role, pin in self.pins.items():
+            pin.on_write = lambda p, v, role=role: self.pin(role, v)
+        self.reg_ms = 8000  # registration after boot
+        self.p_reg_fail = 0.0
+        self.p_pdp_drop = 0.0
+        self.p_garble = 0.0
+        self.p_drop = 0.0
+        self.outage = False
+        self.hung = False
+        self.inbox = []  # [index, sender, text]
+        self.sent = []  # (number, text) of every SMS sent
+        self.http_log = []
+        self.air_bytes = 0
+        self.posts = 0
+        self.power_ons = 0
+        self.on = False
+        self._press = None
+        self._next_index = 1
+        self._reset_state()
+        if not self.pins:
+            self._boot()  # nothing to switch it: it starts with the board
+
+    # --- randomness (an LCG: the same seed gives the same run on both interpreters)
+    def rand(self):
+        self.rng = (self.rng * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.rng >> 4) / float(1 << 27)
+
+    def _reset_state(self):
+        self.ready_ms = None
+        self.echo = True
+        self.line = bytearray()
+        self.data_left = 0
+        self.data = bytearray()
+        self.sms_to = None
+        self.http = None
+        self.bearer = False
+        self.clts = False
+        self.no_reg = False
+        self.answer = b""
+
+    # --- power
+    def _boot(self):
+        self._reset_state()
+        self.on = True
+        self.power_ons += 1
+        self.hung = False
+        self.ready_ms = self.clock.ms + BOOT_MS[self.family]
+        self.no_reg = self.rand() < self.p_reg_fail
+        urc = b"\r\nRDY\r\n\r\n+CPIN: READY\r\n"
+        if self.s76:
+            urc += b"\r\nSMS DONE\r\n"
+        else:
+            urc += b"\r\nCall Ready\r\n\r\nSMS Ready\r\n"
+        self.uart.send(urc, BOOT_MS[self.family])
+
+    def _off(self):
+        self.on = False
+        self._reset_state()
+        self.uart.clear()
+
+    def _up(self, role):
+        p = self.pins.get(role)
+        return p is None or p.level == 1
+
+    def pin(self, role, level):
+        """The firmware drove one of the modem's control pins (level already set)."""
+        if not (self._up("power") and self._up("rst")):
+            if self.on:
+                self._off()  # supply cut or held in reset
+            self._press = None
+            return
+        if role != "pwrkey":
+            if "pwrkey" not in self.pins and not self.on:
+                self._boot()  # a module without a power key starts by itself
+            return
+        if level == self.pk:
+            self._press = self.clock.ms
+        elif self._press is not None:
+            held = self.clock.ms - self._press
+            self._press = None
+            if not self.on and held >= (500 if self.s76 else 1000):
+                self._boot()
+            elif self.on and held >= 2500:
+                self._off()
+
+    def hang(self):
+        """Stop answering until the power is cycled."""
+        self.hung = True
+
+    def registered(self):
+        ms = self.clock.ms
+        return (
+            self.on
+            and not self.outage
+            and not self.no_reg
+            and ms >= self.ready_ms + self.reg_ms
+        )
+
+    # --- the wire
+    def _say(self, data, delay_ms=None):
+        if delay_ms is None:
+            delay_ms = 20 + int(self.rand() * 80)
+        if self.p_drop and self.rand() < self.p_drop:
+            return
+        if self.p_garble and self.rand() < self.p_garble and data:
+            b = bytearray(data)
+            i = int(self.rand() * len(b))
+            b[i] = 33 + int(self.rand() * 90)  # a printable character in a wrong place
+            data = bytes(b)
+        self.uart.send(data, delay_ms)
+
+    def receive(self, data):
+        if not self.on or self.hung or self.clock.ms < self.ready_ms:
+            return  # off, hung or still booting: the bytes are lost
+        for c in data:
+            if self.data_left:
+                self.data.append(c)
+                self.data_left -= 1
+                if not self.data_left:
+                    self._say(OK)
+            elif self.sms_to is not None:
+                if c == 0x1A:
+                    self._sms_sent(bytes(self.line))
+                    self.line = bytearray()
+                elif c != 0x1B:
+                    self.line.append(c)
+            elif c == 13:
+                line = bytes(self.line)
+                self.line = bytearray()
+                if self.echo:
+                    self.uart.send(line + b"\r")
+                if line.upper().startswith(b"AT"):
+                    self.command(line[2:])
+            elif c != 10 and len(self.line) < 560:
+                self.line.append(c)
+
+    # --- commands
+    def command(self, cmd):
+        head = cmd.upper()
+        for prefix, fn in (
+            (b"+HTTP", self.cmd_http), (b"+SAPBR", self.cmd_sapbr),
+            (b"+CMG", self.cmd_sms), (b"+C", self.cmd_c),
+        ):  # fmt: skip
+            if head.startswith(prefix):
+                return fn(head, cmd)
+        if head in (b"", b"E0", b"E1", b"&W"):
+            if head.startswith(b"E"):
+                self.echo = head == b"E1"
+            return self._say(OK)
+        self._say(ERR)
+
+    def _stat(self):
+        if self.registered():
+            return 1
+        return 2 if self.on and not self.no_reg else 0
+
+    def cmd_c(self, head, cmd):
+        for q in (b"+CREG?", b"+CGREG?", b"+CEREG?"):
+            if head == q:
+                return self._say(b"\r\n%s: 0,%d\r\n" % (q[:-1], self._stat()) + OK)
+        if head == b"+CSQ":
+            q = 10 + (self.rng >> 7) % 15 if self.registered() else 99
+            return self._say(b"\r\n+CSQ: %d,0\r\n" % q + OK)
+        if head == b"+CCLK?":
+            return self._say(b'\r\n+CCLK: "%s"\r\n' % self._cclk() + OK)
+        if head in (b"+CLTS=1", b"+CTZU=1"):
+            self.clts = True
+            return self._say(OK)
+        if head.startswith(b"+CGDCONT="):
+            return self._say(OK)
+        if head == b"+CGACT=1,1":
+            self.bearer = self.registered()
+            return self._say(OK if self.bearer else ERR, 1000)
+        if head == b"+CGACT=0,1":
+            self.bearer = False
+            return self._say(OK)
+        if head in (b"+CPOWD=1", b"+CPOF"):
+            self.uart.send(b"\r\nNORMAL POWER DOWN\r\n" if not self.s76 else OK, 50)
+            self.on = False
+            self._reset_state()
+            return
+        self._say(ERR)
+
+    def _cclk(self):
+        if not (self.clts and self.registered()) or self.utc0 is None:
+            return b"04/01/01,00:00:%02d+00" % (self.clock.ms // 1000 % 60)
+        t = self.utc0 + self.clock.ms // 1000 + 330 * 60  # IST: +22 quarters
+        days, s = divmod(t, 86400)
+        from jkproto.codec import civil
+
+        y, m, d = civil(days)
+        return b"%02d/%02d/%02d,%02d:%02d:%02d+22" % (
+            y % 100, m, d, s // 3600, s // 60 % 60, s % 60)  # fmt: skip
+
+    def cmd_sapbr(self, head, cmd):
+        if head == b"+SAPBR=2,1":
+            st = b'1,1,"10.64.3.17"' if self.bearer else b'1,3,"0.0.0.0"'
+            return self._say(b"\r\n+SAPBR: %s\r\n" % st + OK)
+        if head.startswith(b"+SAPBR=3,1,"):
+            return self._say(OK)
+        if head == b"+SAPBR=1,1":
+            if self.bearer or not self.registered():
+                return self._say(ERR, 2000 if self.bearer else 10000)
+            self.bearer = True
+            return self._say(OK, 1500)
+        if head == b"+SAPBR=0,1":
+            ok = self.bearer
+            self.bearer = False
+            return self._say(OK if ok else ERR, 500)
+        self._say(ERR)
+
+    def cmd_http(self, head, cmd):
+        if head == b"+HTTPINIT":
+            if self.http is not None:
+                return self._say(ERR)
+            self.http = {}
+            return self._say(OK)
+        if self.http is None:
+            return self._say(ERR)
+        if head == b"+HTTPTERM":
+            self.http = None
+            return self._say(OK)
+        if head.startswith(b"+HTTPPARA="):
+            k, _, v = cmd[10:].partition(b",")
+            self.http[k.strip(b'"').upper()] = v.strip(b'"')
+            return self._say(OK)
+        if head.startswith(b"+HTTPDATA="):
+            self.data_left = int(head[10:].split(b",")[0])
+            self.data = bytearray()
+            return self._say(b"\r\nDOWNLOAD\r\n")
+        if head == b"+HTTPACTION=1":
+            self._say(OK)
+            return self._action()
+        if head.startswith(b"+HTTPREAD"):
+            a = self.answer
+            if self.s76:
+                return self._say(
+                    OK + b"\r\n+HTTPREAD: %d\r\n" % len(a) + a + b"\r\n+HTTPREAD: 0\r\n"
+                )
+            return self._say(b"\r\n+HTTPREAD: %d\r\n" % len(a) + a + OK)
+        self._say(ERR)
+
+    def _action(self):
+        self.answer = b""
+        if self.bearer and (
+            self.outage or (self.p_pdp_drop and self.rand() < self.p_pdp_drop)
+        ):
+            self.bearer = False  # the network dropped the PDP context
+        if not self.bearer or not self.registered():
+            return self._say(b"\r\n+HTTPACTION: 1,601,0\r\n", 3000)
+        body = bytes(self.data)
+        status, answer, air = self.post(self.http.get(b"URL", b""), body)
+        self.posts += 1
+        self.air_bytes += air
+        self.http_log.append((status, body))
+        self.answer = answer
+        ms = 800 + len(body) // 5 + len(answer) // 5  # GPRS: ~40 kbit/s
+        self._say(b"\r\n+HTTPACTION: 1,%d,%d\r\n" % (status, len(answer)), ms)
+
+    # --- SMS
+    def deliver(self, sender, text):
+        """A text arrives from sender (stored on the SIM, +CMTI announced)."""
+        i = self._next_index
+        self._next_index += 1
+        self.inbox.append([i, sender, text])
+        if self.on and not self.hung:
+            self.uart.send(b'\r\n+CMTI: "SM",%d\r\n' % i)
+
+    def _sms_sent(self, text):
+        ok = self.registered()
+        if ok:
+            self.sent.append((self.sms_to, text))
+        self.sms_to = None
+        self._say(b"\r\n+CMGS: %d\r\n" % len(self.sent) + OK if ok else ERR, 2500)
+
+    def cmd_sms(self, head, cmd):
+        if head == b"+CMGF=1":
+            return self._say(OK)
+        if head.startswith(b"+CMGS="):
+            self.sms_to = cmd[6:].strip(b'"')
+            return self._say(b"\r\n> ", 100)
+        if head.startswith(b"+CMGL"):
+            out = b""
+            for i, sender, text in self.inbox:
+                out += CMGL % (i, sender)
+                out += text
+            return self._say(out + b"\r\n" + OK if out else OK)
+        if head.startswith(b"+CMGD="):
+            i = int(head[6:].split(b",")[0])
+            self.inbox = [m for m in self.inbox if m[0] != i]
+            return self._say(OK)
+        self._say(ERR)
+
+
+def fit(hal, clock, family="sim800", board_pins=(), pwrkey_active=0, **kw):
+    """Fit a simulated modem to a SimHal: its UART and one pin per modem role the
+    board has (modem_power, modem_pwrkey, modem_rst, modem_flight)."""
+    uart = SimUart(clock)
+    pins = {}
+    for role in ("power", "pwrkey", "rst", "flight"):
+        if "modem_" + role in board_pins:
+            idle = 1 - pwrkey_active if role == "pwrkey" else 0
+            pins[role] = SimPin(clock, idle)
+    modem = SimModem(clock, uart, family, pins, pwrkey_active, **kw)
+    hal.modem = (uart, pins)
+    return modem

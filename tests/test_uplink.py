@@ -1,0 +1,348 @@
+"""Store and forward (firmware/uplink.py) over the simulated modem: a cursor over the
+frame log that moves only over acknowledged frames, re-sends after a power cut,
+steps over frames refused for good, backs off and stays under its caps."""
+
+import json
+
+import pytest
+from jkfw.app import local_day
+from jkfw.logger import FrameLog
+from jkfw.modem import Modem
+from jkfw.store import Store
+from jkfw.uplink import FEWER, SKIP1, SKIPALL, Uplink, verdict
+from jksim.modem import fit
+from jksim.vclock import VirtualClock
+
+from jkproto import codec
+
+T0 = 1772303400  # 2026-03-01T00:00+05:30
+DEV = 0x0A1B2C3D
+KEY = bytes(range(32))
+T_CALL = ("modem_power", "modem_pwrkey", "modem_rst")
+DAY_MS = 86400 * 1000
+CFG = {
+    "device": "0a1b2c3d",
+    "uplink_url": "http://127.0.0.1:9/",
+    "apn": "internet",
+    "uplink_s": 3600,
+    "uplink_batch_bytes": 1024,
+    "uplink_retry_s": 120,
+    "uplink_retry_max_s": 3600,
+    "uplink_max_hour": 4,
+    "uplink_max_day": 48,
+    "uplink_day_bytes": 150000,
+    "tz_offset_min": 330,
+}
+
+
+def utc_day(ms):
+    return (T0 + ms // 1000) // 86400
+
+
+class Server:
+    """The ingest contract of docs/uplink.md, in memory: one copy per (device, boot,
+    seq), acked_bytes = the acknowledged prefix of the body."""
+
+    def __init__(self):
+        self.frames = {}
+        self.signer = codec.Signer(KEY)
+        self.status = None  # force an HTTP status (e.g. 503)
+        self.reachable = True
+        self.posts = 0
+        self.dups = 0
+        self.air = 0
+        self.on_post = None
+        self.pad = 0  # bytes of "acked" runs before acked_bytes in the answer
+
+    def post(self, url, body):
+        if not self.reachable:
+            return 601, b"", 0
+        self.posts += 1
+        if self.on_post:
+            self.on_post()
+        if self.status:
+            ans = b'{"error":"internal_error"}'
+            self.air += len(body) + len(ans) + 700
+            return self.status, ans, len(body) + len(ans) + 700
+        body = bytes(body)
+        frames = list(codec.scan(body))
+        if sum(k for _o, k in frames) != len(body):
+            return 400, b'{"ok":false,"error":"malformed_body","acked_bytes":0}', 0
+        acked = rejected = 0
+        prefix = True
+        for o, k in frames:
+            f = body[o : o + k]
+            h = codec.unpack_head(f)
+            ok = codec.verify(f, 0, k, self.signer)
+            key = (h[4], h[5], h[6])
+            if ok and key in self.frames:
+                self.dups += 1
+            elif ok:
+                self.frames[key] = f
+            if ok and prefix:
+                acked += k
+            if not ok:
+                rejected += 1
+                prefix = False
+        ans = json.dumps(
+            {"ok": rejected == 0, "frames": len(frames), "rejected": rejected,
+             "acked": [["0a1b2c3d", 1, 0, 1]] * self.pad, "acked_bytes": acked},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+        status = 200 if rejected < len(frames) else 403
+        self.air += len(body) + len(ans) + 700
+        return status, ans, len(body) + len(ans) + 700
+
+
+class Board:
+    """The uplink with the frame log, state file and modem of a board, plus a task
+    that logs a reading every 15 min; power cuts and reboots keep the flash."""
+
+    def __init__(self, tmp, server, family="sim800", sd=True, **over):
+        self.tmp = tmp
+        self.sd = tmp / "sd"
+        self.flash = tmp / "flash"
+        self.sd.mkdir(exist_ok=True)
+        self.flash.mkdir(exist_ok=True)
+        self.cfg = dict(CFG, **over)
+        self.clock = VirtualClock(T0)
+        self.family = family
+        self.sm = fit(self, self.clock, family, T_CALL, utc0=T0, post=server.post)
+        self.server = server
+        self.sd_ok = sd
+        self.events = []
+        self.logged = []  # (boot, seq) of every frame logged
+        self.boot()
+
+    def boot(self):
+        self.store = Store(str(self.flash))
+        self.state = self.store.load()
+        self.state["epoch"] += 1
+        self.store.save(self.state)
+        self.enc = codec.Encoder(DEV, KEY, boot=self.state["epoch"])
+        self.log = FrameLog(
+            str(self.sd) if self.sd_ok else "/nonexistent", str(self.flash)
+        )
+        uart, pins = self.modem
+        self.m = Modem(uart, self.clock, self.family, pins)
+        self.up = Uplink(
+            self.cfg, self.clock, self.m, self.log, self.state,
+            lambda: self.store.save(self.state), self.event, self.set_time,
+        )  # fmt: skip
+        self.clock.spawn(self.readings())
+        self.clock.spawn(self.up.run())
+
+    def event(self, name, reason, value):
+        self.events.append((name, reason, value))
+
+    def set_time(self, t):
+        self.clock.set_utc(t, 2)
+
+    def frame(self, kind=codec.READING, values=(1, 2, 3, 24, 0, 99)):
+        t, q = self.clock.now()
+        f = self.enc.frame(kind, t, q, *values)
+        self.log.append(f, local_day(t, 330) if q else 0)
+        self.logged.append((self.enc.boot, self.enc.seq - 1))
+        return f
+
+    async def readings(self):
+        while True:
+            self.frame()
+            await self.clock.sleep_ms(900000)
+
+    def power_cut(self, off_ms=60000):
+        self.clock.stop()
+        self.log.close()
+        self.sm._off()
+        self.clock.run_until(self.clock.ms + off_ms)
+        self.clock.reboot()
+        self.boot()
+
+    def run_days(self, days):
+        self.clock.run_until(self.clock.ms + int(days * DAY_MS))
+        assert self.clock.failures == []
+
+    def delivered(self):
+        keys = {(b, s) for (_d, b, s) in self.server.frames}
+        return [k for k in self.logged if k in keys]
+
+
+def test_frames_go_up_once_and_the_cursor_persists(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.run_days(2)
+    assert len(b.logged) == 193
+    # everything logged before the last upload is on the server, once
+    assert set(b.delivered()) >= set(b.logged[:-4])
+    assert srv.dups == 0 and b.up.fails == 0
+    saved = Store(str(b.flash)).load()["up"]
+    assert saved[:2] == b.state["up"][:2] and saved[0] == 20260302
+    # sessions: one an hour, each one POST (a dozen readings in 1 KB)
+    assert 47 <= srv.posts <= 50
+    assert b.events == []
+
+
+def test_a_week_without_network_then_everything_goes_up(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.sm.outage = True
+    b.run_days(7)
+    assert srv.posts == 0 and srv.air == 0  # no network: no data used
+    sessions_per_day = b.state["up"][6]
+    assert sessions_per_day <= b.cfg["uplink_max_day"]
+    assert b.up.fails > 10
+    b.sm.outage = False
+    b.run_days(1)
+    assert set(b.delivered()) >= set(b.logged[:-4])
+    assert srv.dups == 0
+
+
+def test_power_cut_mid_send_re_sends_and_the_server_keeps_one(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.run_days(0.5)
+    cut = []
+
+    def once():
+        if not cut:  # the server stores, the board dies before it reads the ack
+            cut.append(b.clock.ms)
+            b.clock.at(b.clock.ms + 1, lambda: b.power_cut())
+
+    srv.on_post = once
+    b.run_days(1)
+    assert cut and srv.dups >= 1
+    assert set(b.delivered()) >= set(b.logged[:-4])
+    # the boot after the cut logged on; its frames went up too
+    assert {bt for bt, _s in b.logged} == {1, 2}
+
+
+def test_a_frame_refused_for_good_is_stepped_over_with_a_fault(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.clock.run_until(10 * 60000)
+    good = codec.Encoder(DEV, KEY, boot=1, seq=b.enc.seq)
+    bad = codec.Encoder(DEV, bytes(32), boot=1, seq=b.enc.seq)
+    t, q = b.clock.now()
+    f = bytes(bad.frame(codec.EVENT, t, q, 3, 21, 0))  # forged: wrong key
+    b.log.append(f, local_day(t, 330))
+    b.enc.seq = good.seq + 1  # the board's own frames go on after it
+    b.logged.append((99, 99))
+    b.run_days(1)
+    assert ("fault_raised", "modem", 1) in b.events
+    assert b.up.skipped == 1
+    want = [k for k in b.logged[:-4] if k != (99, 99)]
+    assert set(b.delivered()) >= set(want)
+
+
+def test_a_device_the_server_does_not_know_does_not_block_forever(tmp_path):
+    srv = Server()
+    srv.signer = codec.Signer(bytes(32))  # every frame fails its MAC
+    b = Board(tmp_path, srv)
+    b.run_days(1)
+    assert srv.frames == {}
+    assert b.up.skipped >= 90  # stepped over, whole batches at a time
+    assert srv.posts < 40  # not one request per frame
+    assert [e for e in b.events if e[0] == "fault_raised"] == [
+        ("fault_raised", "modem", b.events[0][2])
+    ]
+
+
+def test_torn_and_garbage_bytes_in_the_log_are_stepped_over(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.clock.run_until(10 * 60000)
+    t, q = b.clock.now()
+    path = b.log.day_path(local_day(t, 330))
+    f = bytes(
+        codec.Encoder(DEV, KEY, boot=9).frame(codec.READING, t, q, 1, 2, 3, 4, 5, 6)
+    )
+    with open(path, "ab") as fh:
+        fh.write(b"\x00garbage" + f[:20])  # a bad sector, then a torn write
+    b.run_days(1)
+    assert set(b.delivered()) >= set(b.logged[:-4])
+    assert srv.dups == 0
+
+
+def test_retries_back_off_and_are_capped(tmp_path):
+    srv = Server()
+    srv.status = 503
+    b = Board(tmp_path, srv, uplink_max_hour=2, uplink_max_day=10)
+    starts = []
+    orig = b.up.session
+
+    async def spy(upload):
+        if upload:
+            starts.append(b.clock.ms)
+        return await orig(upload)
+
+    b.up.session = spy
+    b.run_days(2)
+    gaps = [(y - x) / 1000 for x, y in zip(starts, starts[1:], strict=False)]
+    assert gaps[0] >= 90 and gaps[1] >= 180 and gaps[2] >= 360  # doubling, +-25 %
+    # the day of the caps is the UTC day
+    per_day = {}
+    for s in starts:
+        per_day[utc_day(s)] = per_day.get(utc_day(s), 0) + 1
+    assert max(per_day.values()) <= 10
+    for h in range(48):  # per hour (the window starts at a session)
+        assert sum(1 for s in starts if h * 3600000 <= s < (h + 1) * 3600000) <= 4
+    assert b.log.files() and srv.frames == {}
+
+
+def test_the_daily_byte_budget_holds(tmp_path):
+    srv = Server()
+    srv.status = 503
+    fast = {"uplink_retry_s": 60, "uplink_retry_max_s": 60, "uplink_max_hour": 100}
+    b = Board(tmp_path, srv, uplink_day_bytes=10000, uplink_max_day=1000, **fast)
+    days = []
+    srv.on_post = lambda: days.append(utc_day(b.clock.ms))
+    b.run_days(1)
+    assert len(days) > 5
+    for d in set(days):  # each POST counts its body (>= 40 B) and 1000 B overhead
+        assert days.count(d) <= 10000 // 1040
+    assert b.state["up"][7] <= 10000
+
+
+def test_frames_on_the_flash_ring_go_up(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv, sd=False)
+    b.run_days(1)
+    assert b.log.mode == "flash"
+    assert set(b.delivered()) >= set(b.logged[:-4])
+
+
+def test_an_answer_cut_short_makes_batches_smaller(tmp_path):
+    srv = Server()
+    srv.pad = 12  # the answer's "acked" runs push acked_bytes past the modem buffer
+    b = Board(tmp_path, srv)
+    b.run_days(1)
+    assert set(b.delivered()) >= set(b.logged[:-4])
+
+
+def test_the_network_sets_the_clock(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.clock.quality = 0
+    b.run_days(0.1)
+    assert b.clock.quality == 2
+
+
+@pytest.mark.parametrize(
+    "status, body, n, nf, want",
+    [
+        (200, b'{"ok":true,"acked_bytes":80}', 80, 2, 80),
+        (200, b'{"ok":false,"acked_bytes":40,"rejected":1}', 80, 2, 40),
+        (200, b'{"ok":false,"acked_bytes":0,"rejected":1}', 80, 2, SKIP1),
+        (200, b'{"ok":true,"acked":[["0a1b2c3d",1,0', 80, 2, FEWER),
+        (200, b'{"acked_bytes":999}', 80, 2, FEWER),
+        (403, b'{"frames":2,"rejected":2,"error":"bad_mac"}', 80, 2, SKIPALL),
+        (409, b'{"frames":2,"rejected":1,"error":"conflict"}', 80, 2, SKIP1),
+        (400, b'{"error":"malformed_body"}', 80, 2, None),
+        (413, b"", 80, 2, FEWER),
+        (503, b"", 80, 2, None),
+        (601, b"", 80, 2, None),
+        (429, b"", 80, 2, None),
+    ],
+)
+def test_verdict(status, body, n, nf, want):
+    assert verdict(status, body, n, nf) == want

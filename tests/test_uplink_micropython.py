@@ -1,0 +1,119 @@
+"""The modem driver, store and forward and SMS in real MicroPython (the WebAssembly
+build): a simulated day of readings goes up through the simulated modem, and the
+heap the modules cost once imported as the board's bytecode (.mpy)."""
+
+import json
+
+import pytest
+from conftest import REPO, compiled, firmware_files
+
+SIM_FILES = ("__init__.py", "vclock.py", "hw.py", "modem.py")
+
+SCRIPT = r"""
+import json, os
+from jkproto import codec
+from jkfw.logger import FrameLog
+from jkfw.modem import Modem
+from jkfw.sms import Sms
+from jkfw.store import Store
+from jkfw.uplink import Uplink
+from jksim.modem import fit
+from jksim.vclock import VirtualClock
+
+T0 = 1772303400
+KEY = bytes(range(32))
+for d in ("sd", "flash"):
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+got = {}
+
+
+def post(url, body):
+    n = 0
+    for o, k in codec.scan(body):
+        got[bytes(body[o + 5 : o + 13])] = 1
+        n += k
+    return 200, b'{"ok":true,"acked":[],"acked_bytes":%d}' % n, len(body) + 700
+
+
+cfg = {"device": "0a1b2c3d", "uplink_url": "http://127.0.0.1:9", "apn": "internet",
+       "uplink_s": 3600, "uplink_batch_bytes": 1024, "uplink_retry_s": 120,
+       "uplink_retry_max_s": 3600, "uplink_max_hour": 4, "uplink_max_day": 48,
+       "uplink_day_bytes": 150000, "sms_to": ["+919876543210"],
+       "sms_allow": ["+919876543210"], "sms_max_day": 10}
+clock = VirtualClock(T0)
+
+
+class H:
+    modem = None
+
+
+sm = fit(H, clock, "sim800", ("modem_power", "modem_pwrkey", "modem_rst"), utc0=T0,
+         post=post)
+uart, pins = H.modem
+store = Store("flash")
+state = store.load()
+enc = codec.Encoder(0x0A1B2C3D, KEY, boot=1)
+log = FrameLog("sd", "flash")
+m = Modem(uart, clock, "sim800", pins)
+cmds = []
+sms = Sms(cfg, cmds.append, lambda: b"pump off")
+up = Uplink(cfg, clock, m, log, state, lambda: store.save(state),
+            lambda *e: None, lambda t: clock.set_utc(t, 2), sms)
+n = [0]
+
+
+async def readings():
+    while True:
+        t, q = clock.now()
+        log.append(enc.frame(2, t, q, 1, 2, 3, 24, 0, 99), 20260301)
+        n[0] += 1
+        await clock.sleep_ms(900000)
+
+
+clock.spawn(readings())
+clock.spawn(up.run())
+sm.deliver(b"+919876543210", b"pump on")
+clock.run_until(86400000)
+print(json.dumps({"logged": n[0], "got": len(got), "posts": sm.posts, "cmds": cmds,
+                  "failures": len(clock.failures), "sent": len(sm.sent)}))
+"""
+
+
+@pytest.mark.micropython
+def test_a_day_of_uploads_in_micropython(mpy):
+    files = firmware_files()
+    for name in SIM_FILES:
+        files[f"jksim/{name}"] = (REPO / "sim" / name).read_bytes()
+    out = json.loads(mpy.run(SCRIPT, files, timeout_s=300))
+    assert out["failures"] == 0
+    assert out["logged"] == 97  # at 00:00 of both days
+    assert out["got"] >= 92  # all but the readings after the last upload
+    assert 20 <= out["posts"] <= 30
+    assert out["cmds"] == ["on"] and out["sent"] == 1
+
+
+@pytest.mark.micropython
+def test_heap_cost_of_the_modem_modules(mpy):
+    """What importing modem, uplink and sms as .mpy bytecode adds to the live heap
+    (printed; docs/uplink.md quotes it)."""
+    files = compiled(firmware_files())
+    steps = [
+        "import jkfw.app, jkfw.logger",
+        "gc.collect()",
+        "gc.collect()\nprint(gc.mem_alloc())",
+    ]
+    for mod in ("modem", "uplink", "sms"):
+        steps += [
+            f"import jkfw.{mod}",
+            "gc.collect()",
+            "gc.collect()\nprint(gc.mem_alloc())",
+        ]
+    out = [
+        int(x) for x in mpy.run("import gc", files, timeout_s=120, steps=steps).split()
+    ]
+    cost = {m: out[i + 1] - out[i] for i, m in enumerate(("modem", "uplink", "sms"))}
+    print("heap cost of the modules (bytes):", cost, "total", out[-1] - out[0])
+    assert 0 < out[-1] - out[0] < 14000  # a ceiling: it only goes down
