@@ -20,7 +20,7 @@ from .errors import JalkalError
 from .keys import load_keys, signers
 
 # Commands in the order a technician or engineer meets them.
-COMMAND_ORDER = ["sim", "decode", "encode", "report", "serve", "replay"]
+COMMAND_ORDER = ["sim", "decode", "encode", "report", "serve", "replay", "vboard"]
 
 
 class OrderedGroup(click.Group):
@@ -320,8 +320,10 @@ def _register() -> None:
     from .replay import replay
     from .serve import serve
     from .simcmd import sim
+    from .vboard import vboard
 
     cli.add_command(sim)
+    cli.add_command(vboard)
     cli.add_command(serve)
     cli.add_command(replay)
 

@@ -1,0 +1,599 @@
+// The virtual board: real MicroPython (the WebAssembly port) behind a byte stream,
+// speaking the REPL the way a board's UART does.
+//
+//   node vboard.mjs --fs DIR [--board NAME] [--chip ESP32] [--frozen DIR]
+//
+// stdin: bytes from the serial port; stdout: bytes to the serial port (the host side,
+// `jalkal vboard`, puts a pseudo-terminal in front of both). stderr: "vboard: ..." lines
+// for the host ("vboard: ready" once the board has booted).
+//
+// How it maps to a board (ports/esp32/main.c and shared/runtime/pyexec.c, v1.27):
+// - The REPL is MicroPython's own event-driven pyexec (friendly REPL, raw REPL, paste
+//   mode), fed one byte at a time. Raw paste (`\x05A\x01`, what mpremote uses) is read
+//   here with the board's flow control (window size, then `\x01` per window) and then
+//   fed to the raw REPL, because the WebAssembly port cannot block on stdin.
+// - Ctrl-C while code runs: a second thread reads the serial input and, like the
+//   board's UART interrupt, calls mp_sched_keyboard_interrupt() when the byte is the
+//   interrupt character. For that the interpreter's memory is made a shared
+//   WebAssembly.Memory and a second instance of the same module (without its data
+//   segments) runs those two C functions on it from the reader thread.
+// - Soft reset (Ctrl-D at an empty prompt, sys.exit()): "MPY: soft reboot", a fresh
+//   interpreter, boot.py, main.py in the friendly REPL, and the REPL mode kept.
+// - Flash: the board's "/" is the host folder --fs. It is copied into every fresh
+//   interpreter, and every change is written through at once (a file when it is
+//   closed, mkdir/rmdir/remove/rename when they happen).
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const PKG = path.join(HERE, "node_modules/@micropython/micropython-webassembly-pyscript");
+const MP_JS = path.join(PKG, "micropython.mjs");
+const MP_WASM = path.join(PKG, "micropython.wasm");
+const PASTE_WINDOW = 512; // raw-paste flow-control window (a board: 128)
+const HIDDEN = new Set(["dev", "proc"]); // Emscripten's own folders, not on a board
+
+function say(msg) {
+  try {
+    fs.writeSync(2, `vboard: ${msg}\n`);
+  } catch {
+    // host went away
+  }
+}
+
+function die(msg) {
+  say(msg);
+  process.exit(70);
+}
+
+function parseArgs(argv) {
+  const opts = { fs: null, board: "", chip: "ESP32", frozen: null };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i].replace(/^--/, "");
+    if (!(key in opts) || i + 1 >= argv.length) die(`bad argument ${argv[i]}`);
+    opts[key] = argv[++i];
+  }
+  if (!opts.fs) die("--fs DIR is required");
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const HOST_ROOT = path.resolve(opts.fs);
+if (!fs.statSync(HOST_ROOT, { throwIfNoEntry: false })?.isDirectory()) {
+  die(`${HOST_ROOT} is not a folder`);
+}
+
+// --- the module, with its memory made shared -------------------------------------
+
+function leb(d, i) {
+  let r = 0;
+  let s = 0;
+  let b;
+  do {
+    b = d[i++];
+    r += (b & 0x7f) * 2 ** s;
+    s += 7;
+  } while (b & 0x80);
+  return [r, i];
+}
+
+function encLeb(n) {
+  const out = [];
+  do {
+    let b = n & 0x7f;
+    n = Math.floor(n / 128);
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+function sections(bytes) {
+  const out = [];
+  let i = 8;
+  while (i < bytes.length) {
+    const id = bytes[i];
+    const [size, start] = leb(bytes, i + 1);
+    out.push({ id, head: i, start, end: start + size });
+    i = start + size;
+  }
+  return out;
+}
+
+// The module with its one memory imported as env.memory (shared) instead of defined;
+// dropData: also without data segments (an instance that must not re-initialise it).
+function patchWasm(bytes, dropData) {
+  const secs = sections(bytes);
+  const memSec = secs.find((s) => s.id === 5);
+  const impSec = secs.find((s) => s.id === 2);
+  if (!memSec || !impSec) throw new Error("unexpected module layout");
+  let [count, i] = leb(bytes, memSec.start);
+  if (count !== 1) throw new Error("module has more than one memory");
+  const flags = bytes[i++];
+  let min;
+  let max = 65536;
+  [min, i] = leb(bytes, i);
+  if (flags & 1) [max, i] = leb(bytes, i);
+  const [nimp, impBody] = leb(bytes, impSec.start);
+  const name = (s) => [...encLeb(s.length), ...Buffer.from(s)];
+  const entry = [...name("env"), ...name("memory"), 2, 3, ...encLeb(min), ...encLeb(max)];
+  const impContent = Buffer.concat([
+    Buffer.from(encLeb(nimp + 1)),
+    bytes.subarray(impBody, impSec.end),
+    Buffer.from(entry),
+  ]);
+  const parts = [bytes.subarray(0, 8)];
+  for (const s of secs) {
+    if (s.id === 5 || (dropData && (s.id === 11 || s.id === 12))) continue;
+    if (s.id === 2) {
+      parts.push(Buffer.from([2, ...encLeb(impContent.length)]), impContent);
+    } else {
+      parts.push(bytes.subarray(s.head, s.end));
+    }
+  }
+  return { bytes: Buffer.concat(parts), min, max };
+}
+
+let loadMicroPython;
+let mainMod;
+let irqMod;
+let memLimits;
+try {
+  ({ loadMicroPython } = await import(MP_JS));
+  const raw = fs.readFileSync(MP_WASM);
+  const main = patchWasm(raw, false);
+  memLimits = { initial: main.min, maximum: main.max, shared: true };
+  mainMod = new WebAssembly.Module(main.bytes);
+  irqMod = new WebAssembly.Module(patchWasm(raw, true).bytes);
+} catch (e) {
+  die(`cannot load MicroPython from ${PKG} (run: bash .ci/install-wasm.sh): ${e.message}`);
+}
+
+// Emscripten's libc numbers errors like WASI (ENOENT is 44); MicroPython on a board,
+// its `errno` module, and mpremote use the Linux numbers (ENOENT is 2). The system
+// calls' results are translated, so OSError.errno matches errno.ENOENT as on a board.
+const WASI_TO_LINUX = [
+  0, 7, 13, 98, 99, 97, 11, 114, 9, 74, 16, 125, 10, 103, 111, 104, 35, 89, 33, 122, 17, 14,
+  27, 113, 43, 84, 115, 4, 22, 5, 106, 21, 40, 24, 31, 90, 72, 36, 100, 102, 101, 23, 105,
+  19, 2, 8, 37, 67, 12, 42, 92, 28, 38, 107, 20, 39, 131, 88, 95, 25, 6, 75, 130, 1, 32, 71,
+  93, 91, 34, 30, 29, 3, 116, 110, 26, 18, 76,
+];
+const linuxErrno = (e) => WASI_TO_LINUX[e] ?? e;
+
+function translateErrors(imports) {
+  const done = new Set();
+  for (const ns of Object.values(imports)) {
+    for (const [name, f] of Object.entries(ns)) {
+      if (typeof f !== "function" || done.has(f)) continue;
+      let g = null;
+      if (name.startsWith("__syscall_")) {
+        g = (...a) => {
+          const r = f(...a);
+          return r < 0 && r > -4096 ? -linuxErrno(-r) : r;
+        };
+      } else if (name.startsWith("fd_")) {
+        g = (...a) => linuxErrno(f(...a));
+      }
+      if (g) {
+        ns[name] = g;
+        done.add(g);
+      }
+    }
+  }
+}
+
+let memory = null; // the running interpreter's memory
+let onTicks = () => {};
+const realInstantiate = WebAssembly.instantiate;
+WebAssembly.instantiate = async (_binary, imports) => {
+  memory = new WebAssembly.Memory(memLimits);
+  imports.env.memory = memory;
+  translateErrors(imports);
+  const ticks = imports.env.mp_js_ticks_ms;
+  if (ticks) {
+    // time.sleep() and friends spin on this: a chance to push output out
+    imports.env.mp_js_ticks_ms = (...a) => {
+      onTicks();
+      return ticks(...a);
+    };
+  }
+  const instance = await realInstantiate(mainMod, imports);
+  return { instance, module: mainMod };
+};
+
+// --- serial output -------------------------------------------------------------
+
+function writeAll(fd, buf, len) {
+  let off = 0;
+  while (off < len) {
+    try {
+      off += fs.writeSync(fd, buf, off, len - off);
+    } catch (e) {
+      if (e.code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    }
+  }
+}
+
+class Out {
+  constructor() {
+    this.buf = Buffer.alloc(8192);
+    this.len = 0;
+    this.since = 0; // time of the oldest unflushed byte
+    this.hook = null; // while set, bytes go to hook(b) instead of the port
+  }
+  put(b) {
+    if (this.hook) this.hook(b);
+    else this.raw(b);
+  }
+  raw(b) {
+    if (this.len === 0) this.since = performance.now();
+    this.buf[this.len++] = b;
+    if (b === 10 || this.len === this.buf.length) this.flush();
+    else if (performance.now() - this.since > 20) this.flush();
+  }
+  text(s) {
+    for (const b of Buffer.from(s, "latin1")) this.raw(b);
+  }
+  flush() {
+    if (this.len) writeAll(1, this.buf, this.len);
+    this.len = 0;
+  }
+  capture(fn) {
+    // run fn with the output collected; returns [fn's result, bytes]
+    const got = [];
+    const prev = this.hook;
+    this.hook = (b) => got.push(b);
+    try {
+      return [fn(), Buffer.from(got)];
+    } finally {
+      this.hook = prev;
+    }
+  }
+}
+
+const out = new Out();
+onTicks = () => {
+  if (out.len && performance.now() - out.since > 20) out.flush();
+};
+
+// --- flash: the host folder, written through ---------------------------------------
+
+function hostPath(p) {
+  const rel = path.posix.normalize(p).replace(/^\/+/, "");
+  if (!rel || rel === "." || rel.startsWith("..")) return null;
+  if (HIDDEN.has(rel.split("/")[0])) return null;
+  return path.join(HOST_ROOT, ...rel.split("/"));
+}
+
+function loadFlash(FS, hostDir, boardDir) {
+  for (const ent of fs.readdirSync(hostDir, { withFileTypes: true })) {
+    if (boardDir === "/" && HIDDEN.has(ent.name)) continue;
+    if (ent.name.startsWith(".jkvb-")) continue; // our own temp files
+    const h = path.join(hostDir, ent.name);
+    const b = path.posix.join(boardDir, ent.name);
+    if (ent.isDirectory()) {
+      FS.mkdir(b);
+      loadFlash(FS, h, b);
+    } else if (ent.isFile()) {
+      FS.writeFile(b, fs.readFileSync(h));
+    }
+  }
+}
+
+function writeThrough(FS) {
+  const abs = (p) => path.posix.resolve(FS.cwd(), p);
+  const mirror = (what, fn) => {
+    try {
+      fn();
+    } catch (e) {
+      say(`flash: ${what}: ${e.message}`);
+    }
+  };
+  const saveFile = (p) => {
+    const h = hostPath(p);
+    if (!h) return;
+    mirror(`write ${p}`, () => {
+      const tmp = path.join(HOST_ROOT, `.jkvb-${process.pid}.tmp`);
+      fs.writeFileSync(tmp, FS.readFile(p));
+      fs.renameSync(tmp, h);
+    });
+  };
+  const wrap = (name, after) => {
+    const orig = FS[name];
+    FS[name] = function (...a) {
+      const r = orig.apply(this, a);
+      after(r, ...a);
+      return r;
+    };
+  };
+  wrap("open", (stream, p, flags) => {
+    // O_WRONLY/O_RDWR, O_CREAT, O_TRUNC, O_APPEND: a file that may change
+    if (typeof flags === "number" && flags & (3 | 64 | 512 | 1024)) stream.jkWrite = true;
+  });
+  wrap("close", (_r, stream) => {
+    if (stream.jkWrite && stream.path) saveFile(stream.path);
+  });
+  wrap("mkdir", (_r, p) => {
+    const h = hostPath(abs(p));
+    if (h) mirror(`mkdir ${p}`, () => fs.mkdirSync(h, { recursive: true }));
+  });
+  wrap("rmdir", (_r, p) => {
+    const h = hostPath(abs(p));
+    if (h) mirror(`rmdir ${p}`, () => fs.rmSync(h, { recursive: true, force: true }));
+  });
+  wrap("unlink", (_r, p) => {
+    const h = hostPath(abs(p));
+    if (h) mirror(`remove ${p}`, () => fs.rmSync(h, { force: true }));
+  });
+  wrap("rename", (_r, a, b) => {
+    const ha = hostPath(abs(a));
+    const hb = hostPath(abs(b));
+    if (ha && hb) mirror(`rename ${a}`, () => fs.renameSync(ha, hb));
+  });
+  wrap("truncate", (_r, p) => {
+    if (typeof p === "string") saveFile(abs(p));
+  });
+  // The board's "/" lists only its files.
+  const readdir = FS.readdir;
+  FS.readdir = function (p) {
+    const names = readdir.call(this, p);
+    return abs(p) === "/" ? names.filter((n) => !HIDDEN.has(n)) : names;
+  };
+}
+
+// --- the reader thread: the UART receive interrupt -----------------------------------
+
+const READER = `
+const { parentPort, workerData, receiveMessageOnPort } = require("node:worker_threads");
+const fs = require("node:fs");
+const mod = workerData.irqMod;
+const imports = {};
+for (const imp of WebAssembly.Module.imports(mod)) {
+  if (imp.kind === "function") {
+    (imports[imp.module] ||= {})[imp.name] = () => { throw new Error("not for the reader"); };
+  }
+}
+let irq = null;
+const buf = Buffer.alloc(4096);
+const pause = new Int32Array(new SharedArrayBuffer(4));
+for (;;) {
+  let n;
+  try {
+    n = fs.readSync(0, buf, 0, buf.length, null);
+  } catch (e) {
+    if (e.code === "EAGAIN") { Atomics.wait(pause, 0, 0, 5); continue; }
+    if (e.code === "EOF") n = 0; else throw e;
+  }
+  if (n === 0) { parentPort.postMessage({ eof: true }); break; }
+  let m;
+  while ((m = receiveMessageOnPort(parentPort))) {
+    const mem = m.message.memory;
+    irq = mem ? new WebAssembly.Instance(mod, { ...imports, env: { ...imports.env, memory: mem } }).exports : null;
+  }
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (irq && buf[i] === irq.mp_hal_get_interrupt_char()) {
+      if (i > start) parentPort.postMessage({ data: Buffer.from(buf.subarray(start, i)) });
+      irq.mp_sched_keyboard_interrupt();
+      start = i + 1;
+    }
+  }
+  if (n > start) parentPort.postMessage({ data: Buffer.from(buf.subarray(start, n)) });
+}
+`;
+
+// --- the board -------------------------------------------------------------------
+
+const BANNER_RE = /^(MicroPython [^;\r\n]*); [^\r\n]*/m;
+
+class Board {
+  constructor(reader) {
+    this.reader = reader;
+    this.mp = null;
+    this.raw = false; // raw REPL (survives a soft reset, as pyexec_mode_kind does)
+    this.rawLen = 0; // bytes in the raw REPL's line
+    this.held = []; // a possible raw-paste request being read
+    this.paste = null;
+    this.machine = `jalkal vboard${opts.board ? ` (${opts.board})` : ""} with ${opts.chip}`;
+  }
+
+  banner(bytes) {
+    return Buffer.from(bytes.toString("latin1").replace(BANNER_RE, `$1; ${this.machine}`), "latin1");
+  }
+
+  async start(soft) {
+    if (soft) out.text("MPY: soft reboot\r\n");
+    out.flush();
+    // A board's text output is "cooked": every \n leaves the UART as \r\n.
+    let last = 0;
+    const cooked = (b) => {
+      for (const c of b) {
+        if (c === 10 && last !== 13) out.put(13);
+        out.put(c);
+        last = c;
+      }
+    };
+    const mp = await loadMicroPython({ stdout: cooked, stderr: cooked, linebuffer: false });
+    this.mp = mp;
+    this.reader.postMessage({ memory });
+    const FS = mp.FS;
+    for (const d of ["/tmp", "/home/web_user", "/home"]) {
+      try {
+        FS.rmdir(d);
+      } catch {
+        // not there
+      }
+    }
+    loadFlash(FS, HOST_ROOT, "/");
+    writeThrough(FS);
+    FS.chdir("/");
+    if (opts.frozen) {
+      // modules the board has built in (phase 2: the virtual machine module)
+      FS.mkdirTree("/proc/frozen");
+      loadFlash(FS, opts.frozen, "/proc/frozen");
+    }
+    out.capture(() => mp.replInit()); // friendly REPL; its banner comes below
+    if (this.raw) {
+      out.capture(() => mp.replProcessChar(1));
+      this.rawLen = 0;
+      out.text("raw REPL; CTRL-B to exit\r\n>");
+    } else {
+      const [, got] = out.capture(() => mp.replProcessChar(2));
+      for (const b of this.banner(got).subarray(2)) out.raw(b); // no leading \r\n
+    }
+    out.flush();
+  }
+
+  // One byte from the port; a Promise when it caused a soft reset.
+  input(b) {
+    if (this.paste) return this.pasteByte(b);
+    if (this.held.length) {
+      this.held.push(b);
+      if (this.held.length === 2 && b === 0x41) return undefined; // \x05A: wait for \x01
+      const held = this.held;
+      this.held = [];
+      if (held.length === 3 && b === 1) return this.startPaste();
+      for (const c of held) {
+        const r = this.feed(c);
+        if (r) return r;
+      }
+      return undefined;
+    }
+    if (this.raw && this.rawLen === 0 && b === 5) {
+      this.held.push(b);
+      return undefined;
+    }
+    return this.feed(b);
+  }
+
+  feed(b) {
+    let r;
+    if (this.raw) {
+      if (b === 2) {
+        this.raw = false;
+        const [res, got] = out.capture(() => this.mp.replProcessChar(b));
+        for (const c of this.banner(got)) out.raw(c);
+        r = res;
+      } else {
+        if (b === 1 || b === 3 || b === 4) this.rawLen = 0;
+        else this.rawLen++;
+        r = this.mp.replProcessChar(b);
+      }
+    } else if (b === 1 || b === 2) {
+      const [res, got] = out.capture(() => this.mp.replProcessChar(b));
+      const text = got.toString("latin1");
+      if (b === 1 && text.endsWith("raw REPL; CTRL-B to exit\r\n>")) {
+        this.raw = true;
+        this.rawLen = 0;
+      }
+      for (const c of b === 2 ? this.banner(got) : got) out.raw(c);
+      r = res;
+    } else {
+      r = this.mp.replProcessChar(b);
+    }
+    return r ? this.start(true) : undefined;
+  }
+
+  startPaste() {
+    // the board's answer: command understood, window size, one window free
+    out.text("R\x01");
+    out.raw(PASTE_WINDOW & 0xff);
+    out.raw(PASTE_WINDOW >> 8);
+    out.raw(1);
+    out.flush();
+    this.paste = { chunks: [], cur: [], left: PASTE_WINDOW };
+    return undefined;
+  }
+
+  pasteByte(b) {
+    const p = this.paste;
+    if (b === 3 || b === 4) {
+      this.paste = null;
+      out.raw(4); // end seen
+      if (b === 3) {
+        out.text("\x04Traceback (most recent call last):\r\nKeyboardInterrupt: \r\n\x04>");
+        return undefined;
+      }
+      p.chunks.push(Buffer.from(p.cur));
+      let code = Buffer.concat(p.chunks);
+      if (code.length === 0) code = Buffer.from("\n");
+      out.flush();
+      // The collected code goes to the raw REPL as if typed there; its "OK" is not
+      // part of the raw-paste answer.
+      for (const c of code) {
+        this.mp.replProcessChar(c);
+      }
+      let skip = 2;
+      const prev = out.hook;
+      out.hook = (c) => {
+        if (skip > 0) skip--;
+        else out.raw(c);
+      };
+      let r;
+      try {
+        r = this.mp.replProcessChar(4);
+      } finally {
+        out.hook = prev;
+      }
+      this.rawLen = 0;
+      return r ? this.start(true) : undefined;
+    }
+    p.cur.push(b);
+    if (p.cur.length >= 65536) {
+      p.chunks.push(Buffer.from(p.cur));
+      p.cur = [];
+    }
+    if (--p.left === 0) {
+      out.raw(1); // another window free
+      out.flush();
+      p.left = PASTE_WINDOW;
+    }
+    return undefined;
+  }
+}
+
+// --- main loop -------------------------------------------------------------------
+
+const reader = new Worker(READER, { eval: true, workerData: { irqMod } });
+const board = new Board(reader);
+const queue = [];
+let busy = false;
+
+async function pump() {
+  if (busy) return;
+  busy = true;
+  try {
+    while (queue.length) {
+      const chunk = queue[0];
+      while (chunk.off < chunk.data.length) {
+        const r = board.input(chunk.data[chunk.off++]);
+        if (r) await r;
+      }
+      queue.shift();
+    }
+    out.flush();
+  } catch (e) {
+    out.flush();
+    die(`MicroPython runtime failure: ${(e && e.stack) || e}`);
+  } finally {
+    busy = false;
+  }
+}
+
+reader.on("message", (m) => {
+  if (m.eof) {
+    out.flush();
+    process.exit(0);
+  }
+  queue.push({ data: m.data, off: 0 });
+  pump();
+});
+reader.on("error", (e) => die(`reader failed: ${e.message}`));
+
+busy = true;
+await board.start(false);
+busy = false;
+say("ready");
+pump();
