@@ -352,3 +352,16 @@ def test_server_errors_are_one_line(tmp_path):
         busy.listen()
         assert main(["serve", "--store", str(tmp_path / "s"), "--keys", str(k),
                      "--http", f"127.0.0.1:{port}"]) == 1  # fmt: skip
+
+
+@pytest.mark.bench
+def test_ingest_benchmark_runs(capsys):
+    """benchmarks/ingest.py end to end on a small run (the figures are in
+    docs/uplink.md; run the script itself for them)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import ingest
+
+    assert ingest.main(["--frames", "20000", "--repeat", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["frames_per_s"]) == {"direct insert", "ingest() in-process",
+                                        "HTTP", "MQTT"}  # fmt: skip
