@@ -284,3 +284,23 @@ def test_unknown_board_and_missing_node(tools, tmp_path):
     err = proc.stderr.decode()
     assert err.startswith("jalkal: the virtual board needs real MicroPython")
     assert proc.stdout == b""
+
+
+def test_boot_py_and_main_py_run_like_on_a_board(tools, tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "boot.py").write_text("B = 'boot ran'\n")
+    (flash / "main.py").write_text(
+        "import time\nn = 0\nwhile True:\n    n += 1\n    time.sleep_ms(2)\n"
+    )
+    vb = VBoard(flash)  # power-on: boot.py, then main.py (for ever)
+    try:
+        time.sleep(0.3)
+        # mpremote's Ctrl-C stops main.py; `resume` keeps its state to look at
+        out = mpremote(vb.port, "resume", "exec", "print(B, n > 10)").stdout.decode()
+        assert out.strip() == "boot ran True"
+        # a soft reset from the raw REPL runs boot.py but not main.py, as on a board
+        out = mpremote(vb.port, "exec", "print(B, 'n' in globals())").stdout.decode()
+        assert out.strip() == "boot ran False"
+    finally:
+        assert vb.stop() == 0

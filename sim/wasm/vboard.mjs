@@ -32,6 +32,7 @@ const PKG = path.join(HERE, "node_modules/@micropython/micropython-webassembly-p
 const MP_JS = path.join(PKG, "micropython.mjs");
 const MP_WASM = path.join(PKG, "micropython.wasm");
 const PASTE_WINDOW = 512; // raw-paste flow-control window (a board: 128)
+const FLASH_BLOCKS = 512; // 4 KB blocks in os.statvfs("/"): 2 MB, not enforced
 const HIDDEN = new Set(["dev", "proc"]); // Emscripten's own folders, not on a board
 
 function say(msg) {
@@ -184,6 +185,7 @@ function translateErrors(imports) {
 }
 
 let memory = null; // the running interpreter's memory
+const NAP = new Int32Array(new SharedArrayBuffer(4));
 let onTicks = () => {};
 const realInstantiate = WebAssembly.instantiate;
 WebAssembly.instantiate = async (_binary, imports) => {
@@ -192,10 +194,21 @@ WebAssembly.instantiate = async (_binary, imports) => {
   translateErrors(imports);
   const ticks = imports.env.mp_js_ticks_ms;
   if (ticks) {
-    // time.sleep() and friends spin on this: a chance to push output out
+    // time.sleep() and select.poll() spin on the clock in this port; a board sleeps.
+    // Many reads of the same millisecond mean a wait: give the CPU back for a moment.
+    let prev = -1;
+    let same = 0;
     imports.env.mp_js_ticks_ms = (...a) => {
       onTicks();
-      return ticks(...a);
+      const t = ticks(...a);
+      if (t !== prev) {
+        prev = t;
+        same = 0;
+      } else if (++same > 20) {
+        Atomics.wait(NAP, 0, 0, 1);
+        same = 0;
+      }
+      return t;
     };
   }
   const instance = await realInstantiate(mainMod, imports);
@@ -386,6 +399,80 @@ for (;;) {
 
 // --- the board -------------------------------------------------------------------
 
+const EXIT = "exit";
+
+// Runs a file of the board's flash in __main__, as pyexec_file() does.
+function RUN_FILE(name) {
+  return `
+def _vb_run(name):
+    import micropython
+    g = __import__("__main__").__dict__
+    with open(name) as f:
+        code = compile(f.read(), name, "exec")
+    g["__file__"] = name
+    micropython.kbd_intr(3)
+    try:
+        exec(code, g)
+    finally:
+        micropython.kbd_intr(-1)
+
+try:
+    _vb_run(${JSON.stringify(name)})
+finally:
+    del _vb_run
+`;
+}
+
+// What a board's os module has and the WebAssembly port's lacks: ilistdir entries
+// with the file size (littlefs gives (name, type, 0, size); mpremote's `ls` shows it)
+// and os.uname(). Run in every fresh interpreter; leaves no names in __main__.
+function boardShims(machine) {
+  return `
+def _vb_shims():
+    import os, sys
+    from collections import namedtuple
+
+    ilistdir, stat = os.ilistdir, os.stat
+
+    def board_ilistdir(path="."):
+        base = path if path else "."
+        for ent in ilistdir(path):
+            name, kind = ent[0], ent[1]
+            size = 0
+            if kind == 0x8000:
+                sep = b"/" if isinstance(name, bytes) else "/"
+                try:
+                    size = stat(base + name if base[-1:] == sep else base + sep + name)[6]
+                except OSError:
+                    pass
+            yield (name, kind, 0, size)
+
+    os.ilistdir = board_ilistdir
+
+    def used(path):
+        n = 0
+        for ent in ilistdir(path):
+            p = path + "/" + ent[0] if path != "/" else "/" + ent[0]
+            n += used(p) if ent[1] == 0x4000 else (stat(p)[6] + 4095) // 4096
+        return n + 1
+
+    def board_statvfs(path):
+        # the ESP32's 2 MB flash partition (4 MB module), as littlefs reports it
+        stat(path)
+        free = max(0, ${FLASH_BLOCKS} - used("/"))
+        return (4096, 4096, ${FLASH_BLOCKS}, free, free, 0, 0, 0, 0, 255)
+
+    os.statvfs = board_statvfs
+    u = namedtuple("uname_result", ("sysname", "nodename", "release", "version", "machine"))(
+        "esp32", "esp32", "%d.%d.%d" % sys.implementation.version[:3],
+        sys.version.split("; MicroPython ")[-1], ${JSON.stringify(machine)})
+    os.uname = lambda: u
+
+_vb_shims()
+del _vb_shims
+`;
+}
+
 const BANNER_RE = /^(MicroPython [^;\r\n]*); [^\r\n]*/m;
 
 class Board {
@@ -403,9 +490,35 @@ class Board {
     return Buffer.from(bytes.toString("latin1").replace(BANNER_RE, `$1; ${this.machine}`), "latin1");
   }
 
+  // Power-on (soft = false) or soft reset: like ports/esp32/main.c, a fresh
+  // interpreter, boot.py, then main.py if the REPL is the friendly one, then the REPL.
   async start(soft) {
-    if (soft) out.text("MPY: soft reboot\r\n");
+    for (;;) {
+      if (soft) out.text("MPY: soft reboot\r\n");
+      out.flush();
+      await this.fresh();
+      let ret = this.runFile("boot.py");
+      if (ret !== EXIT && !this.raw && ret !== 0) ret = this.runFile("main.py");
+      if (ret === EXIT) {
+        soft = true;
+        continue;
+      }
+      break;
+    }
+    const mp = this.mp;
+    out.capture(() => mp.replInit()); // friendly REPL; its banner comes below
+    if (this.raw) {
+      out.capture(() => mp.replProcessChar(1));
+      this.rawLen = 0;
+      out.text("raw REPL; CTRL-B to exit\r\n>");
+    } else {
+      const [, got] = out.capture(() => mp.replProcessChar(2));
+      for (const b of this.banner(got).subarray(2)) out.raw(b); // no leading \r\n
+    }
     out.flush();
+  }
+
+  async fresh() {
     // A board's text output is "cooked": every \n leaves the UART as \r\n.
     let last = 0;
     const cooked = (b) => {
@@ -415,6 +528,7 @@ class Board {
         last = c;
       }
     };
+    this.cooked = cooked;
     const mp = await loadMicroPython({ stdout: cooked, stderr: cooked, linebuffer: false });
     this.mp = mp;
     this.reader.postMessage({ memory });
@@ -429,21 +543,29 @@ class Board {
     loadFlash(FS, HOST_ROOT, "/");
     writeThrough(FS);
     FS.chdir("/");
-    if (opts.frozen) {
-      // modules the board has built in (phase 2: the virtual machine module)
-      FS.mkdirTree("/proc/frozen");
-      loadFlash(FS, opts.frozen, "/proc/frozen");
+    mp.runPython(boardShims(this.machine));
+  }
+
+  // pyexec_file_if_exists(): 1 when the file is absent or ran, 0 after an uncaught
+  // exception (printed, as a board does), EXIT after SystemExit (a soft reset).
+  // Ctrl-C interrupts it (micropython.kbd_intr, as pyexec sets it).
+  runFile(name) {
+    try {
+      this.mp.FS.stat(`/${name}`);
+    } catch {
+      return 1;
     }
-    out.capture(() => mp.replInit()); // friendly REPL; its banner comes below
-    if (this.raw) {
-      out.capture(() => mp.replProcessChar(1));
-      this.rawLen = 0;
-      out.text("raw REPL; CTRL-B to exit\r\n>");
-    } else {
-      const [, got] = out.capture(() => mp.replProcessChar(2));
-      for (const b of this.banner(got).subarray(2)) out.raw(b); // no leading \r\n
+    try {
+      this.mp.runPython(RUN_FILE(name));
+      return 1;
+    } catch (e) {
+      if (!e || e.name !== "PythonError") throw e;
+      if (e.type === "SystemExit") return EXIT;
+      // the traceback without the frames of the code that ran the file
+      const text = e.message.replace(/^(Traceback[^\n]*\n)(  File "<stdin>"[^\n]*\n)+/, "$1");
+      this.cooked(Buffer.from(text));
+      return 0;
     }
-    out.flush();
   }
 
   // One byte from the port; a Promise when it caused a soft reset.
@@ -592,8 +714,10 @@ reader.on("message", (m) => {
 });
 reader.on("error", (e) => die(`reader failed: ${e.message}`));
 
+// The port is there before the board boots (as a USB-serial chip's is): main.py may
+// run for ever, and only a Ctrl-C from the port stops it.
 busy = true;
+say("ready");
 await board.start(false);
 busy = false;
-say("ready");
 pump();
