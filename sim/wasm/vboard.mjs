@@ -379,7 +379,8 @@ for (;;) {
     if (e.code === "EAGAIN") { Atomics.wait(pause, 0, 0, 5); continue; }
     if (e.code === "EOF") n = 0; else throw e;
   }
-  if (n === 0) { parentPort.postMessage({ eof: true }); break; }
+  // The host side is gone: stop, even if the interpreter is busy running main.py.
+  if (n === 0) process.kill(process.pid, "SIGTERM");
   let m;
   while ((m = receiveMessageOnPort(parentPort))) {
     const mem = m.message.memory;
@@ -705,10 +706,6 @@ async function pump() {
 }
 
 reader.on("message", (m) => {
-  if (m.eof) {
-    out.flush();
-    process.exit(0);
-  }
   queue.push({ data: m.data, off: 0 });
   pump();
 });
