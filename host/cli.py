@@ -20,7 +20,10 @@ from .errors import JalkalError
 from .keys import load_keys, signers
 
 # Commands in the order a technician or engineer meets them.
-COMMAND_ORDER = ["sim", "decode", "encode", "report", "serve", "replay", "vboard"]
+COMMAND_ORDER = [
+    "provision", "flash", "deploy", "doctor", "pull", "monitor",
+    "sim", "decode", "encode", "report", "serve", "replay", "vboard",
+]  # fmt: skip
 
 
 class OrderedGroup(click.Group):
@@ -317,11 +320,13 @@ def encode(infile: str | None, keys: str | None, out: str | None) -> None:
 
 
 def _register() -> None:
+    from .provision import provision_cmd
     from .replay import replay
     from .serve import serve
     from .simcmd import sim
     from .vboard import vboard
 
+    cli.add_command(provision_cmd)
     cli.add_command(sim)
     cli.add_command(vboard)
     cli.add_command(serve)
