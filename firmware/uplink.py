@@ -25,6 +25,8 @@ UP = [0, 0, 0, 0, 0, 0, 0, 0]
 def _num(body, key):
     # the integer after key in the server's JSON answer, or None
     i = body.find(key) + len(key)
+    while body[i : i + 1] == b" ":
+        i += 1
     j = i
     while j < len(body) and 47 < body[j] < 58:
         j += 1
@@ -35,7 +37,7 @@ def verdict(status, body, n, nf):
     """The server's answer (docs/uplink.md) to nf frames in n body bytes: the
     bytes acknowledged (a prefix); SKIP1 / SKIPALL when the first / every frame is
     refused for good (bad MAC, unknown device...); FEWER: send fewer at once; None:
-    send again later (no answer, server trouble, bytes damaged on the way)."""
+    send again later (no answer, server trouble, a body damaged on the way)."""
     if status == 200:
         a = _num(body, b'"acked_bytes":')
         if a is None or a > n:
@@ -43,9 +45,11 @@ def verdict(status, body, n, nf):
         return a or SKIP1  # 0: the first frame was refused, later ones taken
     if status == 413:
         return FEWER
-    if status < 400 or status > 499 or status in (408, 429) or b"malformed" in body:
+    if status < 400 or status > 499 or status in (408, 429):
         return None
-    return SKIPALL if _num(body, b'"rejected":') == nf else SKIP1
+    # 4xx: nothing acknowledged; "frames": 0 when the body was refused as a whole
+    f = _num(body, b'"frames":')
+    return None if not f else SKIPALL if f == nf else SKIP1
 
 
 def _size(p):
@@ -56,7 +60,9 @@ def _size(p):
 
 
 class Uplink:
-    def __init__(self, cfg, clock, modem, log, state, save, event, set_time, sms=None):
+    def __init__(
+        self, cfg, clock, modem, log, state, save, event, set_time, sms=None, link=None
+    ):
         self.cfg = cfg
         self.clock = clock
         self.modem = modem
@@ -65,8 +71,9 @@ class Uplink:
         self.event = event  # event(name, reason, value): the controller's frames
         self.set_time = set_time  # set_time(utc_s): the clock from the network
         self.sms = sms
-        url = cfg["uplink_url"].rstrip("/")
-        self.url = url.encode() + b"/v1/frames" if url else b""
+        url = cfg["uplink_url"].rstrip("/").encode()
+        self.url = url + b"/v1/frames" if url[:4] == b"http" else url
+        self.link = link or modem  # HTTP through the modem, or mqtt.Mqtt
         up = state.get("up")
         if not isinstance(up, list) or len(up) != len(UP):
             up = list(UP)
@@ -81,6 +88,7 @@ class Uplink:
         self.csq = 99
         self.backlog = 0  # bytes waiting
         self.faulty = False
+        self.last_ok = None  # uptime of the last good upload session
         self.skipped = 0  # frames the server refused for good
         self.rng = int(cfg["device"], 16) | 1
         self.batch = self.best = None
@@ -263,7 +271,8 @@ class Uplink:
         self._next()
         if not self.batch:
             return True
-        ok = await m.bearer(cfg["apn"].encode()) and await m.http_start(self.url)
+        link = self.link
+        ok = await m.bearer(cfg["apn"].encode()) and await link.http_start(self.url)
         while ok and self.batch:
             u = self._day()
             nf, blen = self.batch[4:]
@@ -271,7 +280,7 @@ class Uplink:
                 ok = False  # today's budget is spent: the rest waits
                 break
             u[7] += blen + OVERHEAD_B
-            st = await m.post(blen, self._frames)
+            st = await link.post(blen, self._frames)
             v = st and verdict(st, m.body[: m.blen], blen, nf)
             if v == FEWER and nf == 1:
                 v = blen if st == 200 else SKIP1  # 200: this one was taken
@@ -284,7 +293,7 @@ class Uplink:
             self.save()
             self._next()
         self.save()
-        await m.http_end()
+        await link.http_end()
         await m.bearer_off()
         return ok
 
@@ -312,6 +321,8 @@ class Uplink:
                 ok = False  # a file or an answer it could not read: try again later
             if upload:
                 self.fails = 0 if ok else self.fails + 1
+                if ok:
+                    self.last_ok = c.uptime_s()
                 self.next_s = c.uptime_s() + (
                     self.backoff_s() if self.fails else self.cfg["uplink_s"]
                 )

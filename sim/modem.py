@@ -96,6 +96,10 @@ class SimModem:
         self.line = bytearray()
         self.data_left = 0
         self.data = bytearray()
+        self.data_to = None
+        if getattr(self, "mq", None) and "link" in self.mq:
+            self.mq["link"].close()
+        self.mq = None
         self.sms_to = None
         self.http = None
         self.bearer = False
@@ -148,6 +152,16 @@ class SimModem:
             elif self.on and held >= 2500:
                 self._off()
 
+    def supply(self, on):
+        """The board's supply (the modem shares it): off drops it and every control
+        pin to its level at reset; on starts a module that has no pins to switch."""
+        if not on:
+            self._off()
+            for pin in self.pins.values():
+                pin.level = getattr(pin, "reset_level", pin.level)
+        elif not self.pins:
+            self._boot()
+
     def hang(self):
         """Stop answering until the power is cycled."""
         self.hung = True
@@ -182,6 +196,8 @@ class SimModem:
                 self.data.append(c)
                 self.data_left -= 1
                 if not self.data_left:
+                    if self.data_to:  # an MQTT topic or payload after its prompt
+                        self.mq[self.data_to] = bytes(self.data)
                     self._say(OK)
             elif self.sms_to is not None:
                 if c == 0x1A:
@@ -203,6 +219,7 @@ class SimModem:
     def command(self, cmd):
         head = cmd.upper()
         for prefix, fn in (
+            (b"+CMQTT", self.cmd_mqtt),
             (b"+HTTP", self.cmd_http), (b"+SAPBR", self.cmd_sapbr),
             (b"+CMG", self.cmd_sms), (b"+C", self.cmd_c),
         ):  # fmt: skip
@@ -292,6 +309,7 @@ class SimModem:
         if head.startswith(b"+HTTPDATA="):
             self.data_left = int(head[10:].split(b",")[0])
             self.data = bytearray()
+            self.data_to = None
             return self._say(b"\r\nDOWNLOAD\r\n")
         if head == b"+HTTPACTION=1":
             self._say(OK)
@@ -321,6 +339,85 @@ class SimModem:
         self.answer = answer
         ms = 800 + len(body) // 5 + len(answer) // 5  # GPRS: ~40 kbit/s
         self._say(b"\r\n+HTTPACTION: 1,%d,%d\r\n" % (status, len(answer)), ms)
+
+    # --- MQTT (SIM7600): the module's client, here paho-mqtt to a real broker
+    def cmd_mqtt(self, head, cmd):
+        if not self.s76:
+            return self._say(ERR)
+        if head == b"+CMQTTSTART":
+            if self.mq is not None:
+                return self._say(ERR)
+            self.mq = {}
+            return self._say(OK + b"\r\n+CMQTTSTART: 0\r\n")
+        mq = self.mq
+        if mq is None:
+            return self._say(ERR)
+        args = cmd[cmd.find(b"=") + 1 :].split(b",")
+        for name in (b"SUBTOPIC", b"TOPIC", b"PAYLOAD"):
+            if head.startswith(b"+CMQTT%s=" % name):
+                self.data_left = int(args[1])
+                self.data = bytearray()
+                self.data_to = name.decode().lower()
+                return self._say(b"\r\n>", 50)
+        if head.startswith(b"+CMQTTACCQ="):
+            mq["id"] = args[1].strip(b'"').decode()
+            return self._say(OK)
+        if head.startswith(b"+CMQTTCONNECT="):
+            hostport = args[1].strip(b'"')[6:].decode()  # tcp://HOST:PORT
+            err = 0
+            if not self.registered():
+                err = 3
+            else:
+                try:
+                    mq["link"] = MqttLink(hostport, mq.get("id", "jk"))
+                    self.air_bytes += 60 + 4 + 7 * 40  # CONNECT, CONNACK, TCP
+                except OSError:
+                    err = 32
+            return self._say(OK + b"\r\n+CMQTTCONNECT: 0,%d\r\n" % err, 1500)
+        link = mq.get("link")
+        if head == b"+CMQTTSUB=0":
+            ok = link is not None and link.subscribe(mq.get("subtopic", b""))
+            self.air_bytes += 40 + 5 + 2 * 40
+            return self._say(OK + b"\r\n+CMQTTSUB: 0,%d\r\n" % (0 if ok else 11), 500)
+        if head.startswith(b"+CMQTTPUB=0"):
+            return self._publish(link)
+        if head.startswith(b"+CMQTTDISC="):
+            if link is not None:
+                link.close()
+                mq.pop("link")
+                self.air_bytes += 2 + 4 * 40
+            return self._say(OK + b"\r\n+CMQTTDISC: 0,0\r\n")
+        if head in (b"+CMQTTREL=0", b"+CMQTTSTOP"):
+            if head == b"+CMQTTSTOP":
+                self.mq = None
+            return self._say(
+                OK + (b"\r\n+CMQTTSTOP: 0\r\n" if self.mq is None else b"")
+            )
+        self._say(ERR)
+
+    def _publish(self, link):
+        mq = self.mq
+        payload = mq.get("payload", b"")
+        if link is None or not self.registered() or self.outage:
+            return self._say(OK + b"\r\n+CMQTTPUB: 0,11\r\n", 3000)
+        ok = link.publish(mq.get("topic", b""), payload)
+        self.posts += 1
+        self.http_log.append((200 if ok else 0, payload))
+        self.air_bytes += 30 + len(payload) + 4 + 3 * 40  # PUBLISH, PUBACK, TCP
+        ms = 800 + len(payload) // 5
+        self._say(OK + b"\r\n+CMQTTPUB: 0,%d\r\n" % (0 if ok else 11), ms)
+        got = link.answer(10.0) if ok else None
+        if got is None:
+            return
+        topic, ans = got
+        self.air_bytes += 30 + len(ans) + 4 + 3 * 40
+        self.uart.send(
+            b"\r\n+CMQTTRXSTART: 0,%d,%d\r\n" % (len(topic), len(ans))
+            + b"+CMQTTRXTOPIC: 0,%d\r\n%s\r\n" % (len(topic), topic)
+            + b"+CMQTTRXPAYLOAD: 0,%d\r\n%s\r\n" % (len(ans), ans)
+            + b"+CMQTTRXEND: 0\r\n",
+            ms + 300 + len(ans) // 5,
+        )
 
     # --- SMS
     def deliver(self, sender, text):
@@ -357,6 +454,64 @@ class SimModem:
         self._say(ERR)
 
 
+class MqttLink:
+    """The module's MQTT client: paho-mqtt on a real broker, clean session, QoS 1
+    (CPython only)."""
+
+    def __init__(self, hostport, client_id, timeout_s=10.0):
+        import queue
+
+        import paho.mqtt.client as mqtt
+
+        host, _, port = hostport.rpartition(":")
+        self.got = queue.Queue()
+        self.timeout_s = timeout_s
+        self.c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
+        )
+        self.c.on_message = lambda c, u, msg: self.got.put((msg.topic, msg.payload))
+        self.c.connect(host, int(port), 60)
+        self.c.loop_start()
+        if not self._until(self.c.is_connected):
+            self.close()
+            raise OSError("MQTT broker did not answer")
+
+    def _until(self, cond):
+        import time
+
+        end = time.monotonic() + self.timeout_s
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.005)
+        return cond()
+
+    def subscribe(self, topic):
+        done = []
+        self.c.on_subscribe = lambda *a: done.append(1)
+        self.c.subscribe(topic.decode(), 1)
+        return self._until(lambda: done)
+
+    def publish(self, topic, payload):
+        info = self.c.publish(topic.decode(), bytes(payload), qos=1)
+        info.wait_for_publish(self.timeout_s)
+        return info.is_published()
+
+    def answer(self, timeout_s):
+        """(topic, payload) of the next message received, or None."""
+        import queue
+
+        try:
+            topic, payload = self.got.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        return topic.encode(), payload
+
+    def close(self):
+        try:
+            self.c.disconnect()
+        finally:
+            self.c.loop_stop()
+
+
 def fit(hal, clock, family="sim800", board_pins=(), pwrkey_active=0, **kw):
     """Fit a simulated modem to a SimHal: its UART and one pin per modem role the
     board has (modem_power, modem_pwrkey, modem_rst, modem_flight)."""
@@ -366,6 +521,7 @@ def fit(hal, clock, family="sim800", board_pins=(), pwrkey_active=0, **kw):
         if "modem_" + role in board_pins:
             idle = 1 - pwrkey_active if role == "pwrkey" else 0
             pins[role] = SimPin(clock, idle)
+            pins[role].reset_level = idle
     modem = SimModem(clock, uart, family, pins, pwrkey_active, **kw)
     hal.modem = (uart, pins)
     return modem

@@ -206,6 +206,8 @@ def builtin(
         add("wire_break", 3, 8, 12.0, switch="high")
     elif name == "sd-fault":
         add("sd_removed", 1, 10, 30.0)
+    elif name == "sim-outage":
+        add("sim_outage", 1, 6, 168.0)  # a week without the mobile network
     else:
         names = ", ".join(BUILTINS)
         raise ScenarioError(f"no built-in scenario {name!r}; try one of {names}")
@@ -214,7 +216,7 @@ def builtin(
 
 
 BUILTINS = ("normal", "power-cuts", "dry-borewell", "overflow-fault", "sensor-faults",
-            "sd-fault")  # fmt: skip
+            "sd-fault", "sim-outage")  # fmt: skip
 
 
 def load(

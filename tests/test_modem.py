@@ -292,3 +292,66 @@ def test_fit_gives_the_hal_its_modem():
     sm = fit(h, clock, "sim800", T_CALL)
     uart, pins = h.modem
     assert sorted(pins) == ["power", "pwrkey", "rst"] and uart.peer is sm
+
+
+class FakeLink:
+    """Stands in for the broker connection of the simulated SIM7600."""
+
+    def __init__(self, hostport, client_id):
+        self.hostport, self.client_id = hostport, client_id
+        self.published = []
+
+    def subscribe(self, topic):
+        self.topic = topic
+        return True
+
+    def publish(self, topic, payload):
+        self.published.append((topic, payload))
+        return True
+
+    def answer(self, timeout_s):
+        body = self.published[-1][1]
+        return (
+            b"jalkal/v1/0a1b2c3d/ack",
+            b'{"ok":true,"acked":[["0a1b2c3d",1,0,0]],'
+            b'"acked_bytes":%d,"body_bytes":%d}' % (len(body), len(body)),
+        )
+
+    def close(self):
+        pass
+
+
+def test_sim7600_mqtt_exact_bytes(monkeypatch):
+    from jkfw.mqtt import Mqtt
+    from jksim import modem as simmodem
+
+    links = []
+    monkeypatch.setattr(
+        simmodem, "MqttLink", lambda *a: links.append(FakeLink(*a)) or links[-1]
+    )
+    clock, uart, sm, m = rig("sim7600", ("modem_power", "modem_pwrkey"), pk=1)
+    sm.reg_ms = 0
+    q = Mqtt(m, b"0a1b2c3d")
+
+    async def session():
+        assert await m.power_on() and await m.attach(60000)
+        del uart.wire[:]
+        assert await q.http_start(b"mqtt://127.0.0.1:1883")
+        st = await q.post(4, lambda w: w(b"\xa5abc"))
+        await q.http_end()
+        return st
+
+    assert run(clock, session()) == 200
+    assert bytes(m.body[: m.blen]).endswith(b'"acked_bytes":4,"body_bytes":4}')
+    assert links[0].hostport == "127.0.0.1:1883" and links[0].client_id == "jk0a1b2c3d"
+    assert links[0].published == [(b"jalkal/v1/0a1b2c3d/up", b"\xa5abc")]
+    assert bytes(uart.wire) == (
+        b'AT+CMQTTSTART\rAT+CMQTTACCQ=0,"jk0a1b2c3d"\r'
+        b'AT+CMQTTCONNECT=0,"tcp://127.0.0.1:1883",60,1\r'
+        b"AT+CMQTTSUBTOPIC=0,22,1\rjalkal/v1/0a1b2c3d/ack"
+        b"AT+CMQTTSUB=0\r"
+        b"AT+CMQTTTOPIC=0,21\rjalkal/v1/0a1b2c3d/up"
+        b"AT+CMQTTPAYLOAD=0,4\r\xa5abc"
+        b"AT+CMQTTPUB=0,1,60\r"
+        b"AT+CMQTTDISC=0,60\rAT+CMQTTREL=0\rAT+CMQTTSTOP\r"
+    )

@@ -67,7 +67,7 @@ class Server:
         body = bytes(body)
         frames = list(codec.scan(body))
         if sum(k for _o, k in frames) != len(body):
-            return 400, b'{"ok":false,"error":"malformed_body","acked_bytes":0}', 0
+            return 400, b'{"ok":false,"frames":0,"acked_bytes":0}', 0
         acked = rejected = 0
         prefix = True
         for o, k in frames:
@@ -336,8 +336,11 @@ def test_the_network_sets_the_clock(tmp_path):
         (200, b'{"ok":true,"acked":[["0a1b2c3d",1,0', 80, 2, FEWER),
         (200, b'{"acked_bytes":999}', 80, 2, FEWER),
         (403, b'{"frames":2,"rejected":2,"error":"bad_mac"}', 80, 2, SKIPALL),
-        (409, b'{"frames":2,"rejected":1,"error":"conflict"}', 80, 2, SKIP1),
-        (400, b'{"error":"malformed_body"}', 80, 2, None),
+        (409, b'{"frames": 2, "rejected": 2}', 80, 2, SKIPALL),
+        (400, b'{"frames":1,"rejected":1,"error":"malformed_frame"}', 80, 2, SKIP1),
+        (400, b'{"ok":false,"frames":0,"error":"malformed_body"}', 80, 2, None),
+        (400, b"", 80, 2, None),
+        (200, b'{"acked_bytes": 40}', 80, 2, 40),
         (413, b"", 80, 2, FEWER),
         (503, b"", 80, 2, None),
         (601, b"", 80, 2, None),

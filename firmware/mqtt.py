@@ -1,0 +1,64 @@
+# MQTT through the SIM7600's own client (AT+CMQTT...), for uplink_url mqtt://HOST:PORT:
+# a batch is published with QoS 1 on jalkal/v1/<device>/up and the server's JSON
+# answer comes back on jalkal/v1/<device>/ack (docs/uplink.md), read as over HTTP.
+# Loaded only for an mqtt:// uplink. Same calls as the modem's HTTP ones.
+from .modem import fields
+
+
+class Mqtt:
+    def __init__(self, modem, device):
+        self.m = modem
+        self.up = b"jalkal/v1/%s/up" % device
+        self.ack = b"jalkal/v1/%s/ack" % device
+        self.cid = b"jk" + device
+
+    async def _put(self, cmd, data):
+        # a command whose data follows its '>' prompt
+        m = self.m
+        return await m.at(cmd % len(data), 5000, None, b">") and (
+            m.write(data) or await m.wait(5000)
+        )
+
+    async def _urc(self, cmd, want, ms=30000):
+        # cmd's OK, then its result line "+X: 0,0" (0: success)
+        m = self.m
+        return (
+            await m.at(cmd, 5000) and await m.wait(ms, want) and m.line.endswith(b",0")
+        )
+
+    async def http_start(self, url):
+        m = self.m
+        await m.at(b"+CMQTTSTART", 5000)  # ERROR: already started
+        await m.at(b'+CMQTTACCQ=0,"%s"' % self.cid)  # ERROR: client already there
+        return (
+            await self._urc(b'+CMQTTCONNECT=0,"tcp://%s",60,1' % url[7:], b"+CMQTTCON")
+            and await self._put(b"+CMQTTSUBTOPIC=0,%d,1", self.ack)
+            and await self._urc(b"+CMQTTSUB=0", b"+CMQTTSUB:")
+        )
+
+    async def post(self, n, send):
+        """Publish n bytes written by send(write); 200 when the answer acknowledged
+        something, 400 when it did not, None without an answer (self.m.body)."""
+        m = self.m
+        m.blen = 0
+        if not (
+            await self._put(b"+CMQTTTOPIC=0,%d", self.up)
+            and await m.at(b"+CMQTTPAYLOAD=0,%d" % n, 5000, None, b">")
+        ):
+            return None
+        send(m.write)
+        if not (
+            await m.wait(5000)
+            and await self._urc(b"+CMQTTPUB=0,1,60", b"+CMQTTPUB:", 65000)
+            and await m.wait(30000, b"+CMQTTRXPAYLOAD:")
+        ):
+            return None
+        # a clean session, one batch at a time: this answer is for this batch
+        await m._raw(int(fields(m.line)[1]))
+        return 400 if b'"acked":[]' in m.body[: m.blen] else 200
+
+    async def http_end(self):
+        m = self.m
+        await self._urc(b"+CMQTTDISC=0,60", b"+CMQTTDISC:", 10000)
+        await m.at(b"+CMQTTREL=0")
+        await m.at(b"+CMQTTSTOP", 5000)
