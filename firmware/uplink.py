@@ -81,7 +81,7 @@ class Uplink:
         self.buf = bytearray(cfg["uplink_batch_bytes"])
         self.mv = memoryview(self.buf)
         self.flag = clock.flag()  # set() wakes the task (an SMS alert)
-        self.limit = 255  # frames per batch; halved when the server asks
+        self.limit = 255  # frames per batch: halved when asked, doubled when acked
         self.fails = 0
         self.next_s = FIRST_S  # uptime of the next upload
         self.hour = [0, 0]  # uptime the hour began, sessions in it
@@ -288,6 +288,7 @@ class Uplink:
                 self.limit = max(1, nf // 2)
             elif v is None or not self._ack(v):
                 ok = False
+                self.limit = 4  # while it fails, each try costs little
             else:
                 self.limit = min(255, self.limit * 2)
             self.save()

@@ -349,3 +349,27 @@ def test_the_network_sets_the_clock(tmp_path):
 )
 def test_verdict(status, body, n, nf, want):
     assert verdict(status, body, n, nf) == want
+
+
+def month_of_server_trouble(tmp_path, days):
+    """The network is up but the server answers 503 for `days`: every session
+    reaches it and spends data. Returns (estimated air bytes, POSTs, sessions)."""
+    srv = Server()
+    srv.status = 503
+    b = Board(tmp_path, srv)
+    b.run_days(days)
+    return srv.air, srv.posts, b.up.fails
+
+
+def test_a_week_of_server_trouble_costs_little(tmp_path):
+    air, posts, fails = month_of_server_trouble(tmp_path, 7)
+    # back-off to one try an hour, small batches while failing: ~26 tries a day
+    assert posts <= 7 * 30 and air < 7 * 30 * 1300
+    print(f"7 days of 503: {posts} POSTs, {air:,} B")
+
+
+@pytest.mark.slow
+def test_a_month_of_server_trouble_stays_under_5_mb(tmp_path):
+    air, posts, fails = month_of_server_trouble(tmp_path, 31)
+    assert air < 5_000_000
+    print(f"31 days of 503: {posts} POSTs, {air:,} B")
