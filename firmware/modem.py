@@ -41,6 +41,7 @@ class Modem:
 
     def __init__(self, uart, clock, family, pins=None, pwrkey_active=0):
         self.uart = uart
+        self.write = uart.write
         self.clock = clock
         self.family = family
         self.pins = pins or {}
@@ -57,9 +58,6 @@ class Modem:
         self.cycles = 0  # power cycles of a modem that stopped answering
 
     # --- the wire
-    def write(self, data):
-        self.uart.write(data)
-
     def _take(self):
         # one line from the buffer (or the '>' prompt, which has no line end)
         b, mv, n = self.buf, self.mv, self.n
@@ -100,12 +98,6 @@ class Modem:
                     return None
                 await c.sleep_ms(POLL_MS)
 
-    def drain(self):
-        """Forget unread input (late answers, unsolicited lines)."""
-        self.n = 0
-        while self._fill():
-            self.n = 0
-
     async def wait(self, ms, end=b"OK", want=None):
         """Lines until one starts with end (True, it is self.line), an error (False)
         or ms passed (None); self.info: the last line that starts with want."""
@@ -128,7 +120,9 @@ class Modem:
     async def at(self, cmd, ms=2000, want=None, end=b"OK"):
         """Send AT<cmd>\\r and wait() for its answer."""
         self.info = None
-        self.drain()
+        self.n = 0  # forget late answers and unsolicited lines
+        while self._fill():
+            self.n = 0
         self.write(b"AT" + cmd + b"\r")
         return await self.wait(ms, end, want)
 
@@ -159,9 +153,11 @@ class Modem:
         return False
 
     async def press(self, ms):
+        # the power key held for ms (long: off, short: on)
         self._pin("pwrkey", self.pk)
         await self.clock.sleep_ms(ms)
         self._pin("pwrkey", 1 - self.pk)
+        await self.clock.sleep_ms(100)
 
     async def power_on(self):
         """Switch the modem on (unless it answers already) and set it up."""
@@ -195,7 +191,6 @@ class Modem:
             await self.clock.sleep_ms(2000)
         elif "pwrkey" in self.pins:
             await self.press(3000)
-            await self.clock.sleep_ms(2000)
         return await self.power_on()
 
     # --- network
@@ -212,17 +207,6 @@ class Modem:
             await c.sleep_ms(2000)
         return False
 
-    async def csq(self):
-        """Signal on the AT+CSQ scale (0-31, 99 unknown)."""
-        v = await self.ints(b"+CSQ")
-        return v[0] if v and 0 <= v[0] <= 99 else 99
-
-    async def net_time(self):
-        """UTC seconds from the network's time (AT+CCLK?), or None."""
-        if await self.at(b"+CCLK?", 2000, b"+CCLK") and self.info:
-            return cclk_utc(self.info)
-        return None
-
     async def bearer(self, apn):
         """The packet data context up (SAPBR bearer 1; SIM7600: PDP context 1)."""
         if self.s76:
@@ -234,9 +218,6 @@ class Modem:
         await self.at(b'+SAPBR=3,1,"Contype","GPRS"')
         await self.at(b'+SAPBR=3,1,"APN","%s"' % apn)
         return await self.at(b"+SAPBR=1,1", 85000)
-
-    async def bearer_off(self):
-        await self.at(b"+CGACT=0,1" if self.s76 else b"+SAPBR=0,1", 10000)
 
     # --- HTTP
     async def http_start(self, url):
@@ -290,3 +271,4 @@ class Modem:
 
     async def http_end(self):
         await self.at(b"+HTTPTERM")
+        await self.at(b"+CGACT=0,1" if self.s76 else b"+SAPBR=0,1", 10000)

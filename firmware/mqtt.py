@@ -15,9 +15,10 @@ class Mqtt:
     async def _put(self, cmd, data):
         # a command whose data follows its '>' prompt
         m = self.m
-        return await m.at(cmd % len(data), 5000, None, b">") and (
-            m.write(data) or await m.wait(5000)
-        )
+        if await m.at(cmd % len(data), 5000, None, b">"):
+            m.write(data)
+            return await m.wait(5000)
+        return False
 
     async def _urc(self, cmd, want, ms=30000):
         # cmd's OK, then its result line "+X: 0,0" (0: success)
@@ -62,3 +63,4 @@ class Mqtt:
         await self._urc(b"+CMQTTDISC=0,60", b"+CMQTTDISC:", 10000)
         await m.at(b"+CMQTTREL=0")
         await m.at(b"+CMQTTSTOP", 5000)
+        await m.at(b"+CGACT=0,1", 10000)  # the PDP context

@@ -8,7 +8,6 @@ from .modem import fields
 COMMANDS = {b"PUMP ON": "on", b"PUMP OFF": "off", b"AUTO": "auto", b"STATUS": None}
 QUEUE = 4  # alerts waiting for the network; the oldest is dropped first
 POLL_S = 300  # inbox check while commands are allowed
-RETRY_S = 600  # after a session found no network
 
 
 def digits(number):
@@ -23,18 +22,18 @@ def parse(text):
 
 
 async def send(modem, number, text):
-    return (
-        await modem.at(b"+CMGF=1")
-        and await modem.at(b'+CMGS="%s"' % number, 5000, None, b">")
-        and (modem.write(text + b"\x1a") or await modem.wait(60000))
-    )
+    if await modem.at(b"+CMGF=1") and await modem.at(
+        b'+CMGS="%s"' % number, 5000, None, b">"
+    ):
+        modem.write(text + b"\x1a")
+        return await modem.wait(60000)
+    return False
 
 
 async def inbox(modem, out, most=4):
     """Append (index, sender, text) of up to `most` stored texts to out."""
     if not await modem.at(b"+CMGF=1"):
         return
-    modem.drain()
     modem.write(b'AT+CMGL="ALL"\r')
     head = None
     while True:
@@ -64,20 +63,11 @@ class Sms:
         self.ok = True  # the last session reached the network
         self.ignored = 0  # texts from numbers not allowed
 
-    def listening(self):
-        return bool(self.allow)
-
     def due_s(self, now_s):
         """Seconds until this module needs a session (alerts or the inbox)."""
         if self.allow or (self.queue and self.to):
             return self.next_s - now_s
         return 1 << 30
-
-    def done(self, ok, now_s):
-        """A session ended; ok: it reached the network."""
-        self.ok = ok
-        if not ok:
-            self.next_s = now_s + RETRY_S
 
     def alert(self, text):
         if not self.to:
@@ -102,13 +92,10 @@ class Sms:
             self.command(COMMANDS[cmd])
         return self.status()
 
-    def _budget(self, day):
+    async def _send(self, modem, number, text, day):
         if self.day[0] != day:
             self.day[0], self.day[1] = day, 0
-        return self.day[1] < self.max_day
-
-    async def _send(self, modem, number, text, day):
-        if self._budget(day) and await send(modem, number, text):
+        if self.day[1] < self.max_day and await send(modem, number, text):
             self.day[1] += 1
             return 1
         return 0

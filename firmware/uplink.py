@@ -9,6 +9,7 @@ import os
 from jkproto import codec
 
 from .logger import RING_HDR_LEN
+from .modem import cclk_utc
 
 # air bytes of one POST besides its body: TCP/IP handshake, ACKs and close (~12
 # packets of 40 B), the modem's request headers (~190 B), the server's answer
@@ -52,13 +53,6 @@ def verdict(status, body, n, nf):
     return None if not f else SKIPALL if f == nf else SKIP1
 
 
-def _size(p):
-    try:
-        return os.stat(p)[6]
-    except OSError:
-        return 0
-
-
 class Uplink:
     def __init__(
         self, cfg, clock, modem, log, state, save, event, set_time, sms=None, link=None
@@ -94,17 +88,8 @@ class Uplink:
         self.batch = self.best = None
         self.nf = 0
 
-    # --- the cursor over the log files
-    def _at(self, kind, key):
-        # bytes of file (kind, key) acknowledged, None when all of it was;
-        # kind 0: nodate.jkl, 1: a day file (key YYYYMMDD), 4: ring (generation)
-        u = self.up
-        if not kind:
-            return u[2]
-        if key < u[kind - 1]:
-            return None
-        return u[kind] if key == u[kind - 1] else (RING_HDR_LEN if kind == 4 else 0)
-
+    # --- the cursor over the log files: a file is (kind, key), kind 0 nodate.jkl,
+    # 1 a day file (key YYYYMMDD), 4 a ring slot (key: its generation)
     def _set(self, kind, key, off):
         if kind:
             self.up[kind - 1] = key
@@ -141,9 +126,20 @@ class Uplink:
         return self.best
 
     def _see(self, kind, key, p):
-        off = self._at(kind, key)
-        left = off is not None and _size(p) - off
-        if left and left > 0:
+        u = self.up
+        if not kind:
+            off = u[2]
+        elif key < u[kind - 1]:
+            return 1  # all acknowledged
+        elif key == u[kind - 1]:
+            off = u[kind]
+        else:
+            off = RING_HDR_LEN if kind == 4 else 0
+        try:
+            left = os.stat(p)[6] - off
+        except OSError:
+            left = 0
+        if left > 0:
             self.backlog += left
             if self.best is None or (kind, key) < self.best[:2]:
                 self.best = (kind, key, p, off)
@@ -218,26 +214,6 @@ class Uplink:
             u[5], u[6], u[7] = day, 0, 0
         return u
 
-    def allowed(self):
-        """A session now stays under the per-hour and per-day caps."""
-        cfg, now, h = self.cfg, self.clock.uptime_s(), self.hour
-        if now - h[0] >= 3600:
-            h[0], h[1] = now, 0
-        u = self._day()
-        return (
-            h[1] < cfg["uplink_max_hour"]
-            and u[6] < cfg["uplink_max_day"]
-            and u[7] + OVERHEAD_B <= cfg["uplink_day_bytes"]
-        )
-
-    def backoff_s(self):
-        """Exponential, capped, with +-25 % jitter (boards do not retry in step)."""
-        cfg = self.cfg
-        s = cfg["uplink_retry_s"] << min(self.fails - 1, 16)
-        s = min(s, cfg["uplink_retry_max_s"])
-        self.rng = (self.rng * 1103515245 + 12345) & 0x7FFFFFFF
-        return s * 3 // 4 + (self.rng >> 8) % (s // 2 + 1)
-
     # --- a session with the modem
     async def session(self, upload):
         """Modem up, registered, signal, time, SMS, then the backlog; True when it
@@ -251,18 +227,22 @@ class Uplink:
             self.event("fault_raised" if self.faulty else "fault_cleared", "modem", 0)
         ok = ok and await m.attach(REG_MS)
         if self.sms:
-            self.sms.done(ok, c.uptime_s())
+            self.sms.ok = ok
+            if not ok:
+                self.sms.next_s = c.uptime_s() + 600
         if ok:
-            self.csq = await m.csq()
-            if c.quality < 2:  # NET: better than none or the RTC
-                t = await m.net_time()
+            v = await m.ints(b"+CSQ")
+            self.csq = v[0] if v and 0 <= v[0] <= 99 else 99
+            # the network's time (AT+CCLK?): better than none or the RTC
+            if c.quality < 2 and await m.at(b"+CCLK?", 2000, b"+CCLK") and m.info:
+                t = cclk_utc(m.info)
                 if t:
                     self.set_time(t)
             if self.sms:
                 await self.sms.session(m, self._day()[5], c.uptime_s())
             if upload and self.url:
                 ok = await self._upload()
-        if not (self.sms and self.sms.listening()):
+        if not (self.sms and self.sms.allow):
             await m.power_off()  # asleep until the next upload
         return ok
 
@@ -295,7 +275,6 @@ class Uplink:
             self._next()
         self.save()
         await link.http_end()
-        await m.bearer_off()
         return ok
 
     async def run(self):
@@ -307,14 +286,21 @@ class Uplink:
                 await c.wait(self.flag, wait * 1000)
                 continue
             upload = now >= self.next_s
-            if upload and not self.allowed():
+            h, u, cfg = self.hour, self._day(), self.cfg
+            if now - h[0] >= 3600:
+                h[0], h[1] = now, 0
+            if upload and not (  # the caps per hour, per day, and on the day's bytes
+                h[1] < cfg["uplink_max_hour"]
+                and u[6] < cfg["uplink_max_day"]
+                and u[7] + OVERHEAD_B <= cfg["uplink_day_bytes"]
+            ):
                 upload = False
                 self.next_s = now + 600  # a cap holds: look again later
                 if not self.sms or self.sms.due_s(now) > 0:
                     continue
             if upload:
-                self.hour[1] += 1
-                self._day()[6] += 1
+                h[1] += 1
+                u[6] += 1
                 self.save()
             try:
                 ok = await self.session(upload)
@@ -322,8 +308,12 @@ class Uplink:
                 ok = False  # a file or an answer it could not read: try again later
             if upload:
                 self.fails = 0 if ok else self.fails + 1
+                s = cfg["uplink_s"]
                 if ok:
                     self.last_ok = c.uptime_s()
-                self.next_s = c.uptime_s() + (
-                    self.backoff_s() if self.fails else self.cfg["uplink_s"]
-                )
+                else:  # exponential, capped, +-25 % (boards do not retry in step)
+                    s = cfg["uplink_retry_s"] << min(self.fails - 1, 16)
+                    s = min(s, cfg["uplink_retry_max_s"])
+                    self.rng = (self.rng * 1103515245 + 12345) & 0x7FFFFFFF
+                    s = s * 3 // 4 + (self.rng >> 8) % (s // 2 + 1)
+                self.next_s = c.uptime_s() + s

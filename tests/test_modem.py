@@ -80,7 +80,6 @@ def test_sim800_http_post_exact_bytes():
         assert await m.http_start(b"http://127.0.0.1:8080/v1/frames")
         st = await m.post(5, lambda w: w(b"\xa5\x01abc"))
         await m.http_end()
-        await m.bearer_off()
         return st
 
     assert run(clock, session()) == 200
@@ -222,9 +221,14 @@ def test_registration_failure_and_outage():
 def test_network_time():
     clock, uart, sm, m = rig()
     assert run(clock, m.power_on())
-    assert run(clock, m.net_time()) is None  # 2004: not from the network yet
+
+    async def net_time():
+        assert await m.at(b"+CCLK?", 2000, b"+CCLK")
+        return cclk_utc(m.info)
+
+    assert run(clock, net_time()) is None  # 2004: not from the network yet
     assert run(clock, m.attach(60000))
-    t = run(clock, m.net_time())
+    t = run(clock, net_time())
     assert t == T0 + clock.ms // 1000 or t == T0 + clock.ms // 1000 - 1
 
 
@@ -353,5 +357,5 @@ def test_sim7600_mqtt_exact_bytes(monkeypatch):
         b"AT+CMQTTTOPIC=0,21\rjalkal/v1/0a1b2c3d/up"
         b"AT+CMQTTPAYLOAD=0,4\r\xa5abc"
         b"AT+CMQTTPUB=0,1,60\r"
-        b"AT+CMQTTDISC=0,60\rAT+CMQTTREL=0\rAT+CMQTTSTOP\r"
+        b"AT+CMQTTDISC=0,60\rAT+CMQTTREL=0\rAT+CMQTTSTOP\rAT+CGACT=0,1\r"
     )

@@ -79,11 +79,30 @@ def test_session_sends_alerts_and_answers_commands():
     assert s.due_s(100) == 300  # the inbox again in 5 min
 
 
-def test_alerts_are_capped_per_day():
-    s = Sms(dict(CFG, sms_max_day=2), lambda m: None, lambda: b"")
-    assert s._budget(5) and s._budget(5)
-    s.day[1] = 2
-    assert not s._budget(5) and s._budget(6)
+def test_texts_are_capped_per_day():
+    clock = VirtualClock(T0)
+
+    class H:
+        modem = None
+
+    sm = fit(H, clock, "sim800", ())
+    uart, pins = H.modem
+    m = Modem(uart, clock, "sim800", pins)
+    s = Sms(dict(CFG, sms_max_day=2), lambda mode: None, lambda: b"")
+    for i in range(3):
+        s.alert(b"a%d" % i)
+    out = []
+
+    async def go():
+        assert await m.power_on() and await m.attach(60000)
+        await s.session(m, 7, 0)  # two go out, the third waits for tomorrow
+        out.append(len(sm.sent))
+        await s.session(m, 8, 0)
+        out.append(len(sm.sent))
+
+    clock.spawn(go())
+    clock.run_until(600000)
+    assert out == [2, 3] and s.queue == []
 
 
 def sms_play(ch, n_actions, allow):
