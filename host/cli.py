@@ -320,6 +320,7 @@ def encode(infile: str | None, keys: str | None, out: str | None) -> None:
 
 
 def _register() -> None:
+    from .flash import flash_cmd
     from .provision import provision_cmd
     from .replay import replay
     from .serve import serve
@@ -327,6 +328,7 @@ def _register() -> None:
     from .vboard import vboard
 
     cli.add_command(provision_cmd)
+    cli.add_command(flash_cmd)
     cli.add_command(sim)
     cli.add_command(vboard)
     cli.add_command(serve)
