@@ -406,6 +406,7 @@ def flash_board(
                 esp.change_baud(baud)
             cmds.attach_flash(esp)
             size_name = cmds.detect_flash_size(esp)
+            say(f"      board: {_describe(esp)}, {size_name or 'unknown size'} flash")
             _check_fits(fw, size_name)
             if erase:
                 doing = stage(
@@ -422,6 +423,13 @@ def flash_board(
             raise
         except errors as e:
             raise JalkalError(BROKEN.format(stage=doing, why=_why(e)))
+
+
+def _describe(esp: Any) -> str:
+    try:
+        return str(esp.get_chip_description())
+    except Exception:  # only a label: never stop a flash for it
+        return str(esp.CHIP_NAME)
 
 
 def _check_fits(fw: Firmware, size_name: str | None) -> None:

@@ -121,9 +121,8 @@ def tz_offset_min(tz: str, now: float | None = None) -> tuple[int, bool]:
 def _option_key(known: dict[str, Any], option: str, key: str) -> str:
     if key not in known:
         raise JalkalError(
-            f"{option}: this firmware has no {key!r} setting yet (its config.json "
-            f"knows: {', '.join(sorted(known))}); update jalkal, or leave {option} "
-            "out"
+            f"{option}: this firmware has no {key!r} setting yet; update jalkal (it "
+            f"carries the firmware), or leave {option} out"
         )
     return key
 
@@ -502,6 +501,7 @@ def summary(req: Request, r: Result) -> str:
         lines.append("  " + "; ".join(radio))
     lines += [f"  note: {n}" for n in r.notes]
     lines.append(f"next: jalkal deploy --port PORT --config {r.config_path}")
+    lines.append("      (a board without MicroPython: jalkal flash --port PORT first)")
     return "\n".join(lines)
 
 
