@@ -499,10 +499,11 @@ def test_port_that_cannot_be_opened(images, capsys):
     s = socket.create_server(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    url = f"socket://127.0.0.1:{port}"
-    assert main(jalkal_flash("--port", url, str(images["esp32"]["firmware"]))) == 1
-    err = capsys.readouterr().err
-    assert f"cannot open {url}" in err and "Connection refused" in err
+    for url in (f"socket://127.0.0.1:{port}", f"rfc2217://127.0.0.1:{port}"):
+        args = jalkal_flash("--port", url, str(images["esp32"]["firmware"]))
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert f"cannot open {url}" in err and "Connection refused" in err
     assert main(jalkal_flash("--port", "/dev/ttyJALKAL9",
                              str(images["esp32"]["firmware"]))) == 1  # fmt: skip
     assert "cannot open /dev/ttyJALKAL9" in capsys.readouterr().err
