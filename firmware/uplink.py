@@ -18,6 +18,7 @@ OVERHEAD_B = 1000
 FIRST_S = 60  # after boot the pump logic goes first
 REG_MS = 120000  # network registration
 SKIP1, FEWER, SKIPALL = -1, -2, -3
+CLOCK_NET = 2  # time quality: set from the network
 # state["up"]: cursor (day file, its offset, nodate.jkl offset, ring generation,
 # its offset), then the day, its sessions and air bytes (the caps survive reboots)
 UP = [0, 0, 0, 0, 0, 0, 0, 0]
@@ -234,8 +235,8 @@ class Uplink:
             v = await m.ints(b"+CSQ")
             self.csq = v[0] if v and 0 <= v[0] <= 99 else 99
             # the network's time (AT+CCLK?): better than none or the RTC
-            if c.quality < 2 and await m.at(b"+CCLK?", 2000, b"+CCLK") and m.info:
-                t = cclk_utc(m.info)
+            if c.quality < CLOCK_NET and await m.at(b"+CCLK?", 2000, b"+CCLK"):
+                t = m.info and cclk_utc(m.info)
                 if t:
                     self.set_time(t)
             if self.sms:
@@ -317,3 +318,54 @@ class Uplink:
                     self.rng = (self.rng * 1103515245 + 12345) & 0x7FFFFFFF
                     s = s * 3 // 4 + (self.rng >> 8) % (s // 2 + 1)
                 self.next_s = c.uptime_s() + s
+
+    def alert(self, text):
+        """An SMS to the configured numbers, if SMS is set up."""
+        if self.sms is not None:
+            self.sms.alert(("jalkal %s: %s" % (self.cfg["device"], text)).encode())
+            self.flag.set()
+
+
+def start(ctl):
+    """The controller's uplink (app.Controller.boot calls this when a modem is
+    configured), or None when the board has no modem UART."""
+    m = ctl.hal.start_modem()
+    if m is None:
+        return None
+    from .modem import Modem
+
+    cfg, clock = ctl.cfg, ctl.clock
+    modem = Modem(m[0], clock, cfg["modem"], m[1], cfg["modem_pwrkey_active"])
+    sms = link = None
+    if cfg["sms_to"] or cfg["sms_allow"]:
+        from .sms import Sms
+
+        def command(mode):  # as the button's: the pump's rules decide
+            ctl.pump.command(clock.uptime_s(), mode, "sms")
+            ctl.pump_flag.set()
+
+        def status():
+            s = ctl.status()
+            return ("pump %s %s %s, mode %s, %d L today%s" % (
+                s["pump"], s["state"], s["why"], s["mode"], s["litres_today"],
+                "".join(", " + f for f in s["faults"]),
+            )).encode()  # fmt: skip
+
+        sms = Sms(cfg, command, status)
+    if cfg["uplink_url"][:4] == "mqtt":
+        from .mqtt import Mqtt
+
+        link = Mqtt(modem, cfg["device"].encode())
+
+    def set_time(utc_s):
+        step = clock.set_utc(utc_s, CLOCK_NET)
+        ctl.emit(codec.CLOCK, CLOCK_NET, clock.uptime_s(), step)
+
+    def save():
+        ctl.store.save(ctl.state)
+
+    up = Uplink(cfg, clock, modem, ctl.log, ctl.state, save, ctl.event, set_time,
+                sms, link)  # fmt: skip
+    if ctl.hal.reset_cause() in (1, 6):  # power-on or brown-out reset: power is back
+        up.alert("power back")
+    return up
