@@ -118,3 +118,21 @@ class Sms:
             await modem.at(b"+CMGD=%d" % index)
             if reply:
                 await self._send(modem, sender, reply, day)
+
+
+def for_controller(ctl):
+    """The controller's SMS: commands go to its pump as the button's do."""
+    clock = ctl.clock
+
+    def command(mode):
+        ctl.pump.command(clock.uptime_s(), mode, "sms")
+        ctl.pump_flag.set()
+
+    def status():
+        s = ctl.status()
+        return ("pump %s %s %s, mode %s, %d L today%s" % (
+            s["pump"], s["state"], s["why"], s["mode"], s["litres_today"],
+            "".join(", " + f for f in s["faults"]),
+        )).encode()  # fmt: skip
+
+    return Sms(ctl.cfg, command, status)

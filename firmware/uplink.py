@@ -338,20 +338,9 @@ def start(ctl):
     modem = Modem(m[0], clock, cfg["modem"], m[1], cfg["modem_pwrkey_active"])
     sms = link = None
     if cfg["sms_to"] or cfg["sms_allow"]:
-        from .sms import Sms
+        from .sms import for_controller
 
-        def command(mode):  # as the button's: the pump's rules decide
-            ctl.pump.command(clock.uptime_s(), mode, "sms")
-            ctl.pump_flag.set()
-
-        def status():
-            s = ctl.status()
-            return ("pump %s %s %s, mode %s, %d L today%s" % (
-                s["pump"], s["state"], s["why"], s["mode"], s["litres_today"],
-                "".join(", " + f for f in s["faults"]),
-            )).encode()  # fmt: skip
-
-        sms = Sms(cfg, command, status)
+        sms = for_controller(ctl)
     if cfg["uplink_url"][:4] == "mqtt":
         from .mqtt import Mqtt
 
