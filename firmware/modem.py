@@ -177,10 +177,14 @@ class Modem:
         return True
 
     async def power_off(self):
-        """Sleep between uploads: the module off (its own command, then the switch)."""
-        await self.at(b"+CPOF" if self.s76 else b"+CPOWD=1", 3000)
-        self._pin("power", 0)
-        self.on = False
+        """Sleep between uploads: the module off (its own command, then its switch);
+        one that nothing could switch on again only turns its radio off."""
+        if "power" in self.pins or "pwrkey" in self.pins:
+            await self.at(b"+CPOF" if self.s76 else b"+CPOWD=1", 3000)
+            self._pin("power", 0)
+            self.on = False
+        else:
+            await self.at(b"+CFUN=0", 10000)
 
     async def cycle(self):
         """Power-cycle a modem that stopped answering: the power switch, else the reset
@@ -198,6 +202,7 @@ class Modem:
         """Wait for network registration (home or roaming) up to ms."""
         c = self.clock
         t0 = c.ticks_ms()
+        await self.at(b"+CFUN=1", 10000)  # the radio on: power_off may leave it off
         qs = (b"+CREG?",) if self.family == "sim800" else (b"+CEREG?", b"+CGREG?")
         while c.ticks_diff(c.ticks_ms(), t0) < ms and self.dead < self.dead_max:
             for q in qs:

@@ -105,6 +105,7 @@ class SimModem:
         self.bearer = False
         self.clts = False
         self.no_reg = False
+        self.radio_ms = 0  # when the radio came on (AT+CFUN=1); None: off
         self.answer = b""
 
     # --- power
@@ -172,7 +173,8 @@ class SimModem:
             self.on
             and not self.outage
             and not self.no_reg
-            and ms >= self.ready_ms + self.reg_ms
+            and self.radio_ms is not None
+            and ms >= max(self.ready_ms, self.radio_ms) + self.reg_ms
         )
 
     # --- the wire
@@ -245,6 +247,14 @@ class SimModem:
             return self._say(b"\r\n+CSQ: %d,0\r\n" % q + OK)
         if head == b"+CCLK?":
             return self._say(b'\r\n+CCLK: "%s"\r\n' % self._cclk() + OK)
+        if head in (b"+CFUN=0", b"+CFUN=1"):
+            on = head[-1:] == b"1"
+            if not on:
+                self.radio_ms = None
+                self.bearer = False
+            elif self.radio_ms is None:
+                self.radio_ms = self.clock.ms
+            return self._say(OK, 300 if on else 1500)
         if head in (b"+CLTS=1", b"+CTZU=1"):
             self.clts = True
             return self._say(OK)

@@ -91,7 +91,7 @@ def test_sim800_http_post_exact_bytes():
     assert set(head.split(b"\r")) == {b"AT", b""}
     assert wire[len(head) :] == (
         b"ATE0\rAT+CLTS=1\r"
-        b"AT+CREG?\r"
+        b"AT+CFUN=1\rAT+CREG?\r"
         b"AT+SAPBR=2,1\r"
         b'AT+SAPBR=3,1,"Contype","GPRS"\rAT+SAPBR=3,1,"APN","internet"\r'
         b"AT+SAPBR=1,1\r"
@@ -122,7 +122,7 @@ def test_sim7600_http_post_exact_bytes_and_read_with_line_ends():
     assert bytes(m.body[: m.blen]) == answer  # raw: line ends and an "OK" inside
     wire = bytes(uart.wire)
     assert wire[wire.index(b"ATE0") :] == (
-        b"ATE0\rAT+CTZU=1\rAT+CEREG?\r"
+        b"ATE0\rAT+CTZU=1\rAT+CFUN=1\rAT+CEREG?\r"
         b'AT+CGDCONT=1,"IP","jionet"\rAT+CGACT=1,1\r'
         b'AT+HTTPTERM\rAT+HTTPINIT\rAT+HTTPPARA="URL","http://h/v1/frames"\r'
         b'AT+HTTPPARA="CONTENT","application/octet-stream"\r'
@@ -198,10 +198,14 @@ def test_a_hung_modem_is_power_cycled():
     assert run(clock, m.at(b"")) is True
 
 
-def test_modem_without_pins_powers_up_with_the_board():
+def test_modem_without_pins_powers_up_with_the_board_and_sleeps_radio_off():
     clock, uart, sm, m = rig(pins=())
     assert run(clock, m.power_on())
     assert sm.power_ons == 1
+    assert run(clock, m.attach(60000))
+    run(clock, m.power_off())  # nothing could switch it on again: only the radio
+    assert sm.on and m.on and not sm.registered()
+    assert run(clock, m.attach(60000)) and sm.power_ons == 1
 
 
 def test_registration_failure_and_outage():
