@@ -127,6 +127,22 @@ def _jk_wdt():
             machine.WDT(timeout=120000).feed()
         except Exception:
             pass
+def _jk_sd(p):
+    try:
+        if os.statvfs('/sd') != os.statvfs('/'):
+            return 'card'
+        return 'folder'
+    except OSError:
+        pass
+    try:
+        import machine
+        P = machine.Pin
+        sd = machine.SDCard(slot=2, sck=P(p['sd_sck']), miso=P(p['sd_miso']),
+                            mosi=P(p['sd_mosi']), cs=P(p['sd_cs']))
+        os.mount(sd, '/sd')
+        return 'card'
+    except Exception as e:
+        return 'none: ' + (repr(e) if str(e) else type(e).__name__)
 _jk_wdt()
 """ % (READ_CHUNK,)  # fmt: skip
 
@@ -388,6 +404,13 @@ class Board:
         self.exec(f"_jk_cat({lit(path)}, {int(offset)}, {int(length)})", consumer=take)
         take(b"\n")
         return bytes(out)
+
+    def sd(self, pins: dict[str, Any]) -> str:
+        """The SD card at /sd: "card" (mounted, by the firmware or now with the
+        config's pins), "folder" (/sd is a plain folder on the flash), or
+        "none: why"."""
+        self.helpers()
+        return str(self.eval(f"_jk_sd({lit(pins)})"))
 
     # --- reset
 
