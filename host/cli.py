@@ -320,8 +320,12 @@ def encode(infile: str | None, keys: str | None, out: str | None) -> None:
 
 
 def _register() -> None:
+    from .deploy import deploy_cmd
+    from .doctor import doctor_cmd
     from .flash import flash_cmd
+    from .monitor import monitor_cmd
     from .provision import provision_cmd
+    from .pull import pull_cmd
     from .replay import replay
     from .serve import serve
     from .simcmd import sim
@@ -329,6 +333,10 @@ def _register() -> None:
 
     cli.add_command(provision_cmd)
     cli.add_command(flash_cmd)
+    cli.add_command(deploy_cmd)
+    cli.add_command(doctor_cmd)
+    cli.add_command(pull_cmd)
+    cli.add_command(monitor_cmd)
     cli.add_command(sim)
     cli.add_command(vboard)
     cli.add_command(serve)
