@@ -244,8 +244,10 @@ def clearable(
         name = c.remote.local.name
         if not c.verified:
             kept.append(f"{name} (copy not verified)")
-        elif c.remote.day == today or (today is None and c.remote.day == newest):
+        elif c.remote.day == today:
             kept.append(f"{name} (today's, still open)")
+        elif c.remote.day == newest:
+            kept.append(f"{name} (the newest: the board may still write to it)")
         elif today is not None and c.remote.day > today:
             kept.append(f"{name} (dated after the board's today)")
         elif uplink and (not cursor_day or c.remote.day >= cursor_day):
