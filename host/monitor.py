@@ -78,6 +78,8 @@ class Printer:
             self.line(line.rstrip(b"\r"))
 
     def line(self, line: bytes) -> None:
+        if not line.strip():
+            return
         m = FRAME_LINE.match(line)
         stamp = time.strftime("%H:%M:%S")
         if m:
