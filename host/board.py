@@ -26,7 +26,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import click
+
 from .errors import JalkalError
+
+# the --port option of every command that talks to a board
+port_option = click.option(
+    "--port",
+    "-p",
+    required=True,
+    metavar="PORT",
+    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
+)
 
 WRITE_CHUNK = 3072  # bytes per exec (4 KB of base64 on the wire)
 READ_CHUNK = 1536  # bytes per base64 line the board prints

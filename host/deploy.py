@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from .board import Board, BoardError, connect
+from .board import Board, BoardError, connect, port_option
 from .errors import JalkalError
 
 APP = "/app"
@@ -466,13 +466,7 @@ def summary(r: Result) -> str:
 
 
 @click.command("deploy")
-@click.option(
-    "--port",
-    "-p",
-    required=True,
-    metavar="PORT",
-    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
-)
+@port_option
 @click.option(
     "--config",
     "config_path",

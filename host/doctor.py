@@ -22,7 +22,7 @@ from jkproto import codec
 from jkproto import objects as ob
 
 from . import deploy, pull
-from .board import Board, connect
+from .board import Board, connect, port_option
 from .errors import JalkalError
 
 OK, BAD, NA = "✓", "✗", "–"
@@ -532,13 +532,7 @@ def run(
 
 
 @click.command("doctor")
-@click.option(
-    "--port",
-    "-p",
-    required=True,
-    metavar="PORT",
-    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
-)
+@port_option
 @click.option(
     "--test-relay",
     is_flag=True,

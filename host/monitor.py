@@ -22,6 +22,7 @@ import click
 from jkproto import codec
 from jkproto import objects as ob
 
+from .board import port_option
 from .errors import JalkalError
 from .keys import load_keys, signers
 
@@ -153,13 +154,7 @@ def run(
 
 
 @click.command("monitor")
-@click.option(
-    "--port",
-    "-p",
-    required=True,
-    metavar="PORT",
-    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
-)
+@port_option
 @click.option(
     "--keys", "keys", metavar="FILE", help="Keys file: check each frame's MAC."
 )

@@ -30,7 +30,7 @@ import click
 
 from jkproto import objects as ob
 
-from .board import Board, connect
+from .board import Board, connect, port_option
 from .errors import JalkalError
 
 SD_LOG = "/sd/log"
@@ -319,13 +319,7 @@ def totals(res: Result) -> str:
 
 
 @click.command("pull")
-@click.option(
-    "--port",
-    "-p",
-    required=True,
-    metavar="PORT",
-    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
-)
+@port_option
 @click.option(
     "--out",
     "out_dir",
