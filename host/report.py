@@ -45,16 +45,14 @@ import csv
 import io
 import json
 import math
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -64,169 +62,57 @@ from jkproto import codec as c
 from jkproto import objects as ob
 
 from .errors import JalkalError
+from .registry import (
+    DATED,
+    DEFAULT_TZ,
+    OPTIONAL,
+    REQUIRED,
+    Registry,
+    Village,
+    as_registry,
+    check_tz,
+    load_registry,
+    parse_registry,
+    zone,
+)
+
+__all__ = ["DATED", "DEFAULT_TZ", "OPTIONAL", "REQUIRED", "Village"]
 
 FULLY_LPCD = 55
 NON_LPCD = 40
 DEFAULT_INTERVAL_S = 900
-DEFAULT_TZ = "Asia/Kolkata"
 M32 = 1 << 32
 BACKWARDS = 1 << 31  # a difference mod 2**32 this large is a total going down
+NIGHT_S = 4 * 3600  # the night window: 00:00-04:00 local
+POWER_RESETS = (1, 6)  # boot after power_on / brownout: the board was without power
 
 COLUMNS = (
     "village", "device", "date", "litres", "population", "lpcd", "band",
     "pump_hours", "completeness", "complete",
 )  # fmt: skip
+# the daily detail (periods.DAY_COLUMNS): COLUMNS plus these
+DETAIL = (
+    "block", "district", "state", "tz", "supply_hours", "supply_start_min",
+    "lockouts", "power_off_hours", "faults_raised", "night_min_lph",
+)  # fmt: skip
 
 
-# --- village registry -----------------------------------------------------------
+# --- village registry (host/registry.py; these names are kept for callers) -------
 
-
-@dataclass(frozen=True)
-class Village:
-    device: str
-    village: str
-    population: int
-    block: str = ""
-    district: str = ""
-    state: str = ""
-    tz: str = DEFAULT_TZ
-
-    def label(self) -> str:
-        where = ", ".join(p for p in (self.block, self.district, self.state) if p)
-        return f"{self.village} ({where})" if where else self.village
-
-
-Registry = Mapping[str, Village]
-REQUIRED = ("device", "village", "population")
-OPTIONAL = ("block", "district", "state", "tz")
-_DEVICE = re.compile(r"^[0-9a-fA-F]{8}$")
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-def _check_tz(name: str) -> str | None:
-    """None if the zone exists, else why not."""
-    try:
-        _zone(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown time zone {name!r} (use an IANA name such as Asia/Kolkata)"
-    return None
+_zone = zone
+_check_tz = check_tz
+RegistryLike: TypeAlias = "Registry | Mapping[str, Any]"
 
 
 def parse_villages(text: str, name: str = "villages file") -> dict[str, Village]:
-    """Device id -> Village from the CSV text of a registry.
-
-    Header: device,village,population and optionally block,district,state,tz.
-    Any problem is a JalkalError naming the line."""
-    out: dict[str, Village] = {}
-    seen: dict[str, int] = {}
-    header: list[str] | None = None
-    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    no = 0
-    try:
-        for row in rows:
-            no = rows.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if header is None:
-                header = [h.strip().lower() for h in row]
-                _check_header(header, name, no)
-                continue
-            if len(row) != len(header):
-                raise JalkalError(
-                    f"{name} line {no}: {len(row)} fields, the header has {len(header)}"
-                )
-            cells = (cell.strip() for cell in row)
-            v = _village(dict(zip(header, cells, strict=True)), f"{name} line {no}")
-            if v.device in seen:
-                raise JalkalError(
-                    f"{name} line {no}: device {v.device} is already on line "
-                    f"{seen[v.device]}"
-                )
-            seen[v.device] = no
-            out[v.device] = v
-    except csv.Error as e:
-        raise JalkalError(f"{name} line {rows.line_num or no}: not CSV ({e})")
-    if header is None:
-        raise JalkalError(
-            f"{name}: empty; needs a header line device,village,population"
-        )
-    return out
-
-
-def _check_header(header: list[str], name: str, no: int) -> None:
-    unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
-    if unknown:
-        raise JalkalError(
-            f"{name} line {no}: unknown column(s) {', '.join(map(repr, unknown))}; "
-            f"columns are {','.join(REQUIRED)} and optionally {','.join(OPTIONAL)}"
-        )
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise JalkalError(f"{name} line {no}: column(s) repeated: {', '.join(dup)}")
-    missing = [h for h in REQUIRED if h not in header]
-    if missing:
-        raise JalkalError(
-            f"{name} line {no}: missing column(s) {', '.join(missing)} "
-            f"(header needs {','.join(REQUIRED)})"
-        )
-
-
-def _village(rec: dict[str, str], where: str) -> Village:
-    dev = rec["device"]
-    if not _DEVICE.match(dev):
-        raise JalkalError(f"{where}: device must be 8 hex digits, got {dev!r}")
-    if not rec["village"]:
-        raise JalkalError(f"{where}: village name is empty")
-    pop = rec["population"]
-    if not pop.isdigit() or int(pop) <= 0:
-        raise JalkalError(
-            f"{where}: population must be a whole number above 0, got {pop!r}"
-        )
-    tz = rec.get("tz") or DEFAULT_TZ
-    bad = _check_tz(tz)
-    if bad:
-        raise JalkalError(f"{where}: {bad}")
-    return Village(
-        device=dev.lower(),
-        village=rec["village"],
-        population=int(pop),
-        block=rec.get("block", ""),
-        district=rec.get("district", ""),
-        state=rec.get("state", ""),
-        tz=tz,
-    )
+    """Device id -> its latest Village from the CSV text of a registry (every row
+    checked; see registry.parse_registry for all rows with their dates)."""
+    return parse_registry(text, name).current()
 
 
 def load_villages(path: str | Path) -> dict[str, Village]:
-    """Read and check a villages.csv registry."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise JalkalError(f"cannot read villages file {p}: {e.strerror or e}")
-    except UnicodeDecodeError:
-        raise JalkalError(f"villages file {p}: not UTF-8 text (CSV expected)")
-    return parse_villages(text, f"villages file {p}")
-
-
-def _as_registry(registry: Mapping[str, Any]) -> dict[str, Village]:
-    """Accept Village values or plain mappings (village, population, tz...)."""
-    out: dict[str, Village] = {}
-    for dev, v in registry.items():
-        key = dev.lower()
-        if isinstance(v, Village):
-            out[key] = v
-            continue
-        rec = {k: str(v[k]) for k in REQUIRED + OPTIONAL if k in v and k != "device"}
-        rec["device"] = key
-        rec.setdefault("village", "")
-        rec.setdefault("population", "")
-        out[key] = _village(rec, f"registry, device {key}")
-    return out
+    """Read and check a villages.csv registry: device -> its latest row."""
+    return load_registry(path).current()
 
 
 # --- frames to columns ----------------------------------------------------------
@@ -248,6 +134,12 @@ class _Cols:
     kfactor: np.ndarray
     gap_start: np.ndarray
     gap_seconds: np.ndarray
+    reset: np.ndarray
+    event: np.ndarray
+    reason: np.ndarray
+    value: np.ndarray
+    inputs: np.ndarray
+    at_uptime: np.ndarray
     ok: np.ndarray  # a decoded v1 frame
     verified: np.ndarray  # False only when a MAC check failed
 
@@ -262,7 +154,9 @@ _TABLE_COLUMNS = {
     "device": "device", "boot": "boot", "seq": "seq", "kind": "kind",
     "flags": "flags", "t": "t", "supply": "supply_pulses", "pump_s": "pump_s",
     "interval_s": "interval_s", "kfactor": "supply_pulses_per_m3",
-    "gap_start": "start", "gap_seconds": "seconds",
+    "gap_start": "start", "gap_seconds": "seconds", "reset": "reset",
+    "event": "event", "reason": "reason", "value": "value", "inputs": "inputs",
+    "at_uptime": "at_uptime_s",
 }  # fmt: skip
 # the bulk table's columns the report reads (the CLI keeps only these)
 TABLE_COLUMNS = [*_TABLE_COLUMNS.values(), "status"]
@@ -338,6 +232,12 @@ def _object_row(o: Mapping[str, Any]) -> dict[str, Any]:
         "kfactor": o.get("supply_pulses_per_m3") or 0,
         "gap_start": ob.parse_iso(start) if start else 0,
         "gap_seconds": o.get("seconds") or 0,
+        "reset": _code(ob.RESET, o.get("reset") or 0),
+        "event": _code(ob.EVENTS, o.get("event") or 0),
+        "reason": _code(ob.REASONS, o.get("reason") or 0),
+        "value": o.get("value") or 0,
+        "inputs": sum(1 << ob.INPUTS.index(x) for x in o.get("inputs") or ()),
+        "at_uptime": o.get("at_uptime_s") or 0,
         "ok": 1,
         "verified": 0 if o.get("verified") is False else 1,
     }
@@ -357,25 +257,41 @@ def _columns(frames: Frames) -> _Cols:
 
 @dataclass
 class Result:
-    days: list[dict[str, Any]]
+    days: list[dict[str, Any]]  # the keys of COLUMNS
     unknown: dict[str, int] = field(default_factory=dict)  # device -> frames skipped
     unverified: int = 0  # frames that failed the MAC check (not counted)
     notes: list[str] = field(default_factory=list)  # advice for stderr
+    # the same days with the keys of COLUMNS + DETAIL (periods.DAY_COLUMNS)
+    detail: list[dict[str, Any]] = field(default_factory=list)
+    # events on the timeline: device, boot, seq, t, event, reason, value (codes)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # frames with no clock that no later clock frame of their boot could place:
+    # one dict per (device, boot): device, boot, first_seq, last_seq, frames,
+    # readings, after_t (the last timed frame before them), before_t (the next)
+    unplaced: list[dict[str, Any]] = field(default_factory=list)
+    placed: int = 0  # frames placed on the timeline by a later clock frame
+    # per device: first and last frame time (timed or placed), UTC seconds
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # per device: stretches of an hour or more with no frame, (from_t, to_t)
+    quiet: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    outside: dict[str, int] = field(default_factory=dict)  # device -> days no row
 
 
-def daily(frames: Frames, registry: Mapping[str, Any]) -> list[dict[str, Any]]:
+def daily(frames: Frames, registry: RegistryLike) -> list[dict[str, Any]]:
     """One dict per (device, local day): the keys of COLUMNS, sorted by village,
     date, device.
 
     frames: the Arrow table of ``bulk.decode`` (or several concatenated) or the
-    objects ``jalkal decode`` prints, in stream order. registry: device id ->
-    Village (or a mapping with village, population and optionally tz)."""
+    objects ``jalkal decode`` prints, in stream order. registry: a Registry, or
+    device id -> Village (or a mapping with village, population and optionally
+    tz)."""
     return compute(frames, registry).days
 
 
-def compute(frames: Frames, registry: Mapping[str, Any]) -> Result:
-    """daily() plus what was left out: unknown devices, MAC failures, advice."""
-    reg = _as_registry(registry)
+def compute(frames: Frames, registry: RegistryLike) -> Result:
+    """daily() plus the detail, events, clock fix-ups and what was left out:
+    unknown devices, MAC failures, advice."""
+    reg = as_registry(registry)
     cols = _columns(frames)
     res = Result(days=[])
     res.unverified = int(np.count_nonzero(cols.ok & ~cols.verified))
@@ -386,14 +302,103 @@ def compute(frames: Frames, registry: Mapping[str, Any]) -> Result:
     bounds = np.concatenate(([0], np.cumsum(counts)))
     for i, d in enumerate(devs.tolist()):
         dev = ob.device_str(d)
-        v = reg.get(dev)
-        if v is None:
+        rows = reg.rows(dev)
+        if not rows:
             res.unknown[dev] = int(counts[i])
             continue
         sub = cols.take(order[bounds[i] : bounds[i + 1]])
-        res.days.extend(_device_days(sub, v, res.notes))
-    res.days.sort(key=lambda r: (r["village"], r["date"], r["device"]))
+        sub = _fix_clock(sub, dev, res)
+        _device_timeline(sub, dev, res)
+        res.detail.extend(_device_days(sub, rows, res))
+    for dev, n in sorted(res.outside.items()):
+        res.notes.append(
+            f"device {dev}: {n} day(s) of data outside its registry rows' from/to "
+            "dates, not reported"
+        )
+    if res.placed:
+        res.notes.append(
+            f"{res.placed} frames logged before the board had a clock were placed "
+            "on the timeline from a later clock frame of their boot"
+        )
+    for u in res.unplaced:
+        res.notes.append(
+            f"device {u['device']} boot {u['boot']}: {u['frames']} frames "
+            f"(seq {u['first_seq']}..{u['last_seq']}, {u['readings']} readings) have "
+            "no clock and no later clock frame in their boot: not placed, the days "
+            "they may belong to are incomplete"
+        )
+    res.detail.sort(key=lambda r: (r["village"], r["date"], r["device"]))
+    res.days = [{k: r[k] for k in COLUMNS} for r in res.detail]
     return res
+
+
+def _fix_clock(f: _Cols, dev: str, res: Result) -> _Cols:
+    """Frames of quality `none` placed from the next clock frame of their boot:
+    t = clock.t - clock.at_uptime_s + uptime (SPEC, kind 6). The rest are listed
+    in res.unplaced and stay untimed."""
+    n = len(f)
+    untimed = (f.flags & c.TQ_MASK) == 0
+    if not untimed.any():
+        return f
+    idx = np.arange(n)
+    isclock = (f.kind == c.CLOCK) & ~untimed
+    nxt = np.minimum.accumulate(np.where(isclock, idx, n)[::-1])[::-1]
+    ok = untimed & (nxt < n)
+    j = np.minimum(nxt, n - 1)
+    ok &= (f.boot[j] == f.boot) & (f.at_uptime[j] >= f.t)
+    if ok.any():
+        f = f.take(idx)  # a copy: the caller's arrays stay as decoded
+        f.t = f.t.copy()
+        f.flags = f.flags.copy()
+        f.t[ok] = f.t[j[ok]] - f.at_uptime[j[ok]] + f.t[ok]
+        f.flags[ok] = (f.flags[ok] & ~c.TQ_MASK) | (f.flags[j[ok]] & c.TQ_MASK)
+        res.placed += int(np.count_nonzero(ok))
+    left = np.flatnonzero(untimed & ~ok)
+    if left.size:
+        timed = (f.flags & c.TQ_MASK) != 0
+        prev = np.maximum.accumulate(np.where(timed, idx, -1))
+        after = np.minimum.accumulate(np.where(timed, idx, n)[::-1])[::-1]
+        for b in np.unique(f.boot[left]).tolist():
+            sel = left[f.boot[left] == b]
+            p, a = int(prev[sel[0]]), int(after[sel[-1]])
+            res.unplaced.append(
+                {
+                    "device": dev,
+                    "boot": int(b),
+                    "first_seq": int(f.seq[sel].min()),
+                    "last_seq": int(f.seq[sel].max()),
+                    "frames": int(sel.size),
+                    "readings": int(np.count_nonzero(f.kind[sel] == c.READING)),
+                    "after_t": int(f.t[p]) if p >= 0 else None,
+                    "before_t": int(f.t[a]) if a < n else None,
+                }
+            )
+    return f
+
+
+def _device_timeline(f: _Cols, dev: str, res: Result) -> None:
+    """Events, first/last frame time and quiet stretches of one device."""
+    timed = (f.flags & c.TQ_MASK) != 0
+    t = np.sort(f.t[timed])
+    if t.size:
+        res.seen[dev] = (int(t[0]), int(t[-1]))
+        d = np.diff(t)
+        q = np.flatnonzero(d >= 3600)
+        if q.size:
+            res.quiet[dev] = [(int(t[i]), int(t[i + 1])) for i in q.tolist()]
+    ev = np.flatnonzero((f.kind == c.EVENT) & timed)
+    for i in ev.tolist():
+        res.events.append(
+            {
+                "device": dev,
+                "boot": int(f.boot[i]),
+                "seq": int(f.seq[i]),
+                "t": int(f.t[i]),
+                "event": int(f.event[i]),
+                "reason": int(f.reason[i]),
+                "value": int(f.value[i]),
+            }
+        )
 
 
 def _dedup(cols: _Cols) -> np.ndarray:
@@ -420,6 +425,9 @@ def _round(x: Fraction, nd: int) -> float:
 
 
 def band_of(lpcd: float) -> str:
+    """JJM Table 11 quantity band of an lpcd (rounded to 1 decimal): "fully" at 55
+    and above, "partially" above 40 and below 55, "non" at 40 and below (the
+    table leaves exactly 40 out; it is not above 40, so it is not partially)."""
     if lpcd >= FULLY_LPCD:
         return "fully"
     if lpcd > NON_LPCD:
@@ -444,12 +452,40 @@ def _taint(b: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.ndarray:
     return np.cumsum(diff[:-1]) > 0
 
 
-def _device_days(f: _Cols, v: Village, notes: list[str]) -> list[dict[str, Any]]:
-    tz = _zone(v.tz)
+def _covered(b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Seconds of each day window [b[i], b[i+1]) inside the union of [lo, hi)."""
+    nd = b.size - 1
+    keep = hi > lo
+    if not keep.any():
+        return np.zeros(nd, np.int64)
+    o = np.argsort(lo[keep], kind="stable")
+    lo, hi = lo[keep][o], hi[keep][o]
+    # merge overlapping stretches: a new stretch starts where lo passes every hi so far
+    top = np.maximum.accumulate(hi)
+    new = np.concatenate(([True], lo[1:] > top[:-1]))
+    grp = np.cumsum(new) - 1
+    mlo = lo[new]
+    mhi = np.zeros(mlo.size, np.int64)
+    np.maximum.at(mhi, grp, hi)
+    cum = np.concatenate(([0], np.cumsum(mhi - mlo)))
+
+    def upto(x: np.ndarray) -> np.ndarray:  # covered seconds before x
+        k = np.searchsorted(mlo, x, side="right") - 1
+        kk = np.maximum(k, 0)
+        part = np.clip(x - mlo[kk], 0, mhi[kk] - mlo[kk])
+        return np.where(k >= 0, cum[kk] + part, 0)
+
+    return np.asarray(upto(b[1:]) - upto(b[:-1]), np.int64)
+
+
+def _device_days(f: _Cols, rows: list[Village], res: Result) -> list[dict[str, Any]]:
+    notes = res.notes
+    dev = rows[0].device
+    tz = _zone(rows[0].tz)
     n = len(f)
     timed = (f.flags & c.TQ_MASK) != 0
-    # Frames with ts null (no clock) are not placed on days: clock fix-ups (from a
-    # later `clock` frame of the boot) come later. They only taint days, below.
+    # Frames with ts null (no clock) that no clock frame could place are not put
+    # on days; they only taint days, below.
     if not timed.any():
         return []
     idx = np.arange(n)
@@ -535,9 +571,9 @@ def _device_days(f: _Cols, v: Village, notes: list[str]) -> list[dict[str, Any]]
     off_grid = (b[1:] % iv_day != 0) | (b[:-1] % iv_day != 0)
     if off_grid.any():
         notes.append(
-            f"device {v.device}: with interval_s {int(iv_day[off_grid][0])} the "
-            f"board's reading grid misses local midnight in {v.tz}, so its days "
-            "cannot be complete; use an interval that divides the UTC offset"
+            f"device {dev}: with interval_s {int(iv_day[off_grid][0])} the "
+            f"board's reading grid misses local midnight in {rows[0].tz}, so its "
+            "days cannot be complete; use an interval that divides the UTC offset"
         )
     mid = np.isin(b, rt)
     both = mid[:-1] & mid[1:]
@@ -555,13 +591,56 @@ def _device_days(f: _Cols, v: Village, notes: list[str]) -> list[dict[str, Any]]
 
     if rt.size and k_all[rsel[0]] <= 0 and not has_cfg[rsel[0]]:
         notes.append(
-            f"device {v.device}: readings before any boot "
+            f"device {dev}: readings before any boot "
             "frame have no meter K-factor, so no litres; include the log files "
             "from the boot before them"
         )
 
+    # supply: intervals (after a reading of this device) in which water went out
+    span = np.zeros(rt.size, np.int64)
+    if rt.size > 1:
+        span[1:] = np.minimum(rt[1:] - rt[:-1], riv[1:])
+    flow = inr & (inc > 0) & (span > 0)
+    sup_s = np.bincount(rd[flow], weights=span[flow], minlength=nd)
+    first_flow = np.full(nd, np.iinfo(np.int64).max)
+    np.minimum.at(first_flow, rd[flow], np.maximum(rt[flow] - span[flow], b[rd[flow]]))
+
+    # events by day
+    ev = (f.kind == c.EVENT) & timed
+    ed = _day_index(b, f.t[ev])
+    ein = (ed >= 0) & (ed < nd)
+    lockouts = np.bincount(ed[ein], weights=f.event[ev][ein] == 7, minlength=nd)
+    raised = np.bincount(ed[ein], weights=f.event[ev][ein] == 3, minlength=nd)
+
+    # power off: from the last timed frame before a boot after a power loss to
+    # that boot frame; and reading intervals that saw no mains
+    pb = np.flatnonzero((f.kind == c.BOOT) & timed & np.isin(f.reset, POWER_RESETS))
+    tidx = np.where(timed, idx, -1)
+    before = np.maximum.accumulate(np.concatenate(([-1], tidx[:-1])))[pb]
+    pb, before = pb[before >= 0], before[before >= 0]
+    nomains = inr & ((f.inputs[rsel] & 0x10) == 0)
+    off_lo = np.concatenate((f.t[before], rt[nomains] - riv[nomains]))
+    off_hi = np.concatenate((f.t[pb], rt[nomains]))
+    power_off = _covered(b, off_lo, off_hi)
+
+    # the night (00:00-04:00): every grid reading present, the smallest flow
+    follows = np.zeros(rt.size, bool)  # the reading one interval before is there
+    follows[1:] = rt[:-1] == rt[1:] - riv[1:]
+    night = on & (rt <= b[np.clip(rd, 0, nd - 1)] + NIGHT_S) & (rk > 0)
+    night &= follows & ~back
+    n_night = np.bincount(rd[night], minlength=nd)
+    lph = np.full(rt.size, np.inf)
+    lph[night] = inc[night] * 1000 / rk[night] * 3600 / riv[night]
+    night_min = np.full(nd, np.inf)
+    np.minimum.at(night_min, rd[night], lph[night])
+    night_ok = (n_night == NIGHT_S // iv_day) & (NIGHT_S % iv_day == 0)
+
     out: list[dict[str, Any]] = []
     for i in range(nd):
+        v = _row_at(rows, dates[i])
+        if v is None:
+            res.outside[dev] = res.outside.get(dev, 0) + 1
+            continue
         has_litres = bool(both[i]) and not kbad[i]
         complete = bool(
             has_litres and present[i] == expected[i] and not taint[i] and not mixed[i]
@@ -570,10 +649,11 @@ def _device_days(f: _Cols, v: Village, notes: list[str]) -> list[dict[str, Any]]
         lpcd = _round(lt / v.population, 1) if complete and lt is not None else None
         ex = int(expected[i])
         frac = Fraction(min(int(present[i]), ex), ex) if ex else Fraction(0)
+        ff = int(first_flow[i])
         out.append(
             {
                 "village": v.village,
-                "device": v.device,
+                "device": dev,
                 "date": dates[i].isoformat(),
                 "litres": _round(lt, 1) if lt is not None else None,
                 "population": v.population,
@@ -582,9 +662,26 @@ def _device_days(f: _Cols, v: Village, notes: list[str]) -> list[dict[str, Any]]
                 "pump_hours": _round(Fraction(int(pump[i]), 3600), 2),
                 "completeness": _round(frac, 3),
                 "complete": complete,
+                "block": v.block,
+                "district": v.district,
+                "state": v.state,
+                "tz": v.tz,
+                "supply_hours": _round(Fraction(int(sup_s[i]), 3600), 2),
+                "supply_start_min": (ff - int(b[i])) // 60 if sup_s[i] else None,
+                "lockouts": int(lockouts[i]),
+                "power_off_hours": _round(Fraction(int(power_off[i]), 3600), 2),
+                "faults_raised": int(raised[i]),
+                "night_min_lph": round(float(night_min[i]), 1) if night_ok[i] else None,
             }
         )
     return out
+
+
+def _row_at(rows: list[Village], d: date) -> Village | None:
+    for v in rows:
+        if v.covers(d):
+            return v
+    return None
 
 
 # --- output ---------------------------------------------------------------------
@@ -609,13 +706,14 @@ def to_csv(days: list[dict[str, Any]]) -> str:
 
 
 def _groups(
-    days: list[dict[str, Any]], reg: Registry
+    days: list[dict[str, Any]], registry: RegistryLike
 ) -> list[tuple[str, list[dict[str, Any]]]]:
     """Days per village (same name in another block/district is another village)."""
+    reg = as_registry(registry)
     by: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     labels: dict[tuple[str, ...], str] = {}
     for r in days:
-        v = reg.get(r["device"])
+        v = reg.at(r["device"], date.fromisoformat(r["date"]))
         key = (r["village"], *((v.state, v.district, v.block) if v else ()))
         by.setdefault(key, []).append(r)
         labels[key] = v.label() if v else r["village"]
@@ -638,7 +736,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def to_table(days: list[dict[str, Any]], reg: Registry) -> str:
+def to_table(days: list[dict[str, Any]], reg: RegistryLike) -> str:
     head = (
         "device",
         "date",
@@ -691,7 +789,7 @@ def to_table(days: list[dict[str, Any]], reg: Registry) -> str:
     return "\n".join(out)
 
 
-def write_plot(days: list[dict[str, Any]], reg: Registry, path: str) -> None:
+def write_plot(days: list[dict[str, Any]], reg: RegistryLike, path: str) -> None:
     """Daily lpcd (complete days) per village, with the 55 and 40 lpcd lines."""
     try:
         import matplotlib
@@ -780,7 +878,7 @@ def run(
         raise JalkalError(
             "report needs frame files (SOURCE...) or --store DB, one of the two"
         )
-    reg = load_villages(villages)  # a bad registry fails before any decoding
+    reg = load_registry(villages)  # a bad registry fails before any decoding
     if store:
         table, stats = load_store(store), ob.new_stats()
     else:
