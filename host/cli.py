@@ -364,14 +364,43 @@ _register()
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "parquet"]),
     default="table",
     show_default=True,
 )
+@click.option("-o", "output", metavar="OUT", help="Write here (parquet needs it).")
 @click.option("--plot", "plot", metavar="FILE.png", help="Also draw daily lpcd.")
 @click.option(
     "--store", "store", metavar="DB", help="Report from a store (jalkal serve's file)."
 )
+@click.option(
+    "--period",
+    type=click.Choice(["day", "week", "month", "year"]),
+    help="Period report: litres, lpcd, bands, regularity, JJM class per period.",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["village", "block", "district", "state"]),
+    default="village",
+    show_default=True,
+    help="Group period rows by.",
+)
+@click.option("--quality", metavar="FILE", help="Water tests: village,date,potable.")
+@click.option(
+    "--alerts", "show_alerts", is_flag=True, help="The escalation list instead."
+)
+@click.option("--as-of", metavar="DATE", help="Alerts as of [default: latest frame].")
+@click.option("--fault-days", type=float, default=3, show_default=True)
+@click.option("--low-days", type=int, default=3, show_default=True)
+@click.option("--silent-days", type=float, default=2, show_default=True)
+@click.option(
+    "--night-lpph",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Night flow alert: litres per person per hour.",
+)
+@click.option("--night-nights", type=int, default=3, show_default=True)
 def report_cmd(
     paths: tuple[str, ...],
     villages: str,
@@ -379,15 +408,18 @@ def report_cmd(
     fmt: str,
     plot: str | None,
     store: str | None,
+    **more: Any,
 ) -> None:
-    """Daily litres, lpcd and JJM functionality band per village and local day.
+    """Daily litres, lpcd and JJM functionality band per village and local day;
+    --period for weeks, months, years per village, block, district or State with
+    the JJM functionality class; --alerts for the escalation list.
 
     SOURCE: frame files or directories (one stream, devices may be mixed), or
     --store DB instead. A day with missing data is marked incomplete and gets no
-    lpcd or band."""
+    lpcd or band. See docs/reports.md."""
     from .report import run
 
-    run(paths, villages, keys, fmt, plot, store=store)
+    run(paths, villages, keys, fmt, plot, store=store, **more)
 
 
 def main(argv: list[str] | None = None) -> int:

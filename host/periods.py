@@ -520,3 +520,88 @@ def _person_days(villages: list[dict[str, Any]], by: str) -> dict[tuple[Any, ...
         k = (v["period"], *(v[c] or "" for c in keep))
         out[k] = out.get(k, 0) + v["_person_days"]
     return out
+
+
+# --- text ---------------------------------------------------------------------------
+
+
+def where_label(r: Mapping[str, Any], by: str = "village") -> str:
+    """Village (block, district, state), or the block / district / State alone."""
+    parts = {
+        "village": (r.get("block"), r.get("district"), r.get("state")),
+        "block": (r.get("district"), r.get("state")),
+        "district": (r.get("state"),),
+        "state": (),
+    }[by]
+    name = r.get(by) or "(none)"
+    where = ", ".join(p for p in parts if p)
+    return f"{name} ({where})" if where else name
+
+
+def _fmt(x: Any, spec: str = "") -> str:
+    if x is None:
+        return "-"
+    return format(x, spec)
+
+
+def text_table(
+    head: Sequence[str], cells: Sequence[Sequence[str]], right: set[int]
+) -> str:
+    width = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(len(head))]
+
+    def line(cs: Sequence[str]) -> str:
+        return "  ".join(
+            x.rjust(width[i]) if i in right else x.ljust(width[i])
+            for i, x in enumerate(cs)
+        ).rstrip()
+
+    return "\n".join([line(head), *(line(c) for c in cells)]) + "\n"
+
+
+def to_text(tb: pa.Table, by: str = "village") -> str:
+    """The period table for a terminal: one line per group and period, the class
+    as quantity/regularity/quality -> functionality, then the note."""
+    rows = tb.to_pylist()
+    if not rows:
+        return "no periods to report\n"
+    head = (
+        "period", by, "complete", "litres", "lpcd", "fully", "part", "non",
+        "incompl", "supply d", "supply h", "start sd", "pump h", "lockouts",
+        "power off h", "class", "note",
+    )  # fmt: skip
+    cells = []
+    for r in rows:
+        if by == "village":
+            cls = (
+                f"{r['functionality']} (qty {r['quantity']}, reg {r['regularity']}, "
+                f"quality {r['quality']})"
+                if r["functionality"]
+                else "insufficient data"
+            )
+        else:
+            cls = (
+                f"villages {r['villages_fully']}/{r['villages_partially']}/"
+                f"{r['villages_non']}/{r['villages_insufficient']} (f/p/n/?)"
+            )
+        cells.append(
+            (
+                r["period"],
+                where_label(r, by),
+                f"{r['days_complete']}/{r['days']}",
+                _fmt(r["litres"], ".1f"),
+                _fmt(r["mean_lpcd"], ".1f"),
+                str(r["days_fully"]),
+                str(r["days_partially"]),
+                str(r["days_non"]),
+                str(r["days_incomplete"]),
+                str(r["days_with_supply"]),
+                _fmt(r["supply_hours"], ".1f"),
+                _fmt(r["start_sd_min"], ".0f"),
+                _fmt(r["pump_hours"], ".1f"),
+                str(r["lockouts"]),
+                _fmt(r["power_off_hours"], ".1f"),
+                cls,
+                r["note"] or "",
+            )
+        )
+    return text_table(head, cells, set(range(2, 15)))

@@ -275,6 +275,8 @@ class Result:
     # per device: stretches of an hour or more with no frame, (from_t, to_t)
     quiet: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     outside: dict[str, int] = field(default_factory=dict)  # device -> days no row
+    # per device: (boot, time of its first timed frame), in time order
+    boots: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 def daily(frames: Frames, registry: RegistryLike) -> list[dict[str, Any]]:
@@ -386,6 +388,14 @@ def _device_timeline(f: _Cols, dev: str, res: Result) -> None:
         q = np.flatnonzero(d >= 3600)
         if q.size:
             res.quiet[dev] = [(int(t[i]), int(t[i + 1])) for i in q.tolist()]
+    if t.size:
+        bt, bb = f.t[timed], f.boot[timed]
+        o = np.lexsort((bt, bb))
+        ub, first = np.unique(bb[o], return_index=True)
+        ft = bt[o][first]
+        res.boots[dev] = sorted(
+            zip(ub.tolist(), ft.tolist(), strict=True), key=lambda x: x[1]
+        )
     ev = np.flatnonzero((f.kind == c.EVENT) & timed)
     for i in ev.tolist():
         res.events.append(
@@ -869,21 +879,49 @@ def run(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     store: str | None = None,
+    *,
+    output: str | None = None,
+    period: str | None = None,
+    by: str = "village",
+    quality: str | None = None,
+    min_complete: float = 0.9,
+    show_alerts: bool = False,
+    as_of: str | None = None,
+    fault_days: float = 3,
+    low_days: int = 3,
+    silent_days: float = 2,
+    night_lpph: float = 1.0,
+    night_nights: int = 3,
 ) -> Result:
     """`jalkal report`: decode (or load from a store), compute, print; warnings go
-    to err."""
+    to err. Daily rows by default; --period: period rows (periods.periods);
+    --alerts: the escalation list (alerts.alerts). output: write there instead
+    of `out` (needed for parquet)."""
     out = out or sys.stdout
     err = err or sys.stderr
     if bool(paths) == bool(store):
         raise JalkalError(
             "report needs frame files (SOURCE...) or --store DB, one of the two"
         )
+    if period and show_alerts:
+        raise JalkalError("give --period or --alerts, not both")
+    if fmt == "parquet" and not output:
+        raise JalkalError("--format parquet needs -o FILE")
+    when = _parse_as_of(as_of) if as_of else None
     reg = load_registry(villages)  # a bad registry fails before any decoding
+    qual = None
+    if quality:
+        from .periods import load_quality
+
+        qual = load_quality(quality)
     if store:
         table, stats = load_store(store), ob.new_stats()
     else:
         table, stats = decode_sources(paths, keys)
-    res = compute(table, reg)
+    from .periods import build
+
+    rep = build(table, reg)
+    res = rep.result
     from .cli import problems_line
 
     line = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
@@ -901,12 +939,110 @@ def run(
         )
     for note in res.notes:
         print(f"report: {note}", file=err)
-    if fmt == "json":
-        out.write(to_json(res.days))
-    elif fmt == "csv":
-        out.write(to_csv(res.days))
+    if period:
+        from .periods import periods, to_text
+
+        tb = periods(
+            rep.days, period, by, min_complete=min_complete, quality=qual, registry=reg
+        )
+        _emit(tb, "periods", fmt, out, output, lambda: to_text(tb, by))
+    elif show_alerts:
+        from .alerts import alerts
+        from .alerts import to_text as alerts_text
+
+        tb = alerts(
+            rep,
+            when,
+            fault_days=fault_days,
+            low_days=low_days,
+            silent_days=silent_days,
+            night_lpph=night_lpph,
+            night_nights=night_nights,
+        )
+        _emit(tb, "alerts", fmt, out, output, lambda: alerts_text(tb))
+    elif fmt == "parquet":
+        _emit(rep.days, "days", fmt, out, output, lambda: "")
     else:
-        out.write(to_table(res.days, reg))
+        text = (
+            to_json(res.days)
+            if fmt == "json"
+            else to_csv(res.days)
+            if fmt == "csv"
+            else to_table(res.days, reg)
+        )
+        _write_text(text, out, output)
     if plot:
         write_plot(res.days, reg, plot)
     return res
+
+
+def _parse_as_of(text: str) -> date | datetime:
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise JalkalError(
+            f"--as-of must be a date like 2026-03-31 or a time like "
+            f"2026-03-31T12:00Z, got {text!r}"
+        )
+
+
+def _write_text(text: str, out: IO[str], output: str | None) -> None:
+    if output is None:
+        out.write(text)
+        return
+    from .cli import atomic_write
+
+    atomic_write(output, lambda f: f.write(text.encode()))
+
+
+def table_json(tb: pa.Table, name: str) -> str:
+    """{"<name>": [rows]} with dates and times as ISO text."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, datetime):
+            return x.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(x, date):
+            return x.isoformat()
+        return x
+
+    rows = [{k: conv(v) for k, v in r.items()} for r in tb.to_pylist()]
+    return json.dumps({name: rows}) + "\n"
+
+
+def table_csv(tb: pa.Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(tb.column_names)
+    for r in json.loads(table_json(tb, "r"))["r"]:
+        w.writerow(
+            [
+                "" if v is None else str(v).lower() if isinstance(v, bool) else v
+                for v in r.values()
+            ]
+        )
+    return buf.getvalue()
+
+
+def _emit(
+    tb: pa.Table,
+    name: str,
+    fmt: str,
+    out: IO[str],
+    output: str | None,
+    text: Any,
+) -> None:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        from .cli import atomic_write
+
+        assert output is not None
+        atomic_write(output, lambda f: pq.write_table(tb, f))
+    elif fmt == "json":
+        _write_text(table_json(tb, name), out, output)
+    elif fmt == "csv":
+        _write_text(table_csv(tb), out, output)
+    else:
+        _write_text(text(), out, output)
