@@ -362,13 +362,13 @@ def _silent(rep: Report, now: int, silent_days: float) -> list[dict[str, Any]]:
                 )
             continue
         stretches = [(a, b) for a, b in rep.result.quiet.get(dev, []) if a < now]
-        stretches = [(a, min(b, now)) for a, b in stretches]
         if seen[1] < now and live:
             stretches.append((seen[1], now))
         for a, b in stretches:
+            ongoing = b >= now  # nothing heard yet as of `now`
+            b = min(b, now)
             if b - a < need:
                 continue
-            ongoing = b == now and a == seen[1]
             out.append(
                 _episode(
                     "silent",
