@@ -53,6 +53,7 @@ class Controller:
         self.pump_s_acc = 0
         self.alive = 0
         self.frames = 0
+        self.uplink = None
 
     # --- frames
     def emit(self, kind, *values):
@@ -79,6 +80,8 @@ class Controller:
         self.emit(
             EVENT, EVENT_CODES[name], REASON_CODES.get(reason, 0), value & 0xFFFFFFFF
         )
+        if self.uplink and name in ("lockout", "fault_raised") and reason != "modem":
+            self.uplink.alert(name + " " + reason)  # an SMS, if SMS is set up
 
     # --- boot
     def boot(self):
@@ -144,6 +147,10 @@ class Controller:
         hal.start_inputs(self._irq_switch, self._irq_button, self._irq_switch)
         for name, pin in hal.switch_pins.items():
             self.switches[name] = Switch(name, pin, sense.get(name, 1), deb)
+        if cfg["modem"]:  # the modem's code is loaded only when one is fitted
+            from .uplink import start
+
+            self.uplink = start(self)
         # a reading at once anchors the totals: after a power return the report can
         # tell exactly what was counted from here on
         self.reading()
@@ -302,7 +309,8 @@ class Controller:
             READING,
             (src.total if src else 0) & 0xFFFFFFFF,
             (sup.total if sup else 0) & 0xFFFFFFFF,
-            min(acc, 65535), self._inputs_bits(), 0, 99,
+            min(acc, 65535), self._inputs_bits(), 0,
+            99 if self.uplink is None else self.uplink.csq,
         )  # fmt: skip
         # the totals as just logged: after a power cut the gap starts here, not earlier
         self.checkpoint()
@@ -318,10 +326,12 @@ class Controller:
             self.reading()
 
     async def heartbeat_task(self):
+        up = self.uplink
         while True:
             await self.clock.sleep_ms(self.cfg["heartbeat_s"] * 1000)
             self.emit(
-                HEARTBEAT, self.clock.uptime_s(), _heap_free(), 0, 99,
+                HEARTBEAT, self.clock.uptime_s(), _heap_free(),
+                0 if up is None else up.backlog // 40, 99 if up is None else up.csq,
                 STATE_CODES.get(self.pump.state, 0),
             )  # fmt: skip
 
@@ -354,9 +364,12 @@ class Controller:
             self.show()
 
     def status(self):
-        p = self.pump
+        p, up = self.pump, self.uplink
         sup = self.meters.get("supply")
         s = self.switches
+        last = None  # seconds since the last good upload
+        if up is not None and up.last_ok is not None:
+            last = self.clock.uptime_s() - up.last_ok
         return {
             "pump": "on" if p.relay else "off",
             "state": p.state,
@@ -376,7 +389,8 @@ class Controller:
                 "mains": self.mains,
             },
             "sd": "ok" if self.log.mode == "sd" else "flash",
-            "uplink": "off",
+            "uplink": "off" if not (up and up.url) else "down" if up.fails else "ok",
+            "last_upload_s": last,
             "faults": list(self.faults),
         }
 
@@ -418,6 +432,8 @@ class Controller:
             spawn(coro)
         if self.display is not None:  # no display fitted: no wakeups for it
             spawn(self.display_task())
+        if self.uplink is not None:
+            spawn(self.uplink.run())
 
 
 def _pack_totals(meters):

@@ -28,6 +28,21 @@ DEFAULTS = {
     "display": "ssd1306",  # ssd1306 | hd44780 | none
     "display_addr": 60,  # 0x3C; the HD44780 backpack is usually 39 (0x27)
     "wdt_ms": 30000,
+    # the modem and the uplink (docs/modem.md): nothing of it runs without a modem
+    "modem": "",  # sim800 | sim7000 | sim7600 (the board file's "modem"); "" = none
+    "modem_pwrkey_active": 0,  # 1 where a transistor drives PWRKEY (LilyGO boards)
+    "apn": "internet",
+    "uplink_url": "",  # http://HOST:PORT, or mqtt://HOST:PORT (SIM7600); "" = none
+    "uplink_s": 3600,  # between uploads while all is well
+    "uplink_batch_bytes": 1024,  # frames per POST (a buffer of this size)
+    "uplink_retry_s": 120,  # first back-off after a failure, doubling...
+    "uplink_retry_max_s": 3600,  # ...up to this
+    "uplink_max_hour": 4,  # upload sessions per hour
+    "uplink_max_day": 48,  # upload sessions per day
+    "uplink_day_bytes": 150000,  # SIM data per day, estimated: 31 days < 5 MB
+    "sms_to": [],  # alerts to these numbers
+    "sms_allow": [],  # commands from these numbers only
+    "sms_max_day": 10,  # texts sent per day
 }
 
 SENSE = (("dry", 1), ("low", 1), ("high", 1))  # 1: open circuit reads asserted
@@ -52,8 +67,20 @@ _RANGES = {
     "lockout_reset_run_s": (int, 0, 86400),
     "display_addr": (int, 0, 127),
     "wdt_ms": (int, 5000, 120000),
+    "modem_pwrkey_active": (int, 0, 1),
+    "uplink_s": (int, 300, 86400),
+    "uplink_batch_bytes": (int, 256, 4096),
+    "uplink_retry_s": (int, 30, 86400),
+    "uplink_retry_max_s": (int, 60, 86400),
+    "uplink_max_hour": (int, 1, 60),
+    "uplink_max_day": (int, 1, 1000),
+    "uplink_day_bytes": (int, 10000, 10000000),
+    "sms_max_day": (int, 0, 100),
 }
-_CHOICES = {"display": ("ssd1306", "hd44780", "none")}
+_CHOICES = {
+    "display": ("ssd1306", "hd44780", "none"),
+    "modem": ("", "sim800", "sim7000", "sim7600"),
+}
 _HEX = "0123456789abcdef"
 
 
@@ -85,6 +112,19 @@ def _ok(key, v):
         return isinstance(v, dict) and all(
             k in ("dry", "low", "high") and x in (0, 1) for k, x in v.items()
         )
+    if key in ("apn", "uplink_url"):
+        # they go into AT commands between quotes: printable, no quote or backslash
+        ok = isinstance(v, str) and len(v) < 200
+        ok = ok and all(" " < ch <= "~" and ch not in '"\\' for ch in v)
+        if key == "apn" or not v:
+            return ok and len(v) < 64
+        return ok and v[:7] in ("http://", "mqtt://") and len(v) > 7
+    if key in ("sms_to", "sms_allow"):
+        ok = isinstance(v, list) and len(v) <= 4
+        for n in v if ok else ():
+            ok = ok and isinstance(n, str) and 2 < len(n) < 21
+            ok = ok and all(c in "+0123456789 -" for c in n)
+        return ok
     if key == "lockout_s":
         return (
             isinstance(v, list)
@@ -117,6 +157,12 @@ def validate(raw):
     if cfg["max_run_s"] <= cfg["no_flow_s"]:
         bad.append("max_run_s")
         cfg["max_run_s"] = DEFAULTS["max_run_s"]
+    if cfg["uplink_url"][:4] == "mqtt" and cfg["modem"] != "sim7600":
+        bad.append("uplink_url")  # MQTT: the SIM7600's own client only
+        cfg["uplink_url"] = ""
+    if cfg["uplink_retry_max_s"] < cfg["uplink_retry_s"]:
+        bad.append("uplink_retry_max_s")
+        cfg["uplink_retry_max_s"] = cfg["uplink_retry_s"]
     return cfg, bad
 
 

@@ -115,6 +115,26 @@ class Hal:
             self.sd_mounted = False
         return self.sd_mounted
 
+    def start_modem(self):
+        """(UART, {role: Pin}) of the modem, its pins at rest (off, not in reset,
+        key released, not in flight mode); None when the board has none."""
+        p = self.pins
+        if p.get("modem_tx") is None or p.get("modem_rx") is None:
+            return None
+        pins = {}
+        for role in ("power", "pwrkey", "rst", "flight"):
+            n = p.get("modem_" + role)
+            if n is not None:
+                rest = 1 if role in ("rst", "flight") else 0
+                if role == "pwrkey":
+                    rest = 1 - self.cfg["modem_pwrkey_active"]
+                pins[role] = machine.Pin(n, machine.Pin.OUT, value=rest)
+        # timeout=0: reads never block, the firmware polls between sleeps
+        uart = machine.UART(
+            1, 115200, tx=p["modem_tx"], rx=p["modem_rx"], timeout=0, rxbuf=1024
+        )
+        return uart, pins
+
     def start_wdt(self):
         self.wdt = machine.WDT(timeout=self.cfg["wdt_ms"])
 

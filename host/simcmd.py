@@ -40,10 +40,32 @@ def _display_snapshots(v, out: Path, every_h: float = 6.0) -> None:
     clock.at(int(every_h * 3600 * 1000) - 2, snap)
 
 
+def _uplink_ok(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        return u.scheme in ("http", "mqtt") and bool(u.hostname) and bool(u.port)
+    except ValueError:
+        return False
+
+
+def _uplink_line(v) -> str:  # type: ignore[no-untyped-def]
+    m = v.modem
+    if m is None:
+        return ""
+    up = v.ctl.uplink if v.ctl is not None else None
+    left = f", {up.backlog:,} B waiting" if up is not None else ""
+    return (
+        f"uplink    {m.posts} posts, {m.air_bytes:,} B of SIM data (estimated), "
+        f"{m.uart.tx_bytes + m.uart.rx_bytes:,} B on the modem UART{left}\n"
+    )
+
+
 @click.command("sim")
 @click.option("--scenario", "scenario_name", required=True, metavar="NAME|FILE",
               help="normal, power-cuts, dry-borewell, overflow-fault, sensor-faults, "
-              "sd-fault, or a TOML file (docs/scenarios.md).")  # fmt: skip
+              "sd-fault, sim-outage, or a TOML file (docs/scenarios.md).")  # fmt: skip
 @click.option(
     "--days", type=click.IntRange(1, 3660), help="Override the scenario's days."
 )
@@ -57,6 +79,11 @@ def _display_snapshots(v, out: Path, every_h: float = 6.0) -> None:
 @click.option(
     "--display", "display_dir", metavar="DIR", help="Save display PNGs every 6 h."
 )
+@click.option(
+    "--uplink", metavar="URL",
+    help="The board's modem uploads to this server: http://HOST:PORT (jalkal serve) "
+    "or mqtt://HOST:PORT (its broker; SIM7600 boards).",
+)  # fmt: skip
 def sim(
     scenario_name: str,
     days: int | None,
@@ -64,6 +91,7 @@ def sim(
     start: str | None,
     out: str,
     display_dir: str | None,
+    uplink: str | None,
 ) -> None:
     """Simulate a village scheme: the real firmware on virtual time and a plant.
 
@@ -71,6 +99,11 @@ def sim(
     DIR/keys.json and DIR/truth.json (exact litres per local day)."""
     from jksim import scenario, village
 
+    if uplink is not None and not _uplink_ok(uplink):
+        raise JalkalError(
+            f"--uplink: {uplink!r} is not a server address; give http://HOST:PORT or "
+            "mqtt://HOST:PORT"
+        )
     try:
         sc = scenario.load(scenario_name, days, seed, start)
     except scenario.ScenarioError as e:
@@ -97,7 +130,7 @@ def sim(
                 _display_snapshots(v, Path(display_dir))
 
         try:
-            v = village.simulate(sc, outp, progress, setup)
+            v = village.simulate(sc, outp, progress, setup, uplink)
         except (OSError, ValueError, RuntimeError) as e:  # FileNotFoundError: board
             raise JalkalError(f"simulation failed: {e}")
     secs = time.perf_counter() - t0
@@ -121,7 +154,8 @@ def sim(
         f"supplied  {litres:,.0f} L, mean {lpcd:.1f} lpcd (truth)\n"
         f"pump      {starts} starts, {hours:.1f} h\n"
         f"board     {v.boots} boots, {len(files)} log files on the SD card\n"
-        f"took      {secs:.1f} s ({virt / max(secs, 1e-9):,.0f}x real time)\n"
+        + _uplink_line(v)
+        + f"took      {secs:.1f} s ({virt / max(secs, 1e-9):,.0f}x real time)\n"
         f"wrote     {outp}/sd/  villages.csv  keys.json  truth.json\n"
         f"next      jalkal report {outp}/sd --villages {outp}/villages.csv "
         f"--keys {outp}/keys.json"

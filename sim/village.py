@@ -21,6 +21,7 @@ from jkfw.store import Store
 from jkproto import objects as ob
 
 from .hw import SimHal
+from .modem import SimModem, fit
 from .plant import Plant
 from .vclock import VirtualClock
 
@@ -36,7 +37,9 @@ def identity(sc: dict) -> tuple[str, bytes]:
 
 
 class Village:
-    def __init__(self, sc: dict, out: Path):
+    def __init__(self, sc: dict, out: Path, uplink: str | None = None):
+        """uplink: the server's URL (http://HOST:PORT); the board's modem then
+        uploads to it through the simulated modem."""
         self.sc = sc
         self.out = out
         self.device, self.key = identity(sc)
@@ -53,6 +56,13 @@ class Village:
             "supply_litres_per_pulse": sc["scheme"]["litres_per_pulse"],
             "display": "none",
         }
+        if uplink:
+            if uplink.startswith("mqtt:") and b["modem"] != "sim7600":
+                raise ValueError(
+                    f"MQTT goes through a SIM7600; board {sc['board']} has a "
+                    f"{b['modem']} (use http://, or a SIM7600 board in the scenario)"
+                )
+            raw.update(modem=b["modem"], uplink_url=uplink)
         raw.update(sc["pump"])
         self.cfg, bad = config.validate(raw)
         if bad:
@@ -62,6 +72,12 @@ class Village:
         has_rtc = not any(f["kind"] == "clock_unset" for f in sc["fault"])
         self.clock = VirtualClock(sc["start_utc"] if has_rtc else None, quality=1)
         self.hal = SimHal(self.cfg, self.clock)
+        self.modem: SimModem | None = None
+        if uplink:
+            self.modem = fit(
+                self.hal, self.clock, b["modem"], b["pins"], seed=sc["seed"],
+                utc0=sc["start_utc"],
+            )  # fmt: skip
         self.rng = random.Random(sc["seed"])
         self.plant = Plant(sc, self.clock, self.hal, self.rng)
         self.sd = out / "sd"
@@ -128,10 +144,14 @@ class Village:
             self.clock.reboot(rtc=self.clock._rtc is not None)
             self.hal._reset = 1  # power on
             self.plant.board_alive = True
+            if self.modem is not None:
+                self.modem.supply(True)
             self.boot()
         else:
             # no battery: the board dies with the mains; its RAM and RTC memory go
             self.clock.stop()
+            if self.modem is not None:
+                self.modem.supply(False)
             self.plant.board_alive = False
             self.hal.relay(False)  # the coil loses power: the contact opens
             self.hal.rtc_memory = None
@@ -183,7 +203,11 @@ class Village:
             elif k == "float_stuck":
                 self.clock.at(a, lambda: setattr(p, "float_stuck", True))
                 self.clock.at(b, lambda: setattr(p, "float_stuck", False))
-            # sim_outage: the uplink is not simulated yet; clock_unset: no RTC (above)
+            elif k == "sim_outage" and self.modem is not None:
+                m = self.modem
+                self.clock.at(a, lambda m=m: setattr(m, "outage", True))
+                self.clock.at(b, lambda m=m: setattr(m, "outage", False))
+            # clock_unset: no RTC (above); sim_outage without a modem: nothing
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> None:
         # a few seconds past the last midnight: a board that rebooted mid-second reads
@@ -199,12 +223,26 @@ class Village:
             self.clock.run_until(t)
             if progress:
                 progress(t, end)
+        self.drain()
         if self.clock.failures:
             name, e = self.clock.failures[0]
             raise RuntimeError(f"firmware task {name} crashed: {e!r}")
         if self.ctl is not None:
             self.ctl.log.close()
         self.sd_present(True)
+
+    def drain(self, most_ms: int = 30 * 60 * 1000) -> None:
+        """With an uplink: one more upload session at the end (caps allowing), so
+        that the server has what the card has."""
+        up = self.ctl.uplink if self.ctl is not None else None
+        if up is None or not self.plant.board_alive:
+            return
+        clock = self.clock
+        up.next_s = clock.uptime_s()
+        up.flag.set()
+        end = clock.ms + most_ms
+        while clock.ms < end and up.next_s <= clock.uptime_s():
+            clock.run_until(clock.ms + 10000)
 
     # --- what a field visit finds
     def truth(self) -> dict:
@@ -252,14 +290,16 @@ def simulate(
     out: Path,
     progress: Callable[[int, int], None] | None = None,
     setup: Callable[[Village], None] | None = None,
+    uplink: str | None = None,
 ) -> Village:
     """Run the scenario into out/ (a previous run's card and flash cleared first);
-    setup(village) runs before the first boot. Returns the village."""
+    setup(village) runs before the first boot; uplink: the server the modem
+    uploads to. Returns the village."""
     if out.exists():
         for name in ("sd", "sd.removed", "flash"):
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    v = Village(sc, out)
+    v = Village(sc, out, uplink)
     if setup is not None:
         setup(v)
     v.run(progress)
