@@ -49,7 +49,7 @@ def http_post(url, body, timeout_s=10.0):
 class SimModem:
     """Settings (attributes): reg_ms, p_reg_fail (per power-on), p_pdp_drop (per
     POST), p_garble / p_drop (per answer), outage (no network). Counters: air_bytes,
-    posts, sms_sent, power_ons; http_log holds (status, body) of every POST."""
+    posts, sms_sent, power_ons; http_log holds (status, body) of the last 4 POSTs."""
 
     def __init__(self, clock, uart, family="sim800", pins=None, pwrkey_active=0,
                  seed=1, utc0=None, post=http_post):  # fmt: skip
@@ -345,6 +345,7 @@ class SimModem:
         status, answer, air = self.post(self.http.get(b"URL", b""), body)
         self.posts += 1
         self.air_bytes += air
+        del self.http_log[:-3]  # the last 4
         self.http_log.append((status, body))
         self.answer = answer
         ms = 800 + len(body) // 5 + len(answer) // 5  # GPRS: ~40 kbit/s
@@ -412,6 +413,7 @@ class SimModem:
             return self._say(OK + b"\r\n+CMQTTPUB: 0,11\r\n", 3000)
         ok = link.publish(mq.get("topic", b""), payload)
         self.posts += 1
+        del self.http_log[:-3]  # the last 4
         self.http_log.append((200 if ok else 0, payload))
         self.air_bytes += 30 + len(payload) + 4 + 3 * 40  # PUBLISH, PUBACK, TCP
         ms = 800 + len(payload) // 5
