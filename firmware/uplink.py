@@ -140,6 +140,10 @@ class Uplink:
             left = os.stat(p)[6] - off
         except OSError:
             left = 0
+        if left < 0:  # shorter than what was sent: a new file (logs cleared)
+            off = RING_HDR_LEN if kind == 4 else 0
+            self._set(kind, key, off)
+            left = os.stat(p)[6] - off
         if left > 0:
             self.backlog += left
             if self.best is None or (kind, key) < self.best[:2]:

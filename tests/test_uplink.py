@@ -373,3 +373,16 @@ def test_a_month_of_server_trouble_stays_under_5_mb(tmp_path):
     air, posts, fails = month_of_server_trouble(tmp_path, 31)
     assert air < 5_000_000
     print(f"31 days of 503: {posts} POSTs, {air:,} B")
+
+
+def test_a_log_file_cleared_under_the_cursor_is_sent_from_its_start(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.run_days(0.5)
+    day = b.log.day_path(b.state["up"][0])
+    b.log.close()
+    open(day, "wb").close()  # a technician cleared the card's logs
+    srv.frames.clear()
+    b.logged.clear()
+    b.run_days(0.5)
+    assert set(b.delivered()) >= set(b.logged[:-4]) and len(b.logged) > 40

@@ -117,3 +117,65 @@ def test_heap_cost_of_the_modem_modules(mpy):
     cost = {m: out[i + 1] - out[i] for i, m in enumerate(("modem", "uplink", "sms"))}
     print("heap cost of the modules (bytes):", cost, "total", out[-1] - out[0])
     assert 0 < out[-1] - out[0] < 15000  # a ceiling: it only goes down
+
+
+BOARD = r"""
+import json, os
+from jksim.hw import SimHal
+from jksim.modem import fit
+from jksim.vclock import VirtualClock
+from jkfw.main import start
+from jkproto import codec
+
+for d in ("sd", "flash"):
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+with open("board.json") as f:
+    pins = json.load(f)["pins"]
+with open("config.json", "w") as f:
+    json.dump({"device": "0a1b2c3d", "key": "00" * 32, "pins": pins, "display": "none",
+               "modem": "sim800", "uplink_url": "http://127.0.0.1:9"}, f)
+clock = VirtualClock(1772303400)
+got = {}
+
+
+def post(url, body):
+    n = 0
+    for o, k in codec.scan(body):
+        got[bytes(body[o + 5 : o + 13])] = 1
+        n += k
+    return 200, b'{"ok":true,"acked":[],"acked_bytes":%d}' % n, 0
+
+
+made = []
+
+
+def make_hal(cfg):
+    hal = SimHal(cfg, clock)
+    made.append(fit(hal, clock, "sim800", pins, utc0=1772303400, post=post))
+    return hal
+
+
+ctl = start(make_hal, clock, "config.json", "flash", "sd")
+clock.run_until(6 * 3600000)
+up = ctl.uplink
+print(json.dumps({"failures": [repr(e) for _n, e in clock.failures],
+                  "frames": ctl.frames, "got": len(got), "fails": up.fails,
+                  "posts": made[0].posts, "csq": up.csq,
+                  "status": ctl.status()["uplink"]}))
+"""
+
+
+@pytest.mark.micropython
+def test_the_controller_with_a_modem_in_micropython(mpy):
+    """The board's own boot sequence (jkfw.main.start) with a modem configured."""
+    files = firmware_files()
+    for name in SIM_FILES:
+        files[f"jksim/{name}"] = (REPO / "sim" / name).read_bytes()
+    files["board.json"] = (REPO / "boards" / "esp32-devkitc-sim800l.json").read_bytes()
+    out = json.loads(mpy.run(BOARD, files, timeout_s=300))
+    assert out["failures"] == [] and out["fails"] == 0
+    assert out["posts"] >= 5 and out["got"] >= out["frames"] - 6
+    assert 0 <= out["csq"] <= 31 and out["status"] == "ok"
