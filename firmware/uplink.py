@@ -353,6 +353,11 @@ def start(ctl):
     def set_time(utc_s):
         step = clock.set_utc(utc_s, CLOCK_NET)
         ctl.emit(codec.CLOCK, CLOCK_NET, clock.uptime_s(), step)
+        from .app import local_day
+
+        day = local_day(utc_s, cfg["tz_offset_min"])
+        if day < up.up[0]:  # a clock that ran ahead past midnight was put back:
+            up.up[0], up.up[1] = day, 0  # that day's file gets frames again
 
     def save():
         ctl.store.save(ctl.state)

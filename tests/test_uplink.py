@@ -386,3 +386,32 @@ def test_a_log_file_cleared_under_the_cursor_is_sent_from_its_start(tmp_path):
     b.logged.clear()
     b.run_days(0.5)
     assert set(b.delivered()) >= set(b.logged[:-4]) and len(b.logged) > 40
+
+
+def test_a_clock_put_back_past_midnight_still_sends_that_days_frames(tmp_path):
+    from jkfw.uplink import start
+
+    class Ctl:  # what start() needs of the controller
+        pass
+
+    class Hal:
+        def start_modem(self):
+            return b.modem
+
+        def reset_cause(self):
+            return 3  # watchdog: no "power back"
+
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.run_days(0.1)
+    ctl = Ctl()
+    ctl.hal = Hal()
+    ctl.cfg = dict(b.cfg, modem="sim800", modem_pwrkey_active=0)
+    ctl.cfg.update(sms_to=[], sms_allow=[])
+    ctl.clock, ctl.log, ctl.state, ctl.store = b.clock, b.log, b.state, b.store
+    ctl.event = b.event
+    ctl.emit = lambda *a: None
+    up = start(ctl)
+    up.up[:2] = [20260302, 4000]  # the cursor is in a day the clock ran ahead into
+    up.set_time(T0 + 3600)  # the network says it is still 1 March
+    assert up.up[:2] == [20260301, 0]
