@@ -108,9 +108,9 @@ class Uplink:
                 name = e if isinstance(e, str) else e[0]
                 if name == "nodate.jkl":
                     self._see(0, 0, d + "/" + name)
-                elif name[8:] == ".jkl":
+                elif name[8:] == ".jkl" and name[:8].isdigit():
                     self._see(1, int(name[:8]), d + "/" + name)
-        except (OSError, TypeError, ValueError):
+        except (OSError, TypeError):
             pass
         ring = 0
         for i in range(log.ring_files):

@@ -415,3 +415,13 @@ def test_a_clock_put_back_past_midnight_still_sends_that_days_frames(tmp_path):
     up.up[:2] = [20260302, 4000]  # the cursor is in a day the clock ran ahead into
     up.set_time(T0 + 3600)  # the network says it is still 1 March
     assert up.up[:2] == [20260301, 0]
+
+
+def test_other_files_in_the_log_folder_are_left_alone(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    (b.sd / "log").mkdir(exist_ok=True)
+    (b.sd / "log" / "notes_01.jkl").write_bytes(b"x" * 100)  # not a day file
+    (b.sd / "log" / "readme.txt").write_text("hello")
+    b.run_days(0.5)
+    assert set(b.delivered()) >= set(b.logged[:-4])
