@@ -69,6 +69,7 @@ class FrameLog:
             (ring_file_bytes - RING_HDR_LEN) // LOG_FRAME_BYTES
         )
         self.sd_ok = False
+        self.echo = None  # called with each logged frame (the board's console)
         self.lost_frames = 0  # overwritten in the ring or refused by both stores
         self._started = False
         self._day = 0
@@ -121,6 +122,8 @@ class FrameLog:
         if not self._started:
             self.start(day)
         self._day = day
+        if self.echo is not None:
+            self.echo(frame)
         if self.sd_ok:
             try:
                 self._sd_open(day)

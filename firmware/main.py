@@ -2,6 +2,7 @@
 #
 # start() is the board's boot sequence; the simulator's MicroPython village calls it
 # too, with its own HAL and clock, so the heap measured there is the board's.
+import os
 import sys
 
 from .app import Controller
@@ -9,6 +10,8 @@ from .logger import FrameLog
 from .store import Store
 
 CONFIG = "/config.json"
+# the running controller (run() sets it): tools read ctl.status() over the REPL
+ctl = None
 
 
 def load_config(path):
@@ -52,6 +55,10 @@ def build_display(cfg, hal):
 def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd"):
     """Boot the controller: relay off first, watchdog, storage, display, tasks."""
     cfg, bad = load_config(config_path)
+    try:
+        os.mkdir(flash)  # a fresh board's file system has no such folder
+    except OSError:
+        pass
     hal = make_hal(cfg)
     hal.start_relay()  # before anything that could fail: the pump stays off
     hal.start_wdt()
@@ -67,18 +74,31 @@ def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd"):
     return ctl
 
 
+def echo_frame(frame):
+    """Every logged frame on the console as `jkf <hex>` (what jalkal monitor reads)."""
+    from binascii import hexlify
+
+    print("jkf", hexlify(frame).decode())
+
+
 def run():
+    global ctl
     from .clock import Clock
     from .hal import Hal
 
     clock = Clock()
-    start(Hal, clock)
+    ctl = start(Hal, clock)
+    ctl.log.echo = echo_frame
 
     async def forever():
         while True:
             await clock.sleep_ms(3600000)
 
-    clock.run(forever())
+    try:
+        clock.run(forever())
+    finally:
+        # stopped (Ctrl-C from a tool, or a crash): the pump never runs unattended
+        ctl.hal.relay(False)
 
 
 if __name__ == "__main__":

@@ -414,3 +414,43 @@ def test_frame_log_in_micropython(mpy):
     assert [o["seq"] for o in objs] == list(range(32, 60))
     assert rows["files"] == "['/nosd/log/20260301.jkl']"
     assert int(rows["alloc"]) < 64 * 9  # appends allocate (almost) nothing
+
+
+def test_echo_sees_every_frame_once_on_card_or_ring(tmp_path):
+    """The board's console (jalkal monitor) gets each logged frame, whichever store
+    took it."""
+    sd, fl = roots(tmp_path)
+    os.rmdir(sd)  # starts on the flash ring
+    log = FrameLog(sd, fl)
+    seen = []
+    log.echo = seen.append
+    fr = make_frames(6)
+    for f in fr[:3]:
+        assert log.append(f, DAY)
+    os.mkdir(sd)
+    assert log.retry_sd(DAY)
+    for f in fr[3:]:
+        assert log.append(f, DAY)
+    log.close()
+    assert seen == fr  # the ring's catch-up copy is not echoed again
+    assert frames_in(log_bytes(log)) == fr
+
+
+def test_board_boot_makes_its_flash_folder(tmp_path):
+    """jkfw.main.start on a fresh file system: no /flash folder yet."""
+    from jkfw.main import start
+    from jksim.hw import SimHal
+    from jksim.vclock import VirtualClock
+
+    (tmp_path / "config.json").write_text(json.dumps({"device": "0a1b2c3d"}))
+    clock = VirtualClock(T0)
+    ctl = start(
+        lambda cfg: SimHal(cfg, clock),
+        clock,
+        str(tmp_path / "config.json"),
+        str(tmp_path / "flash"),
+        str(tmp_path / "sd"),
+    )
+    clock.run_until(60000)
+    assert (tmp_path / "flash" / "state.json").exists()
+    assert ctl.frames > 0
