@@ -36,7 +36,7 @@ PUMP_KEYS = (
 # settings a board file may carry, copied when the firmware knows them
 BOARD_KEYS = (
     "display", "display_addr", "relay_active", "switch_sense", "meter_max_hz",
-    "meter_filter_ns",
+    "meter_filter_ns", "modem_pwrkey_active",
 )  # fmt: skip
 # values the technician never sets by hand
 MANAGED = ("device", "key", "board", "pins", "external_pullups")

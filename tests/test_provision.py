@@ -368,3 +368,16 @@ def test_help_lists_field_commands_first(capsys):
     cmds = [ln.split()[0] for ln in out.split("Commands:")[1].splitlines() if ln]
     assert cmds[0] == "provision"
     assert cmds.index("provision") < cmds.index("sim") < cmds.index("decode")
+
+
+@pytest.mark.parametrize(
+    "board, active",
+    [("lilygo-t-sim7000g", 1), ("lilygo-t-sim7600", 1), ("ttgo-t-call-sim800", None)],
+)
+def test_modem_power_key_level_from_the_board_file(tmp_path, board, active):
+    """LilyGO boards drive PWRKEY through a transistor: their board files say so and
+    provisioning carries it into config.json."""
+    cfg = pv.build_config(
+        pv.Request(board, "Rampur", 1250, tmp_path), "c0ffee01", bytes(32)
+    )[0]
+    assert cfg.get("modem_pwrkey_active") == active
