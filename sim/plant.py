@@ -7,6 +7,8 @@ import random
 
 from jkproto.codec import civil
 
+from .hw import SimPin
+
 TICK_MS = 10000
 # share of a day's demand in each hour: morning and evening peaks, little at night
 PROFILE = (
@@ -78,6 +80,17 @@ class Plant:
         self.relay_welded = on
         coil = self.board_alive and self.hal.relay_is_on()
         self._note("relay", on or coil, "relay_on", "relay_off")
+
+    def wire(self):
+        """The switches and the mains sense are wired before the board powers up:
+        its first reading of them is the plant's state, not an open circuit."""
+        pins = self.hal.cfg["pins"]
+        for name in ("dry", "low", "high"):
+            if pins.get("sw_" + name) is not None:
+                self.hal.switch_pins.setdefault(name, SimPin(self.clock, 1))
+        if pins.get("mains_sense") is not None and self.hal.mains_pin is None:
+            self.hal.mains_pin = SimPin(self.clock, 1)
+        self._switches(self.well_l < self.pump_lpm * TICK_MS / 60000 * 0.5)
 
     def start(self):
         self.hal.on_relay = self.relay_changed

@@ -213,6 +213,7 @@ class Village:
         # a few seconds past the last midnight: a board that rebooted mid-second reads
         # its grid a fraction of a second late, and the last day needs that reading
         end = self.sc["days"] * 86400 * 1000 + 5000
+        self.plant.wire()
         self.boot()
         self.plant.start()
         self.schedule()

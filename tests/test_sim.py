@@ -173,6 +173,13 @@ def _run(tmp_path, faults, days=2):
     return sc, objs, stats, truth
 
 
+def test_a_healthy_village_raises_no_fault(tmp_path):
+    """The switches are wired before the board powers up: its first reading is the
+    plant's state, not an open circuit (which would raise wire_break at boot)."""
+    _sc, objs, _stats, _truth = _run(tmp_path, "", days=1)
+    assert [o for o in objs if o.get("event") == "fault_raised"] == []
+
+
 def test_welded_relay_is_reported_by_the_firmware(tmp_path):
     sc, objs, _stats, truth = _run(
         tmp_path,
