@@ -22,7 +22,7 @@ from .keys import load_keys, signers
 # Commands in the order a technician or engineer meets them.
 COMMAND_ORDER = [
     "provision", "flash", "deploy", "doctor", "pull", "monitor",
-    "sim", "decode", "encode", "report", "serve", "replay", "vboard",
+    "sim", "decode", "encode", "report", "export", "serve", "replay", "vboard",
 ]  # fmt: skip
 
 
@@ -341,6 +341,9 @@ def _register() -> None:
     cli.add_command(vboard)
     cli.add_command(serve)
     cli.add_command(replay)
+    from .export import export_cmd
+
+    cli.add_command(export_cmd)
 
 
 _register()
@@ -369,9 +372,25 @@ _register()
     show_default=True,
 )
 @click.option("-o", "output", metavar="OUT", help="Write here (parquet needs it).")
-@click.option("--plot", "plot", metavar="FILE.png", help="Also draw daily lpcd.")
+@click.option(
+    "--plot",
+    "plot",
+    metavar="DIR|FILE.png",
+    help="Also draw the plots into DIR (FILE.png: daily lpcd only).",
+)
+@click.option(
+    "--html", metavar="DIR", help="Also write a static report page (index.html)."
+)
 @click.option(
     "--store", "store", metavar="DB", help="Report from a store (jalkal serve's file)."
+)
+@click.option(
+    "--parquet", metavar="DIR", help="Report from a Parquet export (jalkal export)."
+)
+@click.option(
+    "--dask",
+    metavar="ADDRESS",
+    help="Run the --parquet report on a Dask cluster (or 'local').",
 )
 @click.option(
     "--period",

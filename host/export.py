@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import pyarrow as pa
-
-from jkproto import objects as ob
 
 from . import daysfast, periods, report
 from .errors import JalkalError
@@ -281,5 +280,26 @@ def build_parquet(
     return periods.Report(days=d.table, registry=registry, result=res)
 
 
-def device_name(d: int) -> str:
-    return ob.device_str(d)
+# --- the command -------------------------------------------------------------------
+
+
+@click.command("export")
+@click.option("--store", "store", required=True, metavar="DB", help="The store.")
+@click.option("--out", "out", required=True, metavar="DIR", help="Write Parquet here.")
+@click.option(
+    "--partition",
+    type=click.Choice(PARTS),
+    default="day",
+    show_default=True,
+    help="date=YYYY-MM-DD (day) or date=YYYY-MM (month) folders, then device=.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing DIR.")
+def export_cmd(store: str, out: str, partition: str, overwrite: bool) -> None:
+    """The store's frames as Parquet, partitioned by date and device (hive style:
+    DIR/date=2026-03-01/device=0a1b2c3d/part-0.parquet), for DuckDB, Dask or any
+    Parquet reader. `jalkal report --parquet DIR` reports from it."""
+    e = export(store, out, partition, overwrite)
+    click.echo(
+        f"export: {e.frames} frames of {e.devices} devices in {e.files} files "
+        f"under {e.out}"
+    )

@@ -892,6 +892,9 @@ def run(
     silent_days: float = 2,
     night_lpph: float = 1.0,
     night_nights: int = 3,
+    parquet: str | None = None,
+    dask: str | None = None,
+    html: str | None = None,
 ) -> Result:
     """`jalkal report`: decode (or load from a store), compute, print; warnings go
     to err. Daily rows by default; --period: period rows (periods.periods);
@@ -899,10 +902,13 @@ def run(
     of `out` (needed for parquet)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    if bool(paths) == bool(store):
+    if bool(paths) + bool(store) + bool(parquet) != 1:
         raise JalkalError(
-            "report needs frame files (SOURCE...) or --store DB, one of the two"
+            "report needs frame files (SOURCE...), --store DB or --parquet DIR, "
+            "one of them"
         )
+    if dask and not parquet:
+        raise JalkalError("--dask runs the report over --parquet DIR; give both")
     if period and show_alerts:
         raise JalkalError("give --period or --alerts, not both")
     if fmt == "parquet" and not output:
@@ -914,13 +920,20 @@ def run(
         from .periods import load_quality
 
         qual = load_quality(quality)
-    if store:
-        table, stats = load_store(store), ob.new_stats()
-    else:
-        table, stats = decode_sources(paths, keys)
     from .periods import build
 
-    rep = build(table, reg)
+    if parquet:  # an export (host/export.py): DuckDB, or Dask with --dask
+        from .export import build_parquet
+
+        engine = "dask" if dask else "duckdb"
+        rep = build_parquet(parquet, reg, engine, dask, timeline=show_alerts)
+        stats = ob.new_stats()
+    else:
+        if store:
+            table, stats = load_store(store), ob.new_stats()
+        else:
+            table, stats = decode_sources(paths, keys)
+        rep = build(table, reg)
     res = rep.result
     from .cli import problems_line
 
@@ -971,8 +984,23 @@ def run(
             else to_table(res.days, reg)
         )
         _write_text(text, out, output)
-    if plot:
+    if plot and plot.lower().endswith(".png"):
         write_plot(res.days, reg, plot)
+    elif plot:  # a folder: every plot (host/plots.py)
+        from .plots import write_plots
+
+        write_plots(rep, plot, by=by)
+    if html:  # a static page with the tables and plots (host/htmlreport.py)
+        from .htmlreport import write_html
+
+        alerts_kw = dict(
+            as_of=when, fault_days=fault_days, low_days=low_days,
+            silent_days=silent_days, night_lpph=night_lpph, night_nights=night_nights,
+        )  # fmt: skip
+        write_html(
+            rep, html, period=period or "month", by=by, min_complete=min_complete,
+            quality=qual, alerts=alerts_kw if show_alerts else None,
+        )  # fmt: skip
     return res
 
 
