@@ -3,7 +3,8 @@
 Real MicroPython (the WebAssembly port under Node, sim/wasm/vboard.mjs) sits behind
 a pseudo-terminal and answers like a board on a USB serial port: friendly REPL, raw
 REPL and raw paste, Ctrl-C, soft reset, and a flash file system kept in a host
-folder. The real `mpremote connect /dev/pts/N` works against it.
+folder. The real `mpremote connect /dev/pts/N` works against it. Its `machine`
+(sim/vboard/) drives a small simulated water plant, so a deployed firmware runs.
 
 This side owns the pseudo-terminal and relays bytes between it and the Node process.
 Like a USB-serial adapter, it drops the board's output while no program has the port
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib.util
+import json
 import os
 import select
 import shutil
@@ -37,6 +39,8 @@ from .errors import JalkalError
 READY_TIMEOUT_S = 60.0
 PENDING_MAX = 1 << 20  # bytes held for a connected but slow reader before pausing
 TICK_S = 0.05  # how often the port is checked for a program opening it
+DEFAULT_BOARD = "esp32-devkitc-sim800l"  # wiring of the plant without --board
+MAX_SPEED = 100000.0
 
 
 def _wasm_dir() -> Path:
@@ -69,17 +73,36 @@ def check() -> tuple[str, Path]:
     return node, script
 
 
+def _board(name: str) -> dict:
+    import jkboards
+
+    try:
+        return dict(jkboards.load(name))
+    except FileNotFoundError as e:
+        raise JalkalError(str(e).strip("'\""))
+
+
 def board_chip(name: str | None) -> str:
     """The chip name a board's banner shows (ESP32, ESP32S3)."""
     if not name:
         return "ESP32"
-    import jkboards
+    return str(_board(name).get("chip", "esp32")).upper()
 
-    try:
-        board = jkboards.load(name)
-    except FileNotFoundError as e:
-        raise JalkalError(str(e).strip("'\""))
-    return str(board.get("chip", "esp32")).upper()
+
+def board_pins(name: str | None) -> dict[str, int]:
+    """The board's pin map: how the simulated plant is wired when the flash has no
+    /config.json (with one, its pins win)."""
+    return dict(_board(name or DEFAULT_BOARD).get("pins", {}))
+
+
+def builtins_dir() -> Path:
+    """sim/vboard: the vboard's machine, time, asyncio and plant (MicroPython)."""
+    import jksim
+
+    d = Path(jksim.__file__).resolve().parent / "vboard"
+    if not (d / "machine.py").is_file():
+        raise JalkalError(f"{d} is missing (reinstall jalkal)")
+    return d
 
 
 class _Stop(Exception):
@@ -265,9 +288,19 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run(fs_dir: str | None, board: str | None, out: IO[str] = sys.stdout) -> int:
+def run(
+    fs_dir: str | None,
+    board: str | None,
+    out: IO[str] = sys.stdout,
+    speed: float = 1.0,
+    clock: bool = True,
+    sd: bool = True,
+) -> int:
     node, script = check()
     chip = board_chip(board)
+    pins = board_pins(board)
+    if not 0 < speed <= MAX_SPEED:
+        raise JalkalError(f"--speed must be above 0 and at most {MAX_SPEED:g}")
     tmp: str | None = None
     if fs_dir:
         root = Path(fs_dir)
@@ -294,6 +327,9 @@ def run(fs_dir: str | None, board: str | None, out: IO[str] = sys.stdout) -> int
         cmd = [node, str(script), "--fs", str(root), "--chip", chip]
         if board:
             cmd += ["--board", board]
+        cmd += ["--frozen", str(builtins_dir()), "--pins", json.dumps(pins)]
+        cmd += ["--speed", repr(float(speed)), "--clock", "host" if clock else "none"]
+        cmd += ["--card", "yes" if sd else "no"]
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -340,9 +376,31 @@ def run(fs_dir: str | None, board: str | None, out: IO[str] = sys.stdout) -> int
     metavar="NAME",
     help="Board from boards/ (its name and chip show in the banner).",
 )
-def vboard(fs_dir: str | None, board: str | None) -> None:
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="The board's clock runs this many times faster than real time (ticks, "
+    "sleeps, asyncio waits, the RTC, the plant); the watchdog counts real time.",
+)
+@click.option(
+    "--no-clock",
+    is_flag=True,
+    help="The RTC starts unset (2000-01-01) instead of at the host's UTC time.",
+)
+@click.option(
+    "--no-sd",
+    is_flag=True,
+    help="No SD card in the slot (the folder DIR/sd is the card otherwise).",
+)
+def vboard(
+    fs_dir: str | None, board: str | None, speed: float, no_clock: bool, no_sd: bool
+) -> None:
     """A virtual board on a pseudo-terminal, for mpremote and jalkal's field tools.
 
     Real MicroPython answers on the port printed first (`port: /dev/pts/N`): REPL,
-    raw REPL, Ctrl-C and soft reset like a board. Serves until Ctrl-C or SIGTERM."""
-    run(fs_dir, board)
+    raw REPL, Ctrl-C and soft reset like a board. Its `machine` drives a simulated
+    tank, pump and village (relay, level switches, meters), an SD card (DIR/sd) and
+    a display, so deployed firmware runs. Serves until Ctrl-C or SIGTERM."""
+    run(fs_dir, board, speed=speed, clock=not no_clock, sd=not no_sd)

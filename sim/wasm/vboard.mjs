@@ -2,6 +2,7 @@
 // speaking the REPL the way a board's UART does.
 //
 //   node vboard.mjs --fs DIR [--board NAME] [--chip ESP32] [--frozen DIR]
+//                   [--pins JSON] [--speed N] [--clock host|none] [--card yes|no]
 //
 // stdin: bytes from the serial port; stdout: bytes to the serial port (the host side,
 // `jalkal vboard`, puts a pseudo-terminal in front of both). stderr: "vboard: ..." lines
@@ -21,7 +22,16 @@
 //   interpreter, boot.py, main.py in the friendly REPL, and the REPL mode kept.
 // - Flash: the board's "/" is the host folder --fs. It is copied into every fresh
 //   interpreter, and every change is written through at once (a file when it is
-//   closed, mkdir/rmdir/remove/rename when they happen).
+//   flushed or closed, mkdir/rmdir/remove/rename when they happen).
+// - Hardware (--frozen DIR: sim/vboard): `machine`, `time`, `asyncio` and `jkvb` (the
+//   simulated plant) are copied to a folder the board does not list (/.vboard) and
+//   imported before boot.py, so they are found as a board's built-ins are. The SD
+//   card is the host folder DIR/sd (kept in /.sdcard, mounted at /sd by os.mount of
+//   a machine.SDCard, as on a board; --card no: no card in the slot).
+// - Time: ticks, sleeps, poll timeouts and the RTC run --speed times faster than the
+//   host's clock (the RTC starts at the host's UTC time, or 2000-01-01 with --clock
+//   none). The watchdog (machine.WDT) counts host time: a board that stops feeding
+//   it resets (reset cause WDT), also at the REPL, as an ESP32 does.
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,7 +43,11 @@ const MP_JS = path.join(PKG, "micropython.mjs");
 const MP_WASM = path.join(PKG, "micropython.wasm");
 const PASTE_WINDOW = 512; // raw-paste flow-control window (a board: 128)
 const FLASH_BLOCKS = 512; // 4 KB blocks in os.statvfs("/"): 2 MB, not enforced
-const HIDDEN = new Set(["dev", "proc"]); // Emscripten's own folders, not on a board
+const BUILTIN_DIR = "/.vboard"; // the built-in modules (--frozen)
+const CARD_DIR = "/.sdcard"; // the SD card's files (the host's DIR/sd)
+const CARD_HOST = "sd";
+// Emscripten's own folders, the built-ins and the card: not on the board's flash
+const HIDDEN = new Set(["dev", "proc", BUILTIN_DIR.slice(1), CARD_DIR.slice(1), CARD_HOST]);
 
 function say(msg) {
   try {
@@ -49,7 +63,16 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { fs: null, board: "", chip: "ESP32", frozen: null };
+  const opts = {
+    fs: null,
+    board: "",
+    chip: "ESP32",
+    frozen: null,
+    pins: "{}",
+    speed: "1",
+    clock: "host",
+    card: "yes",
+  };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, "");
     if (!(key in opts) || i + 1 >= argv.length) die(`bad argument ${argv[i]}`);
@@ -64,6 +87,61 @@ const HOST_ROOT = path.resolve(opts.fs);
 if (!fs.statSync(HOST_ROOT, { throwIfNoEntry: false })?.isDirectory()) {
   die(`${HOST_ROOT} is not a folder`);
 }
+const SPEED = Number(opts.speed);
+if (!(SPEED > 0 && SPEED <= 1e6)) die(`bad --speed ${opts.speed}`);
+if (!["host", "none"].includes(opts.clock)) die(`bad --clock ${opts.clock}`);
+const CARD = opts.card === "yes";
+const CARD_HOST_DIR = path.join(HOST_ROOT, CARD_HOST);
+if (CARD) fs.mkdirSync(CARD_HOST_DIR, { recursive: true });
+
+// --- the board's clock and the state that outlives an interpreter -------------------
+
+// Board time runs SPEED times faster than the host's. ticks_ms counts from the last
+// hard reset (a soft reset keeps it, as on an ESP32); the RTC keeps going across all
+// resets.
+const REAL0 = performance.now();
+const boardMs = () => SPEED * (performance.now() - REAL0);
+let ticksBase = 0;
+let utcAtZero = opts.clock === "none" ? Date.UTC(2000, 0, 1) : Date.now();
+let wdt = null; // { timeout, fed } in host ms, once machine.WDT started it
+let pendingReset = null; // "hard" after machine.reset()
+const NAP_MS = Math.max(0.1, Math.min(1, 50 / SPEED)); // host ms per idle nap
+
+const wdtExpired = () => wdt !== null && performance.now() - wdt.fed > wdt.timeout;
+
+class BoardReset extends Error {
+  constructor(kind) {
+    super(`board reset (${kind})`);
+    this.kind = kind;
+  }
+}
+
+// What the MicroPython side (sim/vboard/jkvb.py, machine.py) reads and keeps here.
+// Numbers cross as seconds (a JavaScript integer beyond 32 bits would not).
+const VB = {
+  speed: SPEED,
+  chip: opts.chip,
+  pins: opts.pins,
+  resetCause: 1, // machine.PWRON_RESET
+  rtcMem: "", // hex; survives soft and watchdog resets, not power loss
+  plant: "", // JSON of jkvb.Plant
+  now: () => boardMs() / 1000,
+  utc: () => (utcAtZero + boardMs()) / 1000,
+  setUtc: (s) => {
+    utcAtZero = Number(s) * 1000 - boardMs();
+  },
+  wdtArm: (ms) => {
+    wdt = { timeout: Number(ms), fed: performance.now() };
+  },
+  wdtFeed: () => {
+    if (wdt) wdt.fed = performance.now();
+  },
+  wdtTimeout: () => (wdt ? wdt.timeout : 0),
+  requestReset: (kind) => {
+    pendingReset = String(kind);
+  },
+};
+globalThis.jkvb = VB;
 
 // --- the module, with its memory made shared -------------------------------------
 
@@ -187,28 +265,42 @@ function translateErrors(imports) {
 let memory = null; // the running interpreter's memory
 const NAP = new Int32Array(new SharedArrayBuffer(4));
 let onTicks = () => {};
+let onSync = () => {};
 const realInstantiate = WebAssembly.instantiate;
 WebAssembly.instantiate = async (_binary, imports) => {
   memory = new WebAssembly.Memory(memLimits);
   imports.env.memory = memory;
   translateErrors(imports);
-  const ticks = imports.env.mp_js_ticks_ms;
-  if (ticks) {
+  if (imports.env.mp_js_ticks_ms) {
     // time.sleep() and select.poll() spin on the clock in this port; a board sleeps.
-    // Many reads of the same millisecond mean a wait: give the CPU back for a moment.
+    // Many reads in the same host millisecond mean a wait: give the CPU back a moment.
+    // The watchdog, when it has run out, resets the board from here (the stack of
+    // the interpreter is abandoned, as a chip reset abandons it).
     let prev = -1;
     let same = 0;
-    imports.env.mp_js_ticks_ms = (...a) => {
+    imports.env.mp_js_ticks_ms = () => {
       onTicks();
-      const t = ticks(...a);
-      if (t !== prev) {
-        prev = t;
+      if (wdtExpired()) throw new BoardReset("wdt");
+      const real = Math.floor(performance.now());
+      if (real !== prev) {
+        prev = real;
         same = 0;
       } else if (++same > 20) {
-        Atomics.wait(NAP, 0, 0, 1);
+        Atomics.wait(NAP, 0, 0, NAP_MS);
         same = 0;
       }
-      return t;
+      return Math.floor(boardMs() - ticksBase) % 4294967296;
+    };
+    imports.env.mp_js_time_ms = () => Math.floor(utcAtZero + boardMs());
+  }
+  const wasi = imports.wasi_snapshot_preview1;
+  if (wasi?.fd_sync) {
+    // flush() of a file fsyncs it: that is when a board's card or flash has the bytes
+    const sync = wasi.fd_sync;
+    wasi.fd_sync = (fd) => {
+      const r = sync(fd);
+      onSync(fd);
+      return r;
     };
   }
   const instance = await realInstantiate(mainMod, imports);
@@ -276,8 +368,24 @@ onTicks = () => {
 function hostPath(p) {
   const rel = path.posix.normalize(p).replace(/^\/+/, "");
   if (!rel || rel === "." || rel.startsWith("..")) return null;
-  if (HIDDEN.has(rel.split("/")[0])) return null;
-  return path.join(HOST_ROOT, ...rel.split("/"));
+  const parts = rel.split("/");
+  if (CARD && parts[0] === CARD_DIR.slice(1)) parts[0] = CARD_HOST; // the card
+  else if (HIDDEN.has(parts[0])) return null;
+  return path.join(HOST_ROOT, ...parts);
+}
+
+function copyIn(FS, hostDir, boardDir) {
+  for (const ent of fs.readdirSync(hostDir, { withFileTypes: true })) {
+    if (ent.name.startsWith(".jkvb-") || ent.name === "__pycache__") continue;
+    const h = path.join(hostDir, ent.name);
+    const b = path.posix.join(boardDir, ent.name);
+    if (ent.isDirectory()) {
+      FS.mkdir(b);
+      copyIn(FS, h, b);
+    } else if (ent.isFile()) {
+      FS.writeFile(b, fs.readFileSync(h));
+    }
+  }
 }
 
 function loadFlash(FS, hostDir, boardDir) {
@@ -328,6 +436,10 @@ function writeThrough(FS) {
   wrap("close", (_r, stream) => {
     if (stream.jkWrite && stream.path) saveFile(stream.path);
   });
+  onSync = (fd) => {
+    const stream = FS.getStream(fd);
+    if (stream?.jkWrite && stream.path) saveFile(stream.path);
+  };
   wrap("mkdir", (_r, p) => {
     const h = hostPath(abs(p));
     if (h) mirror(`mkdir ${p}`, () => fs.mkdirSync(h, { recursive: true }));
@@ -450,6 +562,12 @@ def _vb_shims():
 
     os.ilistdir = board_ilistdir
 
+    def board_stat(path):
+        # littlefs takes "" for the working folder (mpremote cp a b : asks)
+        return stat(path if path else ".")
+
+    os.stat = board_stat
+
     def used(path):
         n = 0
         for ent in ilistdir(path):
@@ -457,13 +575,34 @@ def _vb_shims():
             n += used(p) if ent[1] == 0x4000 else (stat(p)[6] + 4095) // 4096
         return n + 1
 
+    statvfs, mount, umount = os.statvfs, os.mount, os.umount
+    mounts = []  # mount points other than "/" (an SD card at /sd)
+
+    def board_mount(obj, path, **kw):
+        mount(obj, path, **kw)
+        mounts.append(path.rstrip("/"))
+
+    def board_umount(path):
+        umount(path)
+        p = path if isinstance(path, str) else None
+        if p is not None and p.rstrip("/") in mounts:
+            mounts.remove(p.rstrip("/"))
+        elif p is None:
+            mounts.clear()
+
     def board_statvfs(path):
+        a = path if path.startswith("/") else os.getcwd().rstrip("/") + "/" + path
+        for m in mounts:
+            if a == m or a.startswith(m + "/"):
+                return statvfs(path)  # the card's own figures
         # the ESP32's 2 MB flash partition (4 MB module), as littlefs reports it
         stat(path)
         free = max(0, ${FLASH_BLOCKS} - used("/"))
         return (4096, 4096, ${FLASH_BLOCKS}, free, free, 0, 0, 0, 0, 255)
 
     os.statvfs = board_statvfs
+    os.mount = board_mount
+    os.umount = board_umount
     u = namedtuple("uname_result", ("sysname", "nodename", "release", "version", "machine"))(
         "esp32", "esp32", "%d.%d.%d" % sys.implementation.version[:3],
         sys.version.split("; MicroPython ")[-1], ${JSON.stringify(machine)})
@@ -473,6 +612,26 @@ _vb_shims()
 del _vb_shims
 `;
 }
+
+// The vboard's built-ins (sim/vboard), imported before boot.py from a folder that is
+// not on sys.path: `import machine` etc. then find them in sys.modules, as a board
+// finds its built-in and frozen modules; sys.path stays a board's.
+const BUILTINS = `
+def _vb_builtins():
+    import sys
+    path = sys.path
+    sys.path = [${JSON.stringify(BUILTIN_DIR)}]
+    try:
+        import time, asyncio, machine
+    finally:
+        sys.path = path
+
+_vb_builtins()
+del _vb_builtins
+`;
+
+const ROM_BOOT =
+  "ets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n";
 
 const BANNER_RE = /^(MicroPython [^;\r\n]*); [^\r\n]*/m;
 
@@ -491,21 +650,61 @@ class Board {
     return Buffer.from(bytes.toString("latin1").replace(BANNER_RE, `$1; ${this.machine}`), "latin1");
   }
 
-  // Power-on (soft = false) or soft reset: like ports/esp32/main.c, a fresh
-  // interpreter, boot.py, then main.py if the REPL is the friendly one, then the REPL.
-  async start(soft) {
-    for (;;) {
-      if (soft) out.text("MPY: soft reboot\r\n");
-      out.flush();
-      await this.fresh();
-      let ret = this.runFile("boot.py");
-      if (ret !== EXIT && !this.raw && ret !== 0) ret = this.runFile("main.py");
-      if (ret === EXIT) {
-        soft = true;
-        continue;
+  // The chip's side of a reset of the given kind: "power" (power-on), "soft"
+  // (soft reset; machine.reset() asked for a hard one), "hard" or "wdt".
+  reset(kind) {
+    this.held = [];
+    this.paste = null;
+    this.rawLen = 0;
+    if (kind === "soft") {
+      VB.resetCause = 5; // SOFT_RESET; the watchdog keeps running, as on an ESP32
+      out.text("MPY: soft reboot\r\n");
+    } else {
+      // a chip reset: uptime from 0, watchdog off, pins and REPL as at power-on
+      VB.resetCause = { power: 1, hard: 2, wdt: 3 }[kind];
+      const t = Math.floor(boardMs() - ticksBase);
+      ticksBase = boardMs();
+      wdt = null;
+      this.raw = false;
+      if (kind === "wdt") {
+        out.text(
+          `\r\nE (${t}) task_wdt: Task watchdog got triggered. The following ` +
+            `tasks/users did not reset the watchdog in time:\r\nE (${t}) task_wdt:  - ` +
+            "mpy_machine_wdt\r\n",
+        );
+        say("watchdog reset");
       }
-      break;
+      if (kind !== "power") out.text(ROM_BOOT);
     }
+    out.flush();
+  }
+
+  // Like ports/esp32/main.c: a fresh interpreter, boot.py, then main.py if the REPL
+  // is the friendly one, then the REPL. A watchdog reset or machine.reset() while
+  // they run starts it all again.
+  async start(kind) {
+    for (;;) {
+      if (kind === "soft" && pendingReset) kind = pendingReset;
+      pendingReset = null;
+      this.reset(kind);
+      try {
+        await this.fresh();
+        let ret = this.runFile("boot.py");
+        if (ret !== EXIT && !this.raw && ret !== 0) ret = this.runFile("main.py");
+        if (ret === EXIT) {
+          kind = "soft";
+          continue;
+        }
+        this.repl();
+        return;
+      } catch (e) {
+        if (!(e instanceof BoardReset)) throw e;
+        kind = e.kind;
+      }
+    }
+  }
+
+  repl() {
     const mp = this.mp;
     out.capture(() => mp.replInit()); // friendly REPL; its banner comes below
     if (this.raw) {
@@ -542,9 +741,18 @@ class Board {
       }
     }
     loadFlash(FS, HOST_ROOT, "/");
+    if (CARD) {
+      FS.mkdir(CARD_DIR);
+      copyIn(FS, CARD_HOST_DIR, CARD_DIR);
+    }
+    if (opts.frozen) {
+      FS.mkdir(BUILTIN_DIR);
+      copyIn(FS, opts.frozen, BUILTIN_DIR);
+    }
     writeThrough(FS);
     FS.chdir("/");
     mp.runPython(boardShims(this.machine));
+    if (opts.frozen) mp.runPython(BUILTINS);
   }
 
   // pyexec_file_if_exists(): 1 when the file is absent or ran, 0 after an uncaught
@@ -562,6 +770,7 @@ class Board {
     } catch (e) {
       if (!e || e.name !== "PythonError") throw e;
       if (e.type === "SystemExit") return EXIT;
+      if (wdtExpired()) throw new BoardReset("wdt"); // the watchdog ran out meanwhile
       // the traceback without the frames of the code that ran the file
       const text = e.message.replace(/^(Traceback[^\n]*\n)(  File "<stdin>"[^\n]*\n)+/, "$1");
       this.cooked(Buffer.from(text));
@@ -616,7 +825,7 @@ class Board {
     } else {
       r = this.mp.replProcessChar(b);
     }
-    return r ? this.start(true) : undefined;
+    return r ? this.start("soft") : undefined;
   }
 
   startPaste() {
@@ -661,7 +870,7 @@ class Board {
         out.hook = prev;
       }
       this.rawLen = 0;
-      return r ? this.start(true) : undefined;
+      return r ? this.start("soft") : undefined;
     }
     p.cur.push(b);
     if (p.cur.length >= 65536) {
@@ -684,17 +893,33 @@ const board = new Board(reader);
 const queue = [];
 let busy = false;
 
+// A reset of the chip (watchdog, machine.reset()) while the REPL runs code: what
+// was on its way in is lost, as in a board's UART buffer.
+async function chipReset(kind) {
+  queue.length = 0;
+  await board.start(kind);
+}
+
 async function pump() {
   if (busy) return;
   busy = true;
   try {
     while (queue.length) {
       const chunk = queue[0];
+      let reset = null;
       while (chunk.off < chunk.data.length) {
-        const r = board.input(chunk.data[chunk.off++]);
-        if (r) await r;
+        let r;
+        try {
+          r = board.input(chunk.data[chunk.off++]);
+          if (r) await r;
+        } catch (e) {
+          if (!(e instanceof BoardReset)) throw e;
+          reset = e.kind;
+          break;
+        }
       }
-      queue.shift();
+      if (reset) await chipReset(reset);
+      else queue.shift();
     }
     out.flush();
   } catch (e) {
@@ -715,6 +940,18 @@ reader.on("error", (e) => die(`reader failed: ${e.message}`));
 // run for ever, and only a Ctrl-C from the port stops it.
 busy = true;
 say("ready");
-await board.start(false);
+await board.start("power");
 busy = false;
 pump();
+
+// The watchdog also runs while the board sits at the REPL (nothing feeds it there).
+setInterval(() => {
+  if (busy || !wdtExpired()) return;
+  busy = true;
+  chipReset("wdt")
+    .catch((e) => die(`MicroPython runtime failure: ${(e && e.stack) || e}`))
+    .finally(() => {
+      busy = false;
+      pump();
+    });
+}, 50);
