@@ -137,6 +137,16 @@ def _span(vs: list[Village]) -> tuple[date, date]:
 
 def daily_lpcd(vs: list[Village], path: str | Path) -> Path:
     """Daily lpcd per village with the 55 and 40 lpcd lines."""
+    with _style():
+        fig = daily_figure(vs)
+        out = Path(path)
+        _save(fig, out)
+    return out
+
+
+def daily_figure(vs: list[Village]) -> Any:
+    """The figure of daily_lpcd (matplotlib Figure; the series is each panel's
+    last line, NaN on incomplete days)."""
     import numpy as np
     from matplotlib import dates as mdates
     from matplotlib.figure import Figure
@@ -198,9 +208,7 @@ def daily_lpcd(vs: list[Village], path: str | Path) -> Path:
         ]
         fig.legend(handles, labels, loc="outside lower center", ncols=4)
         fig.suptitle("Litres per person per day, by village" + note)
-        out = Path(path)
-        _save(fig, out)
-    return out
+    return fig
 
 
 # lpcd steps of the calendar: the JJM edges (40, 55) and steps either side
