@@ -136,20 +136,40 @@ def load_duckdb(root: str | Path, devices: Sequence[str] | None = None) -> pa.Ta
     if not want:
         return _empty()
     cols = ", ".join(f'"{c}"' for c in daysfast.COLUMNS if c != "device")
-    inlist = ", ".join(f"'{d}'" for d in want)
+    # the files of each device in date order: DuckDB keeps the order of a list
+    # (no sort of every row); the order is checked below and fixed if need be
+    files = [
+        _sql_path(p)
+        for d in want
+        for p in sorted(
+            Path(root).glob(f"*=*/device={d}/*.parquet"), key=lambda p: p.parts[-3]
+        )
+    ]
     sql = (
         f"SELECT CAST('0x' || device AS UINTEGER) AS device, {cols} "
-        f"FROM read_parquet('{_glob(root)}', hive_partitioning = true, "
-        "hive_types = {'date': VARCHAR, 'device': VARCHAR}) "
-        f"WHERE device IN ({inlist}) ORDER BY device, boot, seq"
+        f"FROM read_parquet([{', '.join(repr(f) for f in files)}], "
+        "hive_partitioning = true, "
+        "hive_types = {'date': VARCHAR, 'device': VARCHAR})"
     )
     con = duckdb.connect()
     try:
-        return con.sql(sql).to_arrow_table()
+        tb = con.sql(sql).to_arrow_table()
     except duckdb.Error as e:
         raise JalkalError(f"{root}: {str(e).splitlines()[0]}")
     finally:
         con.close()
+    return _in_order(tb)
+
+
+def _in_order(tb: pa.Table) -> pa.Table:
+    """tb in (device, boot, seq) order (a stable sort only when it is not)."""
+    dev = tb.column("device").to_numpy().astype(np.int64)
+    boot = tb.column("boot").to_numpy().astype(np.int64)
+    seq = tb.column("seq").to_numpy().astype(np.int64)
+    key = (dev << 32) | (boot << 16) | seq
+    if key.size < 2 or bool((key[1:] >= key[:-1]).all()):
+        return tb
+    return tb.take(pa.array(np.argsort(key, kind="stable")))
 
 
 def load_arrow(root: str | Path, devices: Sequence[str]) -> pa.Table:
@@ -169,9 +189,7 @@ def load_arrow(root: str | Path, devices: Sequence[str]) -> pa.Table:
     )
     tb = data.to_table(columns=[c for c in daysfast.COLUMNS])
     dev = np.array([int(x, 16) for x in tb.column("device").to_pylist()], np.uint32)
-    tb = tb.set_column(0, "device", pa.array(dev))
-    o = np.lexsort((tb.column("seq").to_numpy(), tb.column("boot").to_numpy(), dev))
-    return tb.take(pa.array(o))
+    return _in_order(tb.set_column(0, "device", pa.array(dev)))
 
 
 def _empty() -> pa.Table:
