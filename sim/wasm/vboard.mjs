@@ -91,8 +91,7 @@ const SPEED = Number(opts.speed);
 if (!(SPEED > 0 && SPEED <= 1e6)) die(`bad --speed ${opts.speed}`);
 if (!["host", "none"].includes(opts.clock)) die(`bad --clock ${opts.clock}`);
 const CARD = opts.card === "yes";
-const CARD_HOST_DIR = path.join(HOST_ROOT, CARD_HOST);
-if (CARD) fs.mkdirSync(CARD_HOST_DIR, { recursive: true });
+const CARD_HOST_DIR = path.join(HOST_ROOT, CARD_HOST); // made when the board writes
 
 // --- the board's clock and the state that outlives an interpreter -------------------
 
@@ -418,6 +417,7 @@ function writeThrough(FS) {
     mirror(`write ${p}`, () => {
       const tmp = path.join(HOST_ROOT, `.jkvb-${process.pid}.tmp`);
       fs.writeFileSync(tmp, FS.readFile(p));
+      fs.mkdirSync(path.dirname(h), { recursive: true }); // the card's first file
       fs.renameSync(tmp, h);
     });
   };
@@ -743,7 +743,7 @@ class Board {
     loadFlash(FS, HOST_ROOT, "/");
     if (CARD) {
       FS.mkdir(CARD_DIR);
-      copyIn(FS, CARD_HOST_DIR, CARD_DIR);
+      if (fs.existsSync(CARD_HOST_DIR)) copyIn(FS, CARD_HOST_DIR, CARD_DIR);
     }
     if (opts.frozen) {
       FS.mkdir(BUILTIN_DIR);
