@@ -26,7 +26,10 @@ def load_config(path):
 
 
 def unload(name):
-    """Forget the module jkfw.<name> so its code can be collected."""
+    """Forget the module jkfw.<name> so its code can be collected (on MicroPython:
+    in CPython the host keeps using the module, and its heap is not the board's)."""
+    if sys.implementation.name != "micropython":
+        return
     sys.modules.pop("jkfw." + name, None)
     pkg = sys.modules.get("jkfw")
     if pkg is not None and name in pkg.__dict__:

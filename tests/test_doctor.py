@@ -53,7 +53,7 @@ def test_doctor_on_the_vboard(tools, tmp_path):
         # logs as the firmware writes them, from a simulated day
         sim = tmp_path / "sim"
         jalkal("sim", "--scenario", "normal", "--days", 1, "--out", sim, check=0)
-        shutil.copytree(sim / "sd", flash / "sd")
+        shutil.copytree(sim / "sd", flash / "sd", dirs_exist_ok=True)
         mpremote(vb.port, "soft-reset")
         rc, out, err = jalkal("doctor", "--port", vb.port)
         got = lines(out)
@@ -66,12 +66,13 @@ def test_doctor_on_the_vboard(tools, tmp_path):
         assert got["clock"].startswith("✓ clock")
         assert got["switches"].startswith("✓ switches     dry off")
         assert got["meters"].startswith("✓ meters       over the last")
-        # what the virtual board cannot show is –, never ✓
-        assert got["modem"].startswith("– modem")
-        assert got["last"].startswith("– last upload")
-        # /sd is a plain folder on the vboard's flash, not a card: ✗ and the fix
-        assert got["SD"].startswith("✗ SD card      /sd is a folder")
-        assert "fix: insert a FAT32 SD card" in out
+        # the vboard's card is mounted like a board's
+        assert got["SD"].startswith("✓ SD card      mounted")
+        # its modem UART has no modem behind it: ✗ and the fix, never a fake ✓
+        assert got["modem"].startswith("✗ modem        no answer to AT")
+        assert "fix: check the modem's power" in out
+        # no uplink in this config: –, not checked
+        assert got["last"].startswith("– last upload  no uplink configured")
         assert rc == 1 and "jalkal: 1 check(s) failed" in err
         assert "relay" not in out  # never switched without --test-relay
 

@@ -8,6 +8,7 @@ import json
 import shutil
 import struct
 
+import jkboards
 import pytest
 from fieldtools_util import VBoard, jalkal, mpremote
 
@@ -36,7 +37,9 @@ def board_with_logs(village, tmp_path):
     shutil.copytree(village / "sd", flash / "sd")
     keys = json.loads((village / "keys.json").read_text())
     dev = next(iter(keys["devices"])) if "devices" in keys else next(iter(keys))
-    (flash / "config.json").write_text(json.dumps({"device": dev, "pins": {}}))
+    # the board's pins: pull mounts the card with them, as the firmware would
+    pins = jkboards.load("esp32-devkitc-sim800l")["pins"]
+    (flash / "config.json").write_text(json.dumps({"device": dev, "pins": pins}))
     last = sorted((flash / "sd" / "log").iterdir())[-1].read_bytes()
     ring = flash / "flash" / "ring"
     ring.mkdir(parents=True)
