@@ -143,10 +143,13 @@ def test_deployed_firmware_runs_the_plant(tools, tmp_path):
     assert last["source_pulses"] * 10 > st["source_l"] - 5 * 60 * 2  # <= 2 readings
     starts = [f for f in frames if f.get("event") == "pump_start"]
     assert starts and starts[0]["reason"] == "tank_low", starts
-    # the frames' times are the board's: a minute apart (on the wall-clock grid)
+    # the frames' times are the board's: a minute apart (on the wall-clock grid; a
+    # host hiccup of 30 ms is 18 board seconds late at 600x)
     ts = [datetime.fromisoformat(f["ts"].replace("Z", "+00:00")) for f in readings]
     steps = [(b - a).total_seconds() for a, b in zip(ts[1:-1], ts[2:], strict=True)]
-    assert all(55 <= s <= 65 for s in steps), steps
+    assert all(20 <= s <= 100 for s in steps), steps
+    assert sorted(steps)[len(steps) // 2] == 60, steps
+    assert sum(t.second for t in ts[1:]) / len(ts[1:]) < 5  # on the minute, mostly
     # what was flushed is on the host folder too (the SD card is DIR/sd)
     on_host = sorted(p.name for p in (tmp_path / "flash" / "sd" / "log").iterdir())
     assert on_host == names
@@ -173,10 +176,10 @@ def test_soft_reset_keeps_the_logs_and_boots_again(tools, tmp_path):
     assert not [f for f in frames if f["kind"] == "gap"]
     second = [f for f in frames if f["boot"] == firsts[1]["boot"]]
     assert second[0]["kind"] == "boot" and any(f["kind"] == "reading" for f in second)
-    state = json.loads(
-        (flash / "flash" / "state.json").read_text().split('"state":')[1][:-2]
-    )
-    assert state["boots"] == 2
+    # written through to the host (Ctrl-C may land between the store's two renames,
+    # as a power cut may: then the newest copy is state.tmp)
+    texts = [p.read_text() for p in (flash / "flash").glob("state.*")]
+    assert any('"boots": 2' in t or '"boots":2' in t for t in texts), texts
 
 
 def test_watchdog_resets_a_stopped_board(tools, tmp_path):
