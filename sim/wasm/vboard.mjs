@@ -107,6 +107,11 @@ let pendingReset = null; // "hard" after machine.reset()
 const NAP_MS = Math.max(0.1, Math.min(1, 50 / SPEED)); // host ms per idle nap
 
 const wdtExpired = () => wdt !== null && performance.now() - wdt.fed > wdt.timeout;
+// The watchdog's deadline (Date.now() ms, 0: off) for the watchdog thread
+const WDT_DEADLINE = new Float64Array(new SharedArrayBuffer(8));
+const wdtShare = () => {
+  WDT_DEADLINE[0] = wdt ? Date.now() + wdt.timeout : 0;
+};
 
 class BoardReset extends Error {
   constructor(kind) {
@@ -131,9 +136,11 @@ const VB = {
   },
   wdtArm: (ms) => {
     wdt = { timeout: Number(ms), fed: performance.now() };
+    wdtShare();
   },
   wdtFeed: () => {
     if (wdt) wdt.fed = performance.now();
+    wdtShare();
   },
   wdtTimeout: () => (wdt ? wdt.timeout : 0),
   requestReset: (kind) => {
@@ -665,6 +672,7 @@ class Board {
       const t = Math.floor(boardMs() - ticksBase);
       ticksBase = boardMs();
       wdt = null;
+      wdtShare();
       this.raw = false;
       if (kind === "wdt") {
         out.text(
@@ -732,6 +740,7 @@ class Board {
     const mp = await loadMicroPython({ stdout: cooked, stderr: cooked, linebuffer: false });
     this.mp = mp;
     this.reader.postMessage({ memory });
+    watchdog.postMessage({ memory });
     const FS = mp.FS;
     for (const d of ["/tmp", "/home/web_user", "/home"]) {
       try {
@@ -889,6 +898,44 @@ class Board {
 // --- main loop -------------------------------------------------------------------
 
 const reader = new Worker(READER, { eval: true, workerData: { irqMod } });
+
+// The watchdog thread: code that hangs without reading the clock (where the clock
+// import would reset the board) gets a KeyboardInterrupt when the watchdog has run
+// out; the board resets as soon as the interpreter gives control back.
+const WATCHDOG = `
+const { parentPort, workerData, receiveMessageOnPort } = require("node:worker_threads");
+const mod = workerData.irqMod;
+const deadline = new Float64Array(workerData.deadline);
+const imports = {};
+for (const imp of WebAssembly.Module.imports(mod)) {
+  if (imp.kind === "function") {
+    (imports[imp.module] ||= {})[imp.name] = () => { throw new Error("not for the watchdog"); };
+  }
+}
+let irq = null;
+let fired = 0;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+for (;;) {
+  Atomics.wait(pause, 0, 0, 50);
+  let m;
+  while ((m = receiveMessageOnPort(parentPort))) {
+    const mem = m.message.memory;
+    irq = mem ? new WebAssembly.Instance(mod, { ...imports, env: { ...imports.env, memory: mem } }).exports : null;
+    fired = 0;
+  }
+  const d = deadline[0];
+  // once per expiry, a little after it (the clock import usually resets first)
+  if (irq && d > 0 && Date.now() > d + 200 && fired !== d) {
+    fired = d;
+    irq.mp_sched_keyboard_interrupt();
+  }
+}
+`;
+const watchdog = new Worker(WATCHDOG, {
+  eval: true,
+  workerData: { irqMod, deadline: WDT_DEADLINE.buffer },
+});
+watchdog.unref();
 const board = new Board(reader);
 const queue = [];
 let busy = false;
