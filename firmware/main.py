@@ -65,8 +65,10 @@ def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd"):
     hal = make_hal(cfg)
     hal.start_relay()  # before anything that could fail: the pump stays off
     hal.start_wdt()
-    sd_ok = hal.mount_sd(sd)
-    log = FrameLog(sd if sd_ok else None, flash)
+    # no card: nothing is mounted at `sd`, its writes fail and frames go to the
+    # flash ring until a card is back (the logger keeps trying)
+    hal.mount_sd(sd)
+    log = FrameLog(sd, flash)
     ctl = Controller(cfg, hal, clock, Store(flash), log, bad_keys=bad)
     try:
         ctl.display = build_display(cfg, hal)

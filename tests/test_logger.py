@@ -436,16 +436,26 @@ def test_echo_sees_every_frame_once_on_card_or_ring(tmp_path):
     assert frames_in(log_bytes(log)) == fr
 
 
-def test_board_boot_makes_its_flash_folder(tmp_path):
-    """jkfw.main.start on a fresh file system: no /flash folder yet."""
+@pytest.mark.parametrize("card", [True, False])
+def test_board_boot_makes_its_flash_folder(tmp_path, card):
+    """jkfw.main.start on a fresh file system (no /flash folder yet), with and
+    without a card in the slot: without one the frames go to the flash ring."""
     from jkfw.main import start
     from jksim.hw import SimHal
     from jksim.vclock import VirtualClock
 
     (tmp_path / "config.json").write_text(json.dumps({"device": "0a1b2c3d"}))
     clock = VirtualClock(T0)
+
+    def make_hal(cfg):
+        hal = SimHal(cfg, clock)
+        hal.sd_present = card
+        return hal
+
+    if card:
+        (tmp_path / "sd").mkdir()  # the mounted card
     ctl = start(
-        lambda cfg: SimHal(cfg, clock),
+        make_hal,
         clock,
         str(tmp_path / "config.json"),
         str(tmp_path / "flash"),
@@ -454,3 +464,6 @@ def test_board_boot_makes_its_flash_folder(tmp_path):
     clock.run_until(60000)
     assert (tmp_path / "flash" / "state.json").exists()
     assert ctl.frames > 0
+    assert ctl.log.mode == ("sd" if card else "flash")
+    ring = list((tmp_path / "flash" / "ring").glob("*.jkl"))
+    assert bool(ring) is not card

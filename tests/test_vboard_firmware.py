@@ -261,11 +261,6 @@ def test_speed_clock_and_board_modules(tools, tmp_path):
     assert year == 2000
 
 
-@pytest.mark.xfail(
-    reason="firmware: FrameLog(None, flash) fails at boot when the card is missing "
-    "(logger._join(None, 'log')); a board without a card never starts",
-    strict=False,
-)
 def test_no_sd_card_logs_to_flash(tools, tmp_path):
     vb = VBoard(tmp_path / "flash", "--speed", str(SPEED), "--no-sd")
     try:
