@@ -55,8 +55,9 @@ def build_display(cfg, hal):
     return Display(screen, cfg["display"])
 
 
-def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd"):
-    """Boot the controller: relay off first, watchdog, storage, display, tasks."""
+def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd", echo=None):
+    """Boot the controller: relay off first, watchdog, storage, display, tasks.
+    echo(frame), if given, sees every logged frame from the boot frame on."""
     cfg, bad = load_config(config_path)
     try:
         os.mkdir(flash)  # a fresh board's file system has no such folder
@@ -69,6 +70,7 @@ def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd"):
     # flash ring until a card is back (the logger keeps trying)
     hal.mount_sd(sd)
     log = FrameLog(sd, flash)
+    log.echo = echo
     ctl = Controller(cfg, hal, clock, Store(flash), log, bad_keys=bad)
     try:
         ctl.display = build_display(cfg, hal)
@@ -92,8 +94,7 @@ def run():
     from .hal import Hal
 
     clock = Clock()
-    ctl = start(Hal, clock)
-    ctl.log.echo = echo_frame
+    ctl = start(Hal, clock, echo=echo_frame)
 
     async def forever():
         while True:

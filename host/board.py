@@ -131,8 +131,13 @@ def _jk_size(p):
     except OSError:
         return -1
 def _jk_wdt():
-    # the firmware stopped by Ctrl-C leaves its watchdog running: feed it
-    if 'jkfw.hal' in sys.modules:
+    # the firmware stopped by Ctrl-C leaves its watchdog running, and a soft reset
+    # does not stop it (ESP32): feed it wherever a deployed firmware may have run
+    try:
+        ours = 'jkfw.hal' in sys.modules or bool(os.stat('/app/active'))
+    except OSError:
+        ours = False
+    if ours:
         try:
             import machine
             machine.WDT(timeout=120000).feed()

@@ -446,6 +446,7 @@ def test_board_boot_makes_its_flash_folder(tmp_path, card):
 
     (tmp_path / "config.json").write_text(json.dumps({"device": "0a1b2c3d"}))
     clock = VirtualClock(T0)
+    echoed = []
 
     def make_hal(cfg):
         hal = SimHal(cfg, clock)
@@ -460,8 +461,11 @@ def test_board_boot_makes_its_flash_folder(tmp_path, card):
         str(tmp_path / "config.json"),
         str(tmp_path / "flash"),
         str(tmp_path / "sd"),
+        echo=lambda f: echoed.append(bytes(f)),
     )
     clock.run_until(60000)
+    # the console sees every frame from the boot frame on (jalkal monitor)
+    assert len(echoed) == ctl.frames and echoed[0][3] == codec.BOOT
     assert (tmp_path / "flash" / "state.json").exists()
     assert ctl.frames > 0
     assert ctl.log.mode == ("sd" if card else "flash")
