@@ -269,6 +269,14 @@ class MqttIngest:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
 
+        def still_waiting() -> None:
+            if not self.subscribed.is_set():
+                self.log(f"mqtt {self.host}:{self.port}: not subscribed yet; retrying")
+
+        t = threading.Timer(10.0, still_waiting)
+        t.daemon = True
+        t.start()
+
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

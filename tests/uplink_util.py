@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -143,6 +144,13 @@ class Server:
         want_sub = bool(mqtt)
         ready = False
         while time.monotonic() < end:
+            # never block past the deadline: a server that stops talking fails the
+            # test with what it said, instead of hanging it
+            ready_fds, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if not ready_fds:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"serve exited: {self.err.read_text()[-2000:]}")
+                continue
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"serve exited: {self.err.read_text()[-2000:]}")
@@ -155,7 +163,12 @@ class Server:
                 want_sub = False
             if ready and not want_sub:
                 return self
-        raise TimeoutError("serve did not start")
+        self.proc.kill()
+        raise TimeoutError(
+            f"serve did not start within {timeout:.0f} s "
+            f"(ready={ready}, waiting for the MQTT subscription={want_sub}): "
+            f"{self.err.read_text()[-2000:]}"
+        )
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:
