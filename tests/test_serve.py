@@ -316,25 +316,26 @@ def test_kill9_right_after_an_mqtt_ack_and_the_session_outlives_the_server(tmp_p
 def test_broker_killed_mid_stream_replay_completes_exactly_once(tmp_path):
     m = Mosquitto(tmp_path / "mq").start()
     s = Server(tmp_path, tmp_path / "s.duckdb", keys_file(tmp_path / "k.json"))
-    s.start(http=None, mqtt=m.url)
     fs = frames(6000, boot=5) + frames(3000, DEV2, KEY2, boot=6)
     logdir = tmp_path / "sd"
     logdir.mkdir()
     (logdir / "a.jkl").write_bytes(b"".join(fs[:4000]))
     (logdir / "b.jkl").write_bytes(b"".join(fs[4000:]))
-    rp = subprocess.Popen(
-        [sys.executable, "-m", "jalkal", "replay", str(logdir), "--to", m.url,
-         "--batch", "300", "--rate", "3000", "--timeout", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    rp = None
     try:
+        s.start(http=None, mqtt=m.url)
+        rp = subprocess.Popen(
+            [sys.executable, "-m", "jalkal", "replay", str(logdir), "--to", m.url,
+             "--batch", "300", "--rate", "3000", "--timeout", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         time.sleep(1.2)
         m.kill()
         time.sleep(1.0)
         m.start()
         out, err = rp.communicate(timeout=60)
     finally:
-        if rp.poll() is None:
+        if rp is not None and rp.poll() is None:
             rp.kill()
         s.stop()
         m.stop()
