@@ -54,10 +54,16 @@ class Controller:
         self.alive = 0
         self.frames = 0
         self.uplink = None
+        # a reading up to a quarter interval late still stands for its grid slot
+        self.late_s = cfg["interval_s"] // 4
 
     # --- frames
     def emit(self, kind, *values):
         t, q = self.clock.now()
+        return self.emit_at(t, q, kind, *values)
+
+    def emit_at(self, t, q, kind, *values):
+        """A frame stamped t (quality q), logged in t's local day."""
         if self.enc.exhausted():  # 65536 frames in this boot: a new epoch
             self.state["epoch"] = (self.state["epoch"] + 1) & 0xFFFF
             self.enc.new_epoch(self.state["epoch"])
@@ -290,7 +296,11 @@ class Controller:
             bits |= 128
         return bits
 
-    def reading(self):
+    def reading(self, slot=None):
+        """A reading frame; slot: the grid time the readings task woke up for. A
+        reading taken up to a quarter interval late (the loop was busy: a modem
+        session, a slow card) is stamped with its slot, so the day keeps every grid
+        reading; a later one carries the time it was taken."""
         now = self.clock.uptime_s()
         acc = self.pump_s_acc
         if self.pump_on_since is not None:
@@ -301,12 +311,14 @@ class Controller:
         for m in self.meters.values():
             m.poll()
         t, q = self.clock.now()
+        if q and slot is not None and 0 <= t - slot <= self.late_s:
+            t = slot
         day = local_day(t, self.cfg["tz_offset_min"]) if q else 0
         if day != self.state.get("day"):  # today's litres on the display restart
             self.state["day"] = day
             self.state["day_start"] = sup.total if sup else 0
-        self.emit(
-            READING,
+        self.emit_at(
+            t, q, READING,
             (src.total if src else 0) & 0xFFFFFFFF,
             (sup.total if sup else 0) & 0xFFFFFFFF,
             min(acc, 65535), self._inputs_bits(), 0,
@@ -314,6 +326,20 @@ class Controller:
         )  # fmt: skip
         # the totals as just logged: after a power cut the gap starts here, not earlier
         self.checkpoint()
+
+    def stopped(self):
+        """run() was stopped (a tool's Ctrl-C, or a crash) and the relay is off: the
+        pump's running time ends here."""
+        if self.pump_on_since is not None:
+            self.pump_s_acc += self.clock.uptime_s() - self.pump_on_since
+            self.pump_on_since = None
+
+    def settle(self):
+        """Stopped, and about to be soft-reset by a tool: the meters' counters kept
+        counting at the REPL and a soft reset clears them, so what they counted goes
+        into a reading now (off the grid) and the totals in RTC memory."""
+        self.reading()
+        self.hal.rtc_save(_pack_totals(self.meters))
 
     async def readings_task(self):
         iv = self.cfg["interval_s"]
@@ -323,7 +349,7 @@ class Controller:
             # on the wall-clock grid when the time is known, so days split cleanly
             wait = iv - t % iv if q else iv
             await self.clock.sleep_ms(wait * 1000)
-            self.reading()
+            self.reading(t + wait if q else None)
 
     async def heartbeat_task(self):
         up = self.uplink

@@ -105,6 +105,14 @@ def run():
     finally:
         # stopped (Ctrl-C from a tool, or a crash): the pump never runs unattended
         ctl.hal.relay(False)
+        ctl.stopped()
+
+
+def settle():
+    """Called by the field tools just before they soft-reset a board whose firmware
+    they stopped: what the meters counted meanwhile is kept (Controller.settle)."""
+    if ctl is not None:
+        ctl.settle()
 
 
 if __name__ == "__main__":

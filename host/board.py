@@ -159,6 +159,11 @@ def _jk_sd(p):
         return 'card'
     except Exception as e:
         return 'none: ' + (repr(e) if str(e) else type(e).__name__)
+def _jk_settle():
+    # before a soft reset: the stopped firmware keeps what its meters counted since
+    m = sys.modules.get('jkfw.main')
+    if m is not None and hasattr(m, 'settle'):
+        m.settle()
 _jk_wdt()
 """ % (READ_CHUNK,)  # fmt: skip
 
@@ -432,7 +437,18 @@ class Board:
 
     def restart(self, listen_s: float = 3.0, until: bytes | None = None) -> bytes:
         """Soft reset from the friendly REPL, so boot.py and /main.py run as at
-        power-on; the board's output for listen_s seconds (or until `until`)."""
+        power-on; the board's output for listen_s seconds (or until `until`).
+        A firmware stopped by this session first logs what its meters counted while
+        it was stopped (jkfw.main.settle): a soft reset clears the counters."""
+        try:
+            self.helpers()
+            self.exec("_jk_settle()")
+        except (BoardError, OSError) as e:
+            click.echo(
+                f"note: the stopped firmware could not log its meters before the "
+                f"restart ({e}); what they counted since it stopped is lost",
+                err=True,
+            )
         try:
             self.t.exit_raw_repl()
             self.listen(0.5, b">>> ")

@@ -110,12 +110,22 @@ def open_port(port: str) -> Any:
         )
 
 
+# typed at the friendly REPL: the stopped firmware (if any) settles its meters
+SETTLE = (
+    b"import sys; _m = sys.modules.get('jkfw.main'); "
+    b"_m and hasattr(_m, 'settle') and _m.settle()\r"
+)
+
+
 def restart(ser: Any) -> None:
     """Ctrl-C, then Ctrl-B (friendly REPL) and Ctrl-D: a soft reset that runs
-    /main.py, as at power-on."""
+    /main.py, as at power-on. Before the reset the stopped firmware logs what its
+    meters counted since it stopped (jkfw.main.settle; a soft reset clears them)."""
     ser.write(b"\r\x03\x03")
     time.sleep(0.3)
     ser.write(b"\r\x02")
+    time.sleep(0.3)
+    ser.write(SETTLE)
     time.sleep(0.3)
     ser.reset_input_buffer()
     ser.write(b"\x04")

@@ -10,6 +10,7 @@ contract is in docs/uplink.md.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import signal
 import sys
@@ -34,6 +35,18 @@ DEFAULT_CLIENT_ID = "jalkal-serve"
 READ_TIMEOUT_S = 30  # a client must send its whole body within this
 
 
+_OUT_LOCK = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line on stdout (what scripts read: the URLs, the subscription,
+    the store). print() writes the text and the newline apart, so two threads
+    printing at once could glue their lines together."""
+    with _OUT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 class Log:
     def __init__(self, verbose: int):
         self.verbose = verbose
@@ -42,7 +55,8 @@ class Log:
     def __call__(self, msg: str, level: int = 0) -> None:
         if level <= self.verbose:
             with self.lock:
-                print(f"serve: {msg}", file=sys.stderr, flush=True)
+                sys.stderr.write(f"serve: {msg}\n")
+                sys.stderr.flush()
 
 
 def refused(reason: str, message: str, body: bytes = b"") -> Result:
@@ -293,7 +307,7 @@ class MqttIngest:
         client.subscribe(UP_TOPIC, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
-        print(f"serve: mqtt subscribed {UP_TOPIC}", flush=True)
+        say(f"serve: mqtt subscribed {UP_TOPIC}")
         self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
@@ -371,6 +385,9 @@ def serve(
         http = "127.0.0.1:8080"
     addr = parse_hostport(http) if http else None
     broker = parse_mqtt_url(mqtt_url) if mqtt_url else None
+    # `kill -USR1 PID` writes every thread's stack to stderr (a server that hangs)
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     st = Store(store_path, key_map)
     st.max_body = max_body
     # handler threads decode and check MACs (holding the GIL) while another one
@@ -391,20 +408,18 @@ def serve(
                 )
             host, port = str(httpd.server_address[0]), httpd.server_address[1]
             shown = f"[{host}]" if ":" in host else host
-            print(f"serve: http://{shown}:{port}{API_PATH}", flush=True)
+            say(f"serve: http://{shown}:{port}{API_PATH}")
             threading.Thread(target=httpd.serve_forever, daemon=True).start()
         if broker:
             mq = MqttIngest(st, broker[0], broker[1], client_id, log, max_body)
-            print(
+            say(
                 f"serve: mqtt://{broker[0]}:{broker[1]} {UP_TOPIC} "
-                f"(client id {client_id})",
-                flush=True,
+                f"(client id {client_id})"
             )
             mq.start()
-        print(
+        say(
             f"serve: store {store_path}: {st.count()} frames; keys for "
-            f"{len(key_map)} devices",
-            flush=True,
+            f"{len(key_map)} devices"
         )
 
         def on_signal(signum: int, frame: Any) -> None:

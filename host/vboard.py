@@ -28,6 +28,7 @@ import tempfile
 import termios
 import time
 import tty
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import IO
@@ -295,12 +296,23 @@ def run(
     speed: float = 1.0,
     clock: bool = True,
     sd: bool = True,
+    start: datetime | None = None,
 ) -> int:
     node, script = check()
     chip = board_chip(board)
     pins = board_pins(board)
     if not 0 < speed <= MAX_SPEED:
         raise JalkalError(f"--speed must be above 0 and at most {MAX_SPEED:g}")
+    rtc = "host" if clock else "none"
+    if start is not None:
+        if not clock:
+            raise JalkalError("--clock-start and --no-clock cannot go together")
+        if start.tzinfo is None:
+            raise JalkalError("--clock-start needs a zone: Z or +05:30 at the end")
+        ms = round(start.timestamp() * 1000)
+        if not 0 <= ms < 2**53:
+            raise JalkalError("--clock-start must be after 1970-01-01")
+        rtc = str(ms)
     tmp: str | None = None
     if fs_dir:
         root = Path(fs_dir)
@@ -328,7 +340,7 @@ def run(
         if board:
             cmd += ["--board", board]
         cmd += ["--frozen", str(builtins_dir()), "--pins", json.dumps(pins)]
-        cmd += ["--speed", repr(float(speed)), "--clock", "host" if clock else "none"]
+        cmd += ["--speed", repr(float(speed)), "--clock", rtc]
         cmd += ["--card", "yes" if sd else "no"]
         proc = subprocess.Popen(
             cmd,
@@ -390,12 +402,25 @@ def run(
     help="The RTC starts unset (2000-01-01) instead of at the host's UTC time.",
 )
 @click.option(
+    "--clock-start",
+    "clock_start",
+    metavar="TIME",
+    help="The RTC starts at TIME (ISO 8601 with a zone, e.g. "
+    "2026-03-01T23:40+05:30) instead of the host's: a day's end, or a month's, "
+    "without waiting for it.",
+)
+@click.option(
     "--no-sd",
     is_flag=True,
     help="No SD card in the slot (the folder DIR/sd is the card otherwise).",
 )
 def vboard(
-    fs_dir: str | None, board: str | None, speed: float, no_clock: bool, no_sd: bool
+    fs_dir: str | None,
+    board: str | None,
+    speed: float,
+    no_clock: bool,
+    clock_start: str | None,
+    no_sd: bool,
 ) -> None:
     """A virtual board on a pseudo-terminal, for mpremote and jalkal's field tools.
 
@@ -403,4 +428,13 @@ def vboard(
     raw REPL, Ctrl-C and soft reset like a board. Its `machine` drives a simulated
     tank, pump and village (relay, level switches, meters), an SD card (DIR/sd) and
     a display, so deployed firmware runs. Serves until Ctrl-C or SIGTERM."""
-    run(fs_dir, board, speed=speed, clock=not no_clock, sd=not no_sd)
+    start = None
+    if clock_start is not None:
+        try:
+            start = datetime.fromisoformat(clock_start)
+        except ValueError:
+            raise click.BadParameter(
+                f"{clock_start!r}: not a time like 2026-03-01T23:40+05:30",
+                param_hint="--clock-start",
+            ) from None
+    run(fs_dir, board, speed=speed, clock=not no_clock, sd=not no_sd, start=start)

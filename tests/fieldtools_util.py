@@ -34,11 +34,11 @@ def jalkal(*args, timeout=CLI_TIMEOUT_S, check=None, cwd=None):
     return proc.returncode, out, err
 
 
-def provision(tmp: Path, board="esp32-devkitc-sim800l", population=500) -> Path:
-    """A config.json made by `jalkal provision` (keys and registry beside it)."""
+def provision(tmp: Path, *args, board="esp32-devkitc-sim800l", population=500) -> Path:
+    """A config.json made by `jalkal provision ARGS` (keys and registry beside it)."""
     out = tmp / "prov"
     jalkal("provision", "--board", board, "--village", "Testpur", "--population",
-           population, "--out", out, check=0)  # fmt: skip
+           population, "--out", out, *args, check=0)  # fmt: skip
     cfg = out / "config.json"
     assert json.loads(cfg.read_text())["device"] != "00000000"
     return cfg

@@ -268,3 +268,76 @@ def test_display_follows_the_controller(tmp_path):
     assert status["pump"] in ("on", "off") and status["time"] == "02:00"
     # today's litres: everything since local midnight, up to one counter read behind
     assert 0 <= plant.supply_pulses * 10 - status["litres_today"] <= 100
+
+
+class LateClock(VirtualClock):
+    """Every sleep of the firmware ends lag_ms late, as in a loop kept busy (a modem
+    session, a slow card)."""
+
+    def __init__(self, start_utc, lag_ms):
+        super().__init__(start_utc)
+        self.lag_ms = lag_ms
+
+    def sleep_ms(self, ms):
+        return super().sleep_ms(ms + self.lag_ms)
+
+
+def late_readings(tmp_path, lag_ms):
+    tmp_path.mkdir()
+    cfg = make_cfg()
+    clock = LateClock(T0, lag_ms)
+    hal = SimHal(cfg, clock)
+    Plant(clock, hal).start()
+    boot(tmp_path, clock, hal, cfg)
+    clock.run_until(6 * 3600 * 1000 + 300000)
+    assert clock.failures == []
+    objs, _ = read_log(tmp_path)
+    return [o for o in objs if o["kind"] == "reading"][1:]  # the boot's one aside
+
+
+def test_a_late_reading_keeps_its_grid_slot(tmp_path):
+    readings = late_readings(tmp_path / "a", 7000)
+    assert len(readings) == 6 * 4
+    assert all(r["ts"][14:] in ("00:00Z", "15:00Z", "30:00Z", "45:00Z")
+               for r in readings)  # fmt: skip
+    # four minutes late is past a quarter interval: the reading says when it was
+    readings = late_readings(tmp_path / "b", 240000)
+    assert len(readings) == 6 * 4
+    assert all(int(r["ts"][14:16]) % 15 == 4 and r["ts"][17:] == "00Z"
+               for r in readings), [r["ts"] for r in readings]  # fmt: skip
+
+
+def test_a_tool_stop_then_soft_reset_keeps_every_pulse(tmp_path):
+    """A field tool stops the firmware (Ctrl-C), works, then soft-resets the board:
+    the counters went on counting at the REPL and the soft reset clears them, so the
+    tool asks the stopped firmware to settle its meters first (jkfw.main.settle)."""
+    cfg, clock, hal, plant, ctl = setup(tmp_path, level=0.2)
+    end = 3600 * 1000
+    while not hal.relay_is_on():  # the tool stops it while the pump runs
+        end += 10000
+        clock.run_until(end)
+    clock.run_until(end + 65000)
+    assert hal.relay_is_on()
+    hal.relay(False)  # run()'s finally: relay off, the pump's time ends
+    ctl.stopped()
+    clock.ms += 40000  # the tool works for 40 s; the village draws, nobody polls
+    hal.counters["supply"].pulse(7)
+    plant.supply_pulses += 7
+    want = plant.supply_pulses
+    ctl.settle()
+    clock.reboot()  # the soft reset: RTC memory stays, the counters restart at 0
+    for c in hal.counters.values():
+        c.count = 0
+    hal._reset = 5
+    ctl = boot(tmp_path, clock, hal, cfg)
+    clock.run_until(clock.ms + 1000)
+    objs, _ = read_log(tmp_path)
+    readings = [o for o in objs if o["kind"] == "reading"]
+    settled, first = readings[-2], readings[-1]
+    assert settled["boot"] == first["boot"] - 1
+    assert settled["supply_pulses"] == want  # the 7 are there
+    assert first["supply_pulses"] == want  # and carried over
+    assert settled["ts"][17:] != "00Z" or settled["ts"][14:16] not in ("00", "15")
+    # pump time ran to the stop, not through the 40 s the relay was off
+    assert settled["pump_s"] <= 900 and "pump" not in settled["inputs"]
+    assert not [o for o in objs if o["kind"] == "gap"]

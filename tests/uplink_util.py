@@ -143,17 +143,30 @@ class Server:
         end = time.monotonic() + timeout
         want_sub = bool(mqtt)
         ready = False
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        lines: list[str] = []
         while time.monotonic() < end:
-            # never block past the deadline: a server that stops talking fails the
-            # test with what it said, instead of hanging it
-            ready_fds, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if not ready_fds:
-                if self.proc.poll() is not None:
+            if not lines:
+                # never block past the deadline: a server that stops talking fails
+                # the test with what it said, instead of hanging it. Read the pipe
+                # itself: a buffered readline() may take two lines at once, and
+                # select() then never says the second one is there
+                ready_fds, _, _ = select.select([fd], [], [], 0.5)
+                if not ready_fds:
+                    if self.proc.poll() is not None:
+                        raise RuntimeError(
+                            f"serve exited: {self.err.read_text()[-2000:]}"
+                        )
+                    continue
+                chunk = os.read(fd, 4096)
+                if not chunk:
                     raise RuntimeError(f"serve exited: {self.err.read_text()[-2000:]}")
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                lines += [ln.decode() + "\n" for ln in done]
                 continue
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"serve exited: {self.err.read_text()[-2000:]}")
+            line = lines.pop(0)
             m = URL.search(line)
             if m and m.group(1) == "http":
                 self.http = m.group(0).removesuffix("/v1/frames")
@@ -163,6 +176,8 @@ class Server:
                 want_sub = False
             if ready and not want_sub:
                 return self
+        self.proc.send_signal(signal.SIGUSR1)  # its threads' stacks, into its stderr
+        time.sleep(0.5)
         self.proc.kill()
         raise TimeoutError(
             f"serve did not start within {timeout:.0f} s "

@@ -2,7 +2,7 @@
 // speaking the REPL the way a board's UART does.
 //
 //   node vboard.mjs --fs DIR [--board NAME] [--chip ESP32] [--frozen DIR]
-//                   [--pins JSON] [--speed N] [--clock host|none] [--card yes|no]
+//                   [--pins JSON] [--speed N] [--clock host|none|MS] [--card yes|no]
 //
 // stdin: bytes from the serial port; stdout: bytes to the serial port (the host side,
 // `jalkal vboard`, puts a pseudo-terminal in front of both). stderr: "vboard: ..." lines
@@ -29,9 +29,10 @@
 //   card is the host folder DIR/sd (kept in /.sdcard, mounted at /sd by os.mount of
 //   a machine.SDCard, as on a board; --card no: no card in the slot).
 // - Time: ticks, sleeps, poll timeouts and the RTC run --speed times faster than the
-//   host's clock (the RTC starts at the host's UTC time, or 2000-01-01 with --clock
-//   none). The watchdog (machine.WDT) counts host time: a board that stops feeding
-//   it resets (reset cause WDT), also at the REPL, as an ESP32 does.
+//   host's clock (the RTC starts at the host's UTC time, 2000-01-01 with --clock
+//   none, or the Unix time MS in ms with --clock MS). The watchdog (machine.WDT)
+//   counts host time: a board that stops feeding it resets (reset cause WDT), also at
+//   the REPL, as an ESP32 does.
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -89,7 +90,11 @@ if (!fs.statSync(HOST_ROOT, { throwIfNoEntry: false })?.isDirectory()) {
 }
 const SPEED = Number(opts.speed);
 if (!(SPEED > 0 && SPEED <= 1e6)) die(`bad --speed ${opts.speed}`);
-if (!["host", "none"].includes(opts.clock)) die(`bad --clock ${opts.clock}`);
+// --clock: the RTC starts at the host's UTC, unset (2000-01-01), or at MS (Unix ms)
+const CLOCK_MS = /^[0-9]+$/.test(opts.clock) ? Number(opts.clock) : null;
+if (CLOCK_MS === null && !["host", "none"].includes(opts.clock)) {
+  die(`bad --clock ${opts.clock}`);
+}
 const CARD = opts.card === "yes";
 const CARD_HOST_DIR = path.join(HOST_ROOT, CARD_HOST); // made when the board writes
 
@@ -101,7 +106,8 @@ const CARD_HOST_DIR = path.join(HOST_ROOT, CARD_HOST); // made when the board wr
 const REAL0 = performance.now();
 const boardMs = () => SPEED * (performance.now() - REAL0);
 let ticksBase = 0;
-let utcAtZero = opts.clock === "none" ? Date.UTC(2000, 0, 1) : Date.now();
+let utcAtZero =
+  CLOCK_MS !== null ? CLOCK_MS : opts.clock === "none" ? Date.UTC(2000, 0, 1) : Date.now();
 let wdt = null; // { timeout, fed } in host ms, once machine.WDT started it
 let pendingReset = null; // "hard" after machine.reset()
 const NAP_MS = Math.max(0.1, Math.min(1, 50 / SPEED)); // host ms per idle nap
