@@ -286,6 +286,30 @@ def test_unknown_board_and_missing_node(tools, tmp_path):
     assert proc.stdout == b""
 
 
+def test_clock_start(tools, tmp_path):
+    def refused(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "jalkal", "vboard", *args],
+            capture_output=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode != 0 and proc.stdout == b""
+        return proc.stderr.decode()
+
+    assert "needs a zone" in refused("--clock-start", "2026-03-01T23:40")
+    assert "not a time like" in refused("--clock-start", "1 March")
+    assert "cannot go together" in refused(
+        "--clock-start", "2026-03-01T23:40Z", "--no-clock"
+    )
+    vb = VBoard(tmp_path / "flash", "--clock-start", "2026-03-01T23:59:00+05:30")
+    try:
+        out = mpremote(vb.port, "exec", "import time; print(time.gmtime()[:6])")
+    finally:
+        assert vb.stop() == 0
+    got = tuple(int(x) for x in out.stdout.decode().strip("()\r\n").split(","))
+    # 18:29 UTC, and the seconds since the board started (its clock runs)
+    assert got[:5] == (2026, 3, 1, 18, 29), got
+
+
 def test_boot_py_and_main_py_run_like_on_a_board(tools, tmp_path):
     flash = tmp_path / "flash"
     flash.mkdir()
