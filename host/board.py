@@ -30,6 +30,13 @@ import click
 
 from .errors import JalkalError
 
+# one line, run on a board before a soft reset (raw or friendly REPL): a firmware
+# stopped with Ctrl-C keeps what its meters counted since (jkfw.main.settle)
+SETTLE = (
+    "import sys; _m = sys.modules.get('jkfw.main'); "
+    "_m and hasattr(_m, 'settle') and _m.settle()"
+)
+
 # the --port option of every command that talks to a board
 port_option = click.option(
     "--port",
@@ -159,11 +166,6 @@ def _jk_sd(p):
         return 'card'
     except Exception as e:
         return 'none: ' + (repr(e) if str(e) else type(e).__name__)
-def _jk_settle():
-    # before a soft reset: the stopped firmware keeps what its meters counted since
-    m = sys.modules.get('jkfw.main')
-    if m is not None and hasattr(m, 'settle'):
-        m.settle()
 _jk_wdt()
 """ % (READ_CHUNK,)  # fmt: skip
 
@@ -441,8 +443,7 @@ class Board:
         A firmware stopped by this session first logs what its meters counted while
         it was stopped (jkfw.main.settle): a soft reset clears the counters."""
         try:
-            self.helpers()
-            self.exec("_jk_settle()")
+            self.exec(SETTLE)
         except (BoardError, OSError) as e:
             click.echo(
                 f"note: the stopped firmware could not log its meters before the "

@@ -22,7 +22,7 @@ import click
 from jkproto import codec
 from jkproto import objects as ob
 
-from .board import port_option
+from .board import SETTLE, port_option
 from .errors import JalkalError
 from .keys import load_keys, signers
 
@@ -110,13 +110,6 @@ def open_port(port: str) -> Any:
         )
 
 
-# typed at the friendly REPL: the stopped firmware (if any) settles its meters
-SETTLE = (
-    b"import sys; _m = sys.modules.get('jkfw.main'); "
-    b"_m and hasattr(_m, 'settle') and _m.settle()\r"
-)
-
-
 def restart(ser: Any) -> None:
     """Ctrl-C, then Ctrl-B (friendly REPL) and Ctrl-D: a soft reset that runs
     /main.py, as at power-on. Before the reset the stopped firmware logs what its
@@ -125,7 +118,7 @@ def restart(ser: Any) -> None:
     time.sleep(0.3)
     ser.write(b"\r\x02")
     time.sleep(0.3)
-    ser.write(SETTLE)
+    ser.write(SETTLE.encode() + b"\r")
     time.sleep(0.3)
     ser.reset_input_buffer()
     ser.write(b"\x04")

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import click
@@ -38,25 +38,23 @@ READ_TIMEOUT_S = 30  # a client must send its whole body within this
 _OUT_LOCK = threading.Lock()
 
 
-def say(line: str) -> None:
+def say(line: str, out: IO[str] | None = None) -> None:
     """One whole line on stdout (what scripts read: the URLs, the subscription,
-    the store). print() writes the text and the newline apart, so two threads
-    printing at once could glue their lines together."""
+    the store) or `out`. print() writes the text and the newline apart, so two
+    threads printing at once could glue their lines together."""
+    out = out or sys.stdout
     with _OUT_LOCK:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        out.write(line + "\n")
+        out.flush()
 
 
 class Log:
     def __init__(self, verbose: int):
         self.verbose = verbose
-        self.lock = threading.Lock()
 
     def __call__(self, msg: str, level: int = 0) -> None:
         if level <= self.verbose:
-            with self.lock:
-                sys.stderr.write(f"serve: {msg}\n")
-                sys.stderr.flush()
+            say(f"serve: {msg}", sys.stderr)
 
 
 def refused(reason: str, message: str, body: bytes = b"") -> Result:
