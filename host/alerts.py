@@ -252,6 +252,16 @@ def _runs(days: Mapping[date, Any], hit: Any) -> list[list[date]]:
     return runs
 
 
+def _run_where(
+    key: tuple[str, ...], days: Mapping[date, Any], run: list[date]
+) -> dict[str, str]:
+    """_where() for a run of village-days: the village of key (state, district,
+    block, village) and the devices that logged the run."""
+    devs = sorted({x for d in run for x in days[d]["devices"]})
+    return {"village": key[3], "block": key[2], "district": key[1],
+            "state": key[0], "device": ",".join(devs)}  # fmt: skip
+
+
 def _low(rep: Report, now: int, low_days: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for key, days in sorted(_village_days(rep, now).items()):
@@ -268,18 +278,13 @@ def _low(rep: Report, now: int, low_days: int) -> list[dict[str, Any]]:
             after = [d for d in days if d > run[-1] and days[d]["complete"]]
             until = _midnight(run[-1] + timedelta(days=1), tz) if after else None
             vals = ", ".join(f"{days[d]['lpcd']:.1f}" for d in run)
-            devs = sorted({x for d in run for x in days[d]["devices"]})
             out.append(
                 _episode(
                     "low_supply",
                     _midnight(run[0], tz),
                     until,
                     now,
-                    village=key[3],
-                    block=key[2],
-                    district=key[1],
-                    state=key[0],
-                    device=",".join(devs),
+                    **_run_where(key, days, run),
                     what=f"{len(run)} consecutive complete days at or below "
                     f"{NON_LPCD} lpcd",
                     evidence=f"lpcd {vals} on {run[0]}..{run[-1]}"
@@ -318,13 +323,7 @@ def _night(
                     _midnight(run[0], tz),
                     until,
                     now,
-                    village=key[3],
-                    block=key[2],
-                    district=key[1],
-                    state=key[0],
-                    device=",".join(
-                        sorted({x for d in run for x in days[d]["devices"]})
-                    ),
+                    **_run_where(key, days, run),
                     what=f"water ran all night on {len(run)} nights (minimum "
                     f"00:00-04:00 flow above {night_lpph:g} L per person per hour): "
                     "possible leak",

@@ -330,7 +330,7 @@ def test_broker_killed_mid_stream_replay_completes_exactly_once(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(1.2)
-        m.kill()
+        m.kill9()
         time.sleep(1.0)
         m.start()
         out, err = rp.communicate(timeout=60)

@@ -66,7 +66,28 @@ def keys_file(path: Path, devices: dict[int, bytes] | None = None) -> Path:
     return path
 
 
-class Mosquitto:
+class Child:
+    """A process a test started: kill -9 it, or stop it (SIGTERM, then kill -9
+    after stop_wait_s)."""
+
+    proc: subprocess.Popen | None = None
+    stop_wait_s = 10
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stop_wait_s)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+class Mosquitto(Child):
     """A private broker: listener on a free loopback port, persistence in a temp
     directory (so a restart keeps sessions saved at a clean stop)."""
 
@@ -99,25 +120,14 @@ class Mosquitto:
         wait_port(self.port)
         return self
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
 
 URL = re.compile(r"(http|mqtt)://\S+")
 
 
-class Server:
+class Server(Child):
     """`jalkal serve` in its own process; URLs read from its first output lines."""
+
+    stop_wait_s = 20
 
     def __init__(self, workdir: Path, store: Path, keys: Path, *args: str):
         self.dir, self.store, self.keys, self.args = workdir, store, keys, args
@@ -184,16 +194,3 @@ class Server:
             f"(ready={ready}, waiting for the MQTT subscription={want_sub}): "
             f"{self.err.read_text()[-2000:]}"
         )
-
-    def kill9(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
