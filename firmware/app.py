@@ -12,6 +12,7 @@ BOOT, READING, EVENT, HEARTBEAT, GAP, CLOCK = 1, 2, 3, 4, 5, 6
 EVENT_CODES = {
     "pump_start": 1, "pump_stop": 2, "fault_raised": 3, "fault_cleared": 4,
     "config_change": 5, "mode_change": 6, "lockout": 7, "lockout_end": 8,
+    "sms_command": 9,
 }  # fmt: skip
 REASON_CODES = {
     "none": 0, "tank_low": 1, "tank_full": 2, "overflow": 3, "dry_run": 4,
@@ -19,6 +20,7 @@ REASON_CODES = {
     "power_return": 10, "power_loss": 11, "wire_break": 12, "retry": 13, "boot": 14,
     "sd_fail": 15, "modem": 16, "relay_stuck": 17, "min_off": 18, "auto": 19,
     "manual": 20, "config": 21, "clock": 22, "crash": 23, "counter": 24,
+    "bad_pin": 25,
 }  # fmt: skip
 STATE_CODES = {"boot": 0, "idle": 1, "run": 2, "lockout": 3, "fault": 4, "off": 5}
 LONG_PRESS_MS = 3000

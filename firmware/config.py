@@ -41,8 +41,9 @@ DEFAULTS = {
     "uplink_max_day": 48,  # upload sessions per day
     "uplink_day_bytes": 150000,  # SIM data per day, estimated: 31 days < 5 MB
     "sms_to": [],  # alerts to these numbers
-    "sms_allow": [],  # commands from these numbers only
-    "sms_max_day": 10,  # texts sent per day
+    "sms_allow": [],  # commands from these numbers only (E.164: +<country>...)
+    "sms_pin": "",  # 4-8 digits every command ends with; "" = no commands
+    "sms_max_day": 10,  # alerts sent per day
 }
 
 SENSE = (("dry", 1), ("low", 1), ("high", 1))  # 1: open circuit reads asserted
@@ -124,7 +125,12 @@ def _ok(key, v):
         for n in v if ok else ():
             ok = ok and isinstance(n, str) and 2 < len(n) < 21
             ok = ok and all(c in "+0123456789 -" for c in n)
+            # a command's sender is matched on the whole international number
+            d = ok and n.replace(" ", "").replace("-", "")
+            ok = ok and (key == "sms_to" or d[0] == "+" and 8 < len(d) < 17)
         return ok
+    if key == "sms_pin":
+        return isinstance(v, str) and (not v or 3 < len(v) < 9 and v.isdigit())
     if key == "lockout_s":
         return (
             isinstance(v, list)
@@ -160,6 +166,8 @@ def validate(raw):
     if cfg["uplink_url"][:4] == "mqtt" and cfg["modem"] != "sim7600":
         bad.append("uplink_url")  # MQTT: the SIM7600's own client only
         cfg["uplink_url"] = ""
+    if cfg["sms_allow"] and not cfg["sms_pin"]:
+        bad.append("sms_pin")  # commands need the PIN: none is taken without it
     if cfg["uplink_retry_max_s"] < cfg["uplink_retry_s"]:
         bad.append("uplink_retry_max_s")
         cfg["uplink_retry_max_s"] = cfg["uplink_retry_s"]

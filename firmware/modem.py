@@ -7,6 +7,9 @@ RX_BYTES = 128  # longest line kept; a longer one is cut in two
 BODY_BYTES = 160  # the start of the server's answer (the ack comes first)
 POLL_MS = 20
 BOOT_MS = {"sim800": 6000, "sim7000": 12000, "sim7600": 20000}
+# a modem's clock outside these years was never set by the network: SIM800 starts
+# at 2004, SIM7000/SIM7600 at 1980 ("80/01/06"), which two digits make 2080
+YEARS = (2026, 2046)
 
 
 def fields(line):
@@ -16,7 +19,7 @@ def fields(line):
 
 def cclk_utc(line):
     """UTC seconds from b'+CCLK: "26/03/01,10:15:30+22"' (local time, zone in
-    quarter hours), None if the modem has no network time (it starts in 2004)."""
+    quarter hours), None unless its year is in YEARS (the modem's own default)."""
     i = line.find(b'"')
     v = line[i + 1 : i + 21]
     try:
@@ -24,10 +27,11 @@ def cclk_utc(line):
         s = hh * 3600 + mi * 60 + ss - int(v[17:20]) * 900
     except ValueError:
         return None
-    if y < 24 or not (0 < m < 13 and 0 < d < 32):
+    y += 2000
+    if not (YEARS[0] <= y < YEARS[1] and 0 < m < 13 and 0 < d < 32):
         return None
-    # days since 1970 (the inverse of jkproto.codec.civil), from year 2000
-    y += 2000 - (m < 3)
+    # days since 1970 (the inverse of jkproto.codec.civil)
+    y -= m < 3
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     return (y * 365 + y // 4 - y // 100 + y // 400 + doy - 719468) * 86400 + s
 
@@ -126,15 +130,13 @@ class Modem:
         self.write(b"AT" + cmd + b"\r")
         return await self.wait(ms, end, want)
 
-    async def ints(self, cmd):
-        """A query's numbers: ints(b"+CSQ") -> [21, 0]; None on failure."""
-        want = cmd.rstrip(b"?")
-        if await self.at(cmd, 2000, want) and self.info:
-            try:
-                return [int(f) for f in fields(self.info)[:3]]
-            except ValueError:
-                pass
-        return None
+    async def csq(self):
+        """The signal: +CSQ: <rssi>,<ber>, 0-31 (99: unknown)."""
+        if await self.at(b"+CSQ", 2000, b"+CSQ") and self.info:
+            v = fields(self.info)[0]
+            if v.isdigit() and int(v) < 100:
+                return int(v)
+        return 99
 
     # --- power
     def _pin(self, role, v):
@@ -180,7 +182,8 @@ class Modem:
         """Sleep between uploads: the module off (its own command, then its switch);
         one that nothing could switch on again only turns its radio off."""
         if "power" in self.pins or "pwrkey" in self.pins:
-            await self.at(b"+CPOF" if self.s76 else b"+CPOWD=1", 3000)
+            # SIM800/SIM7000 answer NORMAL POWER DOWN, and no OK
+            await self.at(b"+CPOF" if self.s76 else b"+CPOWD=1", 3000, None, b"NORMAL")
             self._pin("power", 0)
             self.on = False
         else:
@@ -203,12 +206,15 @@ class Modem:
         c = self.clock
         t0 = c.ticks_ms()
         await self.at(b"+CFUN=1", 10000)  # the radio on: power_off may leave it off
-        qs = (b"+CREG?",) if self.family == "sim800" else (b"+CEREG?", b"+CGREG?")
+        qs = (b"+CREG",) if self.family == "sim800" else (b"+CEREG", b"+CGREG")
+        for q in qs:  # no URCs, no location fields (a former AT+CREG=2 stays set)
+            await self.at(q + b"=0")
         while c.ticks_diff(c.ticks_ms(), t0) < ms and self.dead < self.dead_max:
             for q in qs:
-                v = await self.ints(q)
-                if v and len(v) > 1 and v[1] in (1, 5):
-                    return True
+                # +CREG: <n>,<stat>[,"<lac>","<ci>"]: 1 home, 5 roaming
+                if await self.at(q + b"?", 2000, q) and self.info:
+                    if fields(self.info)[1:2] in ([b"1"], [b"5"]):
+                        return True
             await c.sleep_ms(2000)
         return False
 
@@ -217,9 +223,10 @@ class Modem:
         if self.s76:
             await self.at(b'+CGDCONT=1,"IP","%s"' % apn)
             return await self.at(b"+CGACT=1,1", 30000)
-        v = await self.ints(b"+SAPBR=2,1")
-        if v and v[1] == 1:
-            return True  # already open
+        # +SAPBR: <cid>,<status>,"<ip>": 1 open (a reset left it open)
+        if await self.at(b"+SAPBR=2,1", 2000, b"+SAPBR:") and self.info:
+            if fields(self.info)[1:2] == [b"1"]:
+                return True
         await self.at(b'+SAPBR=3,1,"Contype","GPRS"')
         await self.at(b'+SAPBR=3,1,"APN","%s"' % apn)
         return await self.at(b"+SAPBR=1,1", 85000)
@@ -251,15 +258,24 @@ class Modem:
             return None
         try:
             _, status, size = [int(f) for f in fields(self.line)]
-            # the answer: +HTTPREAD: n, then n raw bytes (line ends and all)
+            # SIM800: +HTTPREAD: n, n raw bytes, OK. SIM7600: OK, then blocks of
+            # +HTTPREAD: DATA,n and n raw bytes, then +HTTPREAD: 0
             q = b"+HTTPREAD=0,%d" % size if self.s76 else b"+HTTPREAD"
             if size and await self.at(q, 10000, None, b"+HTTPREAD:"):
-                await self._raw(int(fields(self.line)[0]))
+                while True:
+                    f = fields(self.line)
+                    k = int(f[-1])
+                    if not k or not await self.raw(k) or f[0] != b"DATA":
+                        break
+                    if not await self.wait(10000, b"+HTTPREAD:"):
+                        break
         except ValueError:
             return None
         return status
 
-    async def _raw(self, left):
+    async def raw(self, left):
+        """The next left bytes as they come (line ends and all); the first
+        BODY_BYTES of them kept in self.body. False if they stopped coming."""
         c = self.clock
         t0 = c.ticks_ms()
         while left > 0 and c.ticks_diff(c.ticks_ms(), t0) < 10000:
@@ -273,6 +289,7 @@ class Modem:
                 left -= k
             else:
                 await c.sleep_ms(POLL_MS)
+        return left <= 0
 
     async def http_end(self):
         await self.at(b"+HTTPTERM")

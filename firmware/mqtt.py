@@ -48,14 +48,27 @@ class Mqtt:
         ):
             return None
         send(m.write)
-        if not (
-            await m.wait(5000)
-            and await self._urc(b"+CMQTTPUB=0,1,60", b"+CMQTTPUB:", 65000)
-            and await m.wait(30000, b"+CMQTTRXPAYLOAD:")
-        ):
+        if not (await m.wait(5000) and await m.at(b"+CMQTTPUB=0,1,60", 5000)):
             return None
+        # +CMQTTPUB: 0,0 (published) and the answer (+CMQTTRXSTART, TOPIC, one or
+        # more +CMQTTRXPAYLOAD: 0,<n> blocks, +CMQTTRXEND) come in either order
+        pub = end = False
+        while not (pub and end):
+            if not await m.wait(65000, b"+CMQTT"):
+                return None
+            line = m.line
+            if line.startswith(b"+CMQTTPUB:"):
+                if not line.endswith(b",0"):
+                    return None
+                pub = True
+            elif line.startswith(b"+CMQTTRXPAYLOAD:"):
+                if not await m.raw(int(fields(line)[1])):
+                    return None
+            elif line.startswith(b"+CMQTTRXEND"):
+                end = True
+            elif line.startswith(b"+CMQTTCONNLOST"):
+                return None
         # a clean session, one batch at a time: this answer is for this batch
-        await m._raw(int(fields(m.line)[1]))
         return 400 if b'"acked":[]' in m.body[: m.blen] else 200
 
     async def http_end(self):

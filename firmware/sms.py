@@ -1,24 +1,32 @@
-# SMS (text mode, SIM800 and SIM7600): alerts to the configured numbers (dry-run
-# lockout, pump fault, power back) and commands from authorised numbers only:
-# STATUS, PUMP ON, PUMP OFF, AUTO. A command goes to the pump state machine as the
-# button's does, so it never bypasses the safety rules. Texts from anyone else are
-# deleted unanswered. Loaded only when sms_to or sms_allow is configured.
+# SMS (SIM800, SIM7000, SIM7600): alerts to the configured numbers (dry-run lockout,
+# pump fault, power back) and commands with the PIN from authorised numbers only:
+# "STATUS 4821", "PUMP ON 4821", "PUMP OFF 4821", "AUTO 4821". Texts are read in PDU
+# mode (pdu.py): nothing in a body can look like modem output, and the sender comes
+# with its type of number, so only a full international number is ever authorised,
+# never an alphanumeric sender. A
+# command goes to the pump state machine as the button's does, so it never bypasses
+# the safety rules. Every text is deleted once read. Loaded only when sms_to or
+# sms_allow is configured.
 from .modem import fields
 
-COMMANDS = {b"PUMP ON": "on", b"PUMP OFF": "off", b"AUTO": "auto", b"STATUS": None}
+COMMANDS = (b"STATUS", b"PUMP ON", b"PUMP OFF", b"AUTO")  # event value: index + 1
+MODES = (None, "on", "off", "auto")
 QUEUE = 4  # alerts waiting for the network; the oldest is dropped first
 POLL_S = 300  # inbox check while commands are allowed
+CMD_HOUR = 6  # texts from authorised numbers acted on per hour (PIN guesses too)
+REPLY_DAY = 10  # replies per day; alerts have their own sms_max_day
+HELP = b"? STATUS, PUMP ON, PUMP OFF or AUTO, then the PIN"
 
 
-def digits(number):
-    """The last 10 digits: +91 98..., 098... and 98... are the same phone."""
-    return bytes(c for c in number if 47 < c < 58)[-10:]
-
-
-def parse(text):
-    """b' pump  on ' -> b'PUMP ON' if it is a command, else None."""
-    t = b" ".join(text.upper().split())
-    return t if t in COMMANDS else None
+def parse(text, pin):
+    """(command index, PIN right): (2, True) for b' pump  off 4821 ' with PIN b'4821';
+    None if it is not a command. No PIN configured: never right."""
+    w = text.upper().split()
+    p = w.pop() if w and w[-1].isdigit() else b""
+    t = b" ".join(w)
+    if t not in COMMANDS:
+        return None
+    return COMMANDS.index(t), bool(pin) and p == pin
 
 
 async def send(modem, number, text):
@@ -31,37 +39,43 @@ async def send(modem, number, text):
 
 
 async def inbox(modem, out, most=4):
-    """Append (index, sender, text) of up to `most` stored texts to out."""
-    if not await modem.at(b"+CMGF=1"):
+    """Append (index, PDU bytes or None) of up to `most` stored texts to out."""
+    if not await modem.at(b"+CMGF=0"):
         return
-    modem.write(b'AT+CMGL="ALL"\r')
-    head = None
+    modem.write(b"AT+CMGL=4\r")  # all, in PDU mode
+    i = None
     while True:
         line = await modem.readline(10000)
         if line is None or line == b"OK" or b"ERROR" in line[:10]:
             return
-        if line.startswith(b"+CMGL:"):
-            f = fields(line)
-            head = (int(f[0]), f[2]) if len(f) > 2 and f[0].isdigit() else None
-        elif head:
+        if line.startswith(b"+CMGL:"):  # +CMGL: <index>,<stat>,[<alpha>],<length>
+            f = fields(line)[0]
+            i = int(f) if f.isdigit() else None
+        elif i is not None:  # the PDU (a long one's first RX_BYTES hex digits)
             if len(out) < most:
-                out.append(head + (line,))
-            head = None
+                out.append((i, line))
+            i = None
 
 
 class Sms:
-    def __init__(self, cfg, command, status):
-        self.to = [n.encode() for n in cfg["sms_to"]]
-        self.allow = [digits(n.encode()) for n in cfg["sms_allow"]]
+    def __init__(self, cfg, command, status, log=None):
+        # E.164 as the network gives it: +<digits>, spaces and dashes dropped
+        self.to = [n.replace(" ", "").replace("-", "").encode() for n in cfg["sms_to"]]
+        self.allow = [
+            n.replace(" ", "").replace("-", "").encode() for n in cfg["sms_allow"]
+        ]
+        self.pin = cfg["sms_pin"].encode()
         self.max_day = cfg["sms_max_day"]
         self.command = command  # command(mode): the pump, as the button does
         self.status = status  # status() -> bytes: the STATUS reply
+        self.log = log  # log(reason, value): the sms_command event frame
         self.queue = []
         self.dropped = 0
-        self.day = [0, 0]  # day number, texts sent that day
+        self.day = [0, 0, 0]  # day number, alerts and replies sent that day
+        self.hour = [0, 0]  # hour number, texts acted on in it
         self.next_s = 0
         self.ok = True  # the last session reached the network
-        self.ignored = 0  # texts from numbers not allowed
+        self.ignored = 0  # texts not acted on: strangers, over the hourly cap
 
     def due_s(self, now_s):
         """Seconds until this module needs a session (alerts or the inbox)."""
@@ -79,24 +93,34 @@ class Sms:
         if self.ok:
             self.next_s = 0  # now
 
-    def handle(self, sender, text):
+    def handle(self, sender, text, hour=0):
         """A received text: the reply to send, or None (ignored)."""
-        d = digits(sender)
-        if len(d) < 6 or d not in self.allow:
+        h = self.hour
+        if sender not in self.allow or (h[0] == hour and h[1] >= CMD_HOUR):
             self.ignored += 1
             return None
-        cmd = parse(text)
-        if cmd is None:
-            return b"? STATUS, PUMP ON, PUMP OFF, AUTO"
-        if COMMANDS[cmd]:
-            self.command(COMMANDS[cmd])
-        return self.status()
+        if h[0] != hour:
+            h[0], h[1] = hour, 0
+        h[1] += 1
+        c = parse(text, self.pin)
+        slot = 10 * (self.allow.index(sender) + 1)
+        if c and c[1]:
+            if self.log:
+                self.log("sms", slot + c[0] + 1)
+            if MODES[c[0]]:
+                self.command(MODES[c[0]])
+            return self.status()
+        if self.log:
+            self.log("bad_pin" if c else "sms", slot)
+        return b"? PIN" if c else HELP
 
-    async def _send(self, modem, number, text, day):
-        if self.day[0] != day:
-            self.day[0], self.day[1] = day, 0
-        if self.day[1] < self.max_day and await send(modem, number, text):
-            self.day[1] += 1
+    async def _send(self, modem, number, text, day, kind):
+        d = self.day
+        if d[0] != day:
+            d[0], d[1], d[2] = day, 0, 0
+        cap = self.max_day if kind == 1 else REPLY_DAY
+        if d[kind] < cap and await send(modem, number, text):
+            d[kind] += 1
             return 1
         return 0
 
@@ -105,7 +129,7 @@ class Sms:
         while self.queue:
             sent = 0
             for n in self.to:
-                sent += await self._send(modem, n, self.queue[0], day)
+                sent += await self._send(modem, n, self.queue[0], day, 1)
             if not sent:
                 break  # kept for the next session
             self.queue.pop(0)
@@ -113,11 +137,18 @@ class Sms:
         got = []
         if self.allow:
             await inbox(modem, got)
-        for index, sender, text in got:
-            reply = self.handle(sender, text)
+        if got:  # the decoder is loaded for the texts, and dropped after them
+            from .pdu import deliver
+        for index, pdu in got:
+            m = deliver(pdu)
             await modem.at(b"+CMGD=%d" % index)
+            reply = m and self.handle(m[0], m[1], now_s // 3600)
             if reply:
-                await self._send(modem, sender, reply, day)
+                await self._send(modem, m[0], reply, day, 2)
+        if got:
+            import sys
+
+            sys.modules.pop("jkfw.pdu", None)
 
 
 def for_controller(ctl):
@@ -135,4 +166,7 @@ def for_controller(ctl):
             "".join(", " + f for f in s["faults"]),
         )).encode()  # fmt: skip
 
-    return Sms(ctl.cfg, command, status)
+    def log(reason, value):
+        ctl.event("sms_command", reason, value)
+
+    return Sms(ctl.cfg, command, status, log)

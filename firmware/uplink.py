@@ -236,20 +236,25 @@ class Uplink:
             if not ok:
                 self.sms.next_s = c.uptime_s() + 600
         if ok:
-            v = await m.ints(b"+CSQ")
-            self.csq = v[0] if v and 0 <= v[0] <= 99 else 99
-            # the network's time (AT+CCLK?): better than none or the RTC
-            if c.quality < CLOCK_NET and await m.at(b"+CCLK?", 2000, b"+CCLK"):
-                t = m.info and cclk_utc(m.info)
-                if t:
-                    self.set_time(t)
+            self.csq = await m.csq()
+            await self._time()
             if self.sms:
                 await self.sms.session(m, self._day()[5], c.uptime_s())
             if upload and self.url:
                 ok = await self._upload()
+            await self._time()  # network time can come after registration
         if not (self.sms and self.sms.allow):
             await m.power_off()  # asleep until the next upload
         return ok
+
+    async def _time(self):
+        # the network's time (AT+CCLK?): better than none or the RTC; a modem
+        # clock the network never set is refused (cclk_utc), so it never wins
+        m = self.modem
+        if self.clock.quality < CLOCK_NET and await m.at(b"+CCLK?", 2000, b"+CCLK"):
+            t = m.info and cclk_utc(m.info)
+            if t:
+                self.set_time(t)
 
     async def _upload(self):
         m, cfg = self.modem, self.cfg

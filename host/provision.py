@@ -40,6 +40,7 @@ BOARD_KEYS = (
 )  # fmt: skip
 # values the technician never sets by hand
 MANAGED = ("device", "key", "board", "pins", "external_pullups")
+DEFAULT_COUNTRY = "91"  # India: a number given without +<country> is Indian
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Request:
     apn: str | None = None
     sms: tuple[str, ...] = ()
     sms_allow: tuple[str, ...] = ()
+    sms_pin: str | None = None
+    country_code: str = DEFAULT_COUNTRY
     litres_per_pulse: float | None = None
     source_litres_per_pulse: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +130,27 @@ def _option_key(known: dict[str, Any], option: str, key: str) -> str:
     return key
 
 
+def e164(number: str, country: str = DEFAULT_COUNTRY, option: str = "--sms") -> str:
+    """A phone number as the network gives a sender: +<country><number>, digits
+    only. '+91 98765-43210', '0091 9876543210', '098765 43210' and '9876543210'
+    (country 91) are all '+919876543210'."""
+    if not (country.isdigit() and 1 <= len(country) <= 3):
+        raise JalkalError(f"--country-code {country!r}: 1 to 3 digits, e.g. 91")
+    d = "".join(c for c in number if c not in " -.()")
+    if d.startswith("00"):
+        d = "+" + d[2:]
+    elif d.startswith("0") and d[1:].isdigit():
+        d = "+" + country + d[1:]  # a trunk prefix: a national number
+    elif d.isdigit() and len(d) <= 10:
+        d = "+" + country + d
+    if not (d[:1] == "+" and d[1:].isdigit() and 8 <= len(d) - 1 <= 15):
+        raise JalkalError(
+            f"{option} {number!r}: not a phone number; give it with its country "
+            "code, e.g. +91 98765 43210"
+        )
+    return d
+
+
 def parse_setting(text: str) -> tuple[str, Any]:
     """KEY=VALUE with VALUE as JSON (a bare word is a string)."""
     name, sep, value = text.partition("=")
@@ -186,12 +210,26 @@ def build_config(req: Request, device: str, key: bytes) -> tuple[dict, list[str]
     if req.apn is not None:
         raw[_option_key(known, "--apn", "apn")] = req.apn
         radio = True
+    cc = req.country_code
     if req.sms:
-        raw[_option_key(known, "--sms", "sms_to")] = list(req.sms)
+        raw[_option_key(known, "--sms", "sms_to")] = [e164(n, cc) for n in req.sms]
         radio = True
     if req.sms_allow:
-        raw[_option_key(known, "--sms-allow", "sms_allow")] = list(req.sms_allow)
+        raw[_option_key(known, "--sms-allow", "sms_allow")] = [
+            e164(n, cc, "--sms-allow") for n in req.sms_allow
+        ]
         radio = True
+    if req.sms_pin is not None or (req.sms_allow and "sms_pin" in known):
+        pin = req.sms_pin
+        if pin is None:  # every command must carry it: one is made here
+            pin = "%04d" % secrets.randbelow(10000)
+            notes.append(
+                f"SMS PIN {pin}: tell the operator; every command ends with it "
+                f"(e.g. PUMP OFF {pin})"
+            )
+        elif not (pin.isdigit() and 4 <= len(pin) <= 8):
+            raise JalkalError(f"--sms-pin {pin!r}: use 4 to 8 digits")
+        raw[_option_key(known, "--sms-pin", "sms_pin")] = pin
     if radio and "modem" in known and b.get("modem"):
         raw["modem"] = b["modem"]
     for k, v in req.settings.items():
@@ -540,6 +578,18 @@ def summary(req: Request, r: Result) -> str:
     help="Accept SMS commands from this number (repeat).",
 )
 @click.option(
+    "--sms-pin",
+    metavar="PIN",
+    help="4-8 digits every SMS command must end with [default: a new random one].",
+)
+@click.option(
+    "--country-code",
+    default=DEFAULT_COUNTRY,
+    show_default=True,
+    metavar="CC",
+    help="Country code of SMS numbers given without one.",
+)
+@click.option(
     "--meter-litres-per-pulse",
     "litres_per_pulse",
     type=click.FloatRange(0, 10000, min_open=True),
@@ -578,6 +628,8 @@ def provision_cmd(
     apn: str | None,
     sms: tuple[str, ...],
     sms_allow: tuple[str, ...],
+    sms_pin: str | None,
+    country_code: str,
     litres_per_pulse: float | None,
     source_litres_per_pulse: float | None,
     settings: tuple[str, ...],
@@ -604,6 +656,8 @@ def provision_cmd(
         apn=apn,
         sms=sms,
         sms_allow=sms_allow,
+        sms_pin=sms_pin,
+        country_code=country_code,
         litres_per_pulse=litres_per_pulse,
         source_litres_per_pulse=source_litres_per_pulse,
         settings=dict(parse_setting(s) for s in settings),

@@ -19,13 +19,13 @@ RESET = (
 )
 EVENTS = (
     "", "pump_start", "pump_stop", "fault_raised", "fault_cleared",
-    "config_change", "mode_change", "lockout", "lockout_end",
+    "config_change", "mode_change", "lockout", "lockout_end", "sms_command",
 )  # fmt: skip
 REASONS = (
     "none", "tank_low", "tank_full", "overflow", "dry_run", "max_run", "no_flow",
     "button", "command", "sms", "power_return", "power_loss", "wire_break", "retry",
     "boot", "sd_fail", "modem", "relay_stuck", "min_off", "auto", "manual",
-    "config", "clock", "crash", "counter",
+    "config", "clock", "crash", "counter", "bad_pin",
 )  # fmt: skip
 METERS = ("source", "supply")
 STATES = ("boot", "idle", "run", "lockout", "fault", "off")

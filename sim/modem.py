@@ -5,6 +5,8 @@
 # power-cycled, and network outages. Its HTTP POSTs go to a real server (post());
 # virtual time stands still meanwhile. Runs under CPython and MicroPython (the HTTP
 # client is imported only when a POST is made).
+import binascii
+
 from .hw import SimPin, SimUart
 
 BOOT_MS = {"sim800": 3000, "sim7000": 5000, "sim7600": 12000}
@@ -13,6 +15,83 @@ TCP_OVERHEAD_B = 12 * 40
 OK = b"\r\nOK\r\n"
 ERR = b"\r\nERROR\r\n"
 CMGL = b'\r\n+CMGL: %d,"REC UNREAD","%s","","26/03/01,10:00:00+22"\r\n'
+SMSC = b"+919810051914"  # the service centre that relays the texts
+# printable ASCII in the GSM 7-bit default alphabet (TS 23.038 6.2.1): the same
+# code but '@' 0, '$' 2 and '_' 17; the rest ([\\]^{|}~`) only as UCS2 here
+GSM7 = {"@": 0, "$": 2, "_": 17, "\n": 10, "\r": 13}
+
+
+def _gsm7(text):
+    """Septets of text in the default alphabet, or None if it needs UCS2."""
+    out = []
+    for ch in text:
+        v = GSM7.get(ch, ord(ch))
+        if ch not in GSM7 and not (32 <= v < 127 and ch not in "[\\]^{|}~`@$_"):
+            return None
+        out.append(v)
+    return out
+
+
+def pack7(septets, fill=0):
+    """GSM 7-bit packing (TS 23.038 6.1.2.1), after fill bits (a header's)."""
+    out = bytearray((fill + 7 * len(septets) + 7) // 8)
+    for k, v in enumerate(septets):
+        b = fill + 7 * k
+        i, sh = b >> 3, b & 7
+        out[i] |= (v << sh) & 255
+        if sh > 1:
+            out[i + 1] |= v >> (8 - sh)
+    return bytes(out)
+
+
+def _semi(digits):
+    # semi-octets, swapped in each octet, F-padded (TS 23.040 9.1.2.3)
+    d = digits + ("F" if len(digits) % 2 else "")
+    return bytes(int(d[k + 1] + d[k], 16) for k in range(0, len(d), 2))
+
+
+def address(number, sc=False):
+    """An address field (TS 23.040 9.1.2.5, 24.008 10.5.4.9 for the service centre):
+    '+<digits>' international (type 91), digits unknown (81), letters alphanumeric
+    (D0, GSM 7-bit)."""
+    if number.startswith("+"):
+        typ, body, n = 0x91, _semi(number[1:]), len(number) - 1
+    elif number.isdigit():
+        typ, body, n = 0x81, _semi(number), len(number)
+    else:
+        typ, body = 0xD0, pack7(_gsm7(number) or [63] * len(number))
+        n = (7 * len(number) + 3) // 4  # semi-octets of the packed text
+    if sc:
+        return bytes([len(body) + 1, typ]) + body
+    return bytes([n, typ]) + body
+
+
+def deliver_pdu(sender, text, scts=(26, 3, 1, 10, 0, 0, 22), udh=b""):
+    """An SMS-DELIVER PDU (TS 23.040 9.2.2.1) as a modem lists it, service centre
+    first: GSM 7-bit when the text allows it, else UCS2. sender and text: str."""
+    fo = 0x04 | (0x40 if udh else 0)  # SMS-DELIVER, no more messages to send
+    sept = _gsm7(text)
+    hl = len(udh) + 1 if udh else 0
+    head = bytes([hl - 1]) + udh if udh else b""
+    if sept is not None:
+        fill = (7 - (8 * hl) % 7) % 7
+        ud = head + pack7(sept, fill)
+        udl, dcs = (8 * hl + fill) // 7 + len(sept), 0x00
+    else:
+        ud = head + text.encode("utf-16-be")
+        udl, dcs = len(ud), 0x08
+    ts = "".join("%02d" % v for v in scts[:6])
+    tz = scts[6]
+    z = _semi("%02d" % abs(tz))[0] | (0x08 if tz < 0 else 0)
+    return (
+        address(SMSC.decode(), sc=True)
+        + bytes([fo])
+        + address(sender)
+        + bytes([0, dcs])
+        + _semi(ts)
+        + bytes([z, udl])
+        + ud
+    )
 
 
 def http_post(url, body, timeout_s=10.0):
@@ -48,8 +127,10 @@ def http_post(url, body, timeout_s=10.0):
 
 class SimModem:
     """Settings (attributes): reg_ms, p_reg_fail (per power-on), p_pdp_drop (per
-    POST), p_garble / p_drop (per answer), outage (no network). Counters: air_bytes,
-    posts, sms_sent, power_ons; http_log holds (status, body) of the last 4 POSTs."""
+    POST), p_garble / p_drop (per answer), outage (no network), nitz_ms (network
+    time that late after registration), utc0 None (no network time at all).
+    Counters: air_bytes, posts, sms_sent, power_ons; http_log holds (status, body)
+    of the last 4 POSTs."""
 
     def __init__(self, clock, uart, family="sim800", pins=None, pwrkey_active=0,
                  seed=1, utc0=None, post=http_post):  # fmt: skip
@@ -66,13 +147,15 @@ class SimModem:
         for role, pin in self.pins.items():
             pin.on_write = lambda p, v, role=role: self.pin(role, v)
         self.reg_ms = 8000  # registration after boot
+        self.nitz_ms = 0  # the network's time after registration (NITZ)
         self.p_reg_fail = 0.0
         self.p_pdp_drop = 0.0
         self.p_garble = 0.0
         self.p_drop = 0.0
         self.outage = False
         self.hung = False
-        self.inbox = []  # [index, sender, text]
+        self.inbox = []  # [index, sender, text, pdu(, read)]
+        self.reg_n = {}  # AT+CREG=<n> etc. (2: the cell too), saved as by AT&W
         self.sent = []  # (number, text) of every SMS sent
         self.http_log = []
         self.air_bytes = 0
@@ -101,6 +184,7 @@ class SimModem:
             self.mq["link"].close()
         self.mq = None
         self.sms_to = None
+        self.text_mode = False  # AT+CMGF: PDU mode after a power-on (27.005 3.2.3)
         self.http = None
         self.bearer = False
         self.clts = False
@@ -239,9 +323,17 @@ class SimModem:
         return 2 if self.on and not self.no_reg else 0
 
     def cmd_c(self, head, cmd):
-        for q in (b"+CREG?", b"+CGREG?", b"+CEREG?"):
-            if head == q:
-                return self._say(b"\r\n%s: 0,%d\r\n" % (q[:-1], self._stat()) + OK)
+        for q in (b"+CREG", b"+CGREG", b"+CEREG"):
+            if head == q + b"?":
+                # TS 27.007 7.2: <n>,<stat>[,<lac/tac>,<ci>[,<AcT>]] (n 2: location)
+                n, st = self.reg_n.get(q, 0), self._stat()
+                loc = b',"1A2B","00C3D4E5"' if n == 2 and st in (1, 5) else b""
+                if loc and q != b"+CREG":
+                    loc += b",7" if self.s76 or q == b"+CEREG" else b",3"
+                return self._say(b"\r\n%s: %d,%d%s\r\n" % (q, n, st, loc) + OK)
+            if head.startswith(q + b"=") and head[len(q) + 1 :] in (b"0", b"1", b"2"):
+                self.reg_n[q] = int(head[len(q) + 1 :])  # kept while powered
+                return self._say(OK)
         if head == b"+CSQ":
             q = 10 + (self.rng >> 7) % 15 if self.registered() else 99
             return self._say(b"\r\n+CSQ: %d,0\r\n" % q + OK)
@@ -274,8 +366,14 @@ class SimModem:
         self._say(ERR)
 
     def _cclk(self):
-        if not (self.clts and self.registered()) or self.utc0 is None:
-            return b"04/01/01,00:00:%02d+00" % (self.clock.ms // 1000 % 60)
+        nitz = self.registered() and self.clock.ms >= (
+            max(self.ready_ms, self.radio_ms) + self.reg_ms + self.nitz_ms
+        )
+        if not (self.clts and nitz) or self.utc0 is None:
+            # the module's own clock before network time: SIM800 2004-01-01, SIM7000
+            # and SIM7600 1980-01-06 (docs/modem.md cites the reports)
+            y = b"04/01/01" if self.family == "sim800" else b"80/01/06"
+            return y + b",00:00:%02d+00" % (self.clock.ms // 1000 % 60)
         t = self.utc0 + self.clock.ms // 1000 + 330 * 60  # IST: +22 quarters
         days, s = divmod(t, 86400)
         from jkproto.codec import civil
@@ -328,7 +426,10 @@ class SimModem:
             a = self.answer
             if self.s76:
                 return self._say(
-                    OK + b"\r\n+HTTPREAD: %d\r\n" % len(a) + a + b"\r\n+HTTPREAD: 0\r\n"
+                    OK
+                    + b"\r\n+HTTPREAD: DATA,%d\r\n" % len(a)
+                    + a
+                    + b"\r\n+HTTPREAD: 0\r\n"
                 )
             return self._say(b"\r\n+HTTPREAD: %d\r\n" % len(a) + a + OK)
         self._say(ERR)
@@ -432,11 +533,14 @@ class SimModem:
         )
 
     # --- SMS
-    def deliver(self, sender, text):
-        """A text arrives from sender (stored on the SIM, +CMTI announced)."""
+    def deliver(self, sender, text, pdu=None):
+        """A text arrives from sender (stored on the SIM, +CMTI announced); pdu:
+        the SMS-DELIVER as the network sent it (else made from sender and text)."""
         i = self._next_index
         self._next_index += 1
-        self.inbox.append([i, sender, text])
+        if pdu is None:
+            pdu = deliver_pdu(_str(sender), _str(text))
+        self.inbox.append([i, sender, text, bytes(pdu)])
         if self.on and not self.hung:
             self.uart.send(b'\r\n+CMTI: "SM",%d\r\n' % i)
 
@@ -448,22 +552,36 @@ class SimModem:
         self._say(b"\r\n+CMGS: %d\r\n" % len(self.sent) + OK if ok else ERR, 2500)
 
     def cmd_sms(self, head, cmd):
-        if head == b"+CMGF=1":
+        if head in (b"+CMGF=0", b"+CMGF=1"):
+            self.text_mode = head[-1:] == b"1"
             return self._say(OK)
         if head.startswith(b"+CMGS="):
             self.sms_to = cmd[6:].strip(b'"')
             return self._say(b"\r\n> ", 100)
         if head.startswith(b"+CMGL"):
+            # TS 27.005 3.4.2: text mode +CMGL: <index>,<stat>,<oa>,[<alpha>],
+            # [<scts>] and the raw text; PDU mode +CMGL: <index>,<stat>,[<alpha>],
+            # <length> and the PDU in hex. Every message is marked read.
             out = b""
-            for i, sender, text in self.inbox:
-                out += CMGL % (i, sender)
-                out += text
+            for msg in self.inbox:
+                i, sender, text, pdu = msg[:4]
+                if self.text_mode:
+                    out += CMGL % (i, sender) + text
+                else:
+                    n = len(pdu) - pdu[0] - 1  # the TPDU: no service centre
+                    out += b"\r\n+CMGL: %d,%d,,%d\r\n" % (i, len(msg) > 4, n)
+                    out += binascii.hexlify(pdu).upper()
+                msg[4:] = [1]
             return self._say(out + b"\r\n" + OK if out else OK)
         if head.startswith(b"+CMGD="):
             i = int(head[6:].split(b",")[0])
             self.inbox = [m for m in self.inbox if m[0] != i]
             return self._say(OK)
         self._say(ERR)
+
+
+def _str(v):
+    return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else v
 
 
 class MqttLink:

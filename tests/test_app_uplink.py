@@ -38,7 +38,8 @@ def rig(tmp_path, rtc=True, sms=False, level=0.2, draw_lpm=40, **over):
     cfg = make_cfg(modem="sim800", uplink_url="http://127.0.0.1:9", **over)
     if sms:
         cfg = make_cfg(modem="sim800", uplink_url="http://127.0.0.1:9",
-                       sms_to=[OWNER], sms_allow=[OWNER], **over)  # fmt: skip
+                       sms_to=[OWNER], sms_allow=[OWNER], sms_pin="4821",
+                       **over)  # fmt: skip
     clock = VirtualClock(T0 if rtc else None, quality=1)
     hal = SimHal(cfg, clock)
     server = Ack()
@@ -91,21 +92,28 @@ def test_sms_alerts_and_commands_go_through_the_pump(tmp_path):
     plant.well_dry = False
     clock.run_until(4 * 3600 * 1000)
     # a stranger cannot stop the pump; the owner can, and gets the status back
-    sm.deliver(b"+15550001", b"PUMP OFF")
+    sm.deliver(b"+15550001", b"PUMP OFF 4821")
     clock.run_until(4 * 3600 * 1000 + 400 * 1000)
     assert ctl.pump.mode == "auto" and sm.inbox == []
-    sm.deliver(OWNER.encode(), b"pump off")
+    sm.deliver(OWNER.encode(), b"pump off")  # no PIN: the owner is told
     clock.run_until(4 * 3600 * 1000 + 800 * 1000)
+    assert ctl.pump.mode == "auto" and sm.sent[-1] == (OWNER.encode(), b"? PIN")
+    sm.deliver(OWNER.encode(), b"pump off 4821")
+    clock.run_until(4 * 3600 * 1000 + 1200 * 1000)
     assert ctl.pump.mode == "off" and not hal.relay_is_on()
     assert sm.sent[-1][0] == OWNER.encode() and sm.sent[-1][1].startswith(b"pump off")
     # PUMP ON in an empty tank with a dry well: the lockout still holds it
     plant.well_dry = True
-    sm.deliver(OWNER.encode(), b"PUMP ON")
+    sm.deliver(OWNER.encode(), b"PUMP ON 4821")
     clock.run_until(5 * 3600 * 1000)
     assert ctl.pump.mode == "on"
     objs, _ = read_log(tmp_path)
     ev = [(o["event"], o["reason"]) for o in objs if o["kind"] == "event"]
     assert ("mode_change", "sms") in ev
+    # who sent each command: slot 1 of sms_allow; PUMP OFF (3), PUMP ON (2)
+    cmds = [(o["reason"], o["value"]) for o in objs if o["kind"] == "event"
+            and o["event"] == "sms_command"]  # fmt: skip
+    assert cmds == [("bad_pin", 10), ("sms", 13), ("sms", 12)]
     assert clock.failures == []
 
 
@@ -157,6 +165,8 @@ def test_uplink_config_is_checked():
         ("modem", "sim900"), ("apn", 'x"\r\nAT+CPOWD=1'), ("uplink_url", "ftp://h"),
         ("uplink_url", "http://"), ("sms_to", ["+91 98765 ;x"]), ("sms_allow", "+91"),
         ("uplink_s", 10), ("uplink_batch_bytes", 100000), ("sms_to", ["1"] * 5),
+        ("sms_pin", "12"), ("sms_pin", "abcd"), ("sms_pin", 4821),
+        ("sms_pin", "123456789"),
     ]:  # fmt: skip
         cfg, bad = config.validate({key: value})
         assert bad == [key], (key, value)
@@ -165,6 +175,18 @@ def test_uplink_config_is_checked():
     assert bad == ["uplink_url"] and cfg["uplink_url"] == ""  # MQTT: SIM7600 only
     cfg, bad = config.validate({"uplink_retry_s": 600, "uplink_retry_max_s": 60})
     assert bad == ["uplink_retry_max_s"]
+
+
+def test_commands_need_a_whole_international_number_and_a_pin():
+    pin = {"sms_pin": "4821"}
+    cfg, bad = config.validate(dict(pin, sms_allow=["+91 98765-43210"]))
+    assert bad == [] and cfg["sms_allow"] == ["+91 98765-43210"]
+    for number in ("098765 43210", "9876543210", "919876543210", "+9198", "+"):
+        assert config.validate(dict(pin, sms_allow=[number]))[1] == ["sms_allow"]
+    # numbers only for alerts may be national: the network takes them
+    assert config.validate({"sms_to": ["098765 43210"]})[1] == []
+    cfg, bad = config.validate({"sms_allow": ["+919876543210"]})
+    assert bad == ["sms_pin"]  # no PIN: no command is ever taken
 
 
 def test_the_board_hal_gives_the_modem_its_uart_and_pins_at_rest(monkeypatch):

@@ -381,3 +381,44 @@ def test_modem_power_key_level_from_the_board_file(tmp_path, board, active):
         pv.Request(board, "Rampur", 1250, tmp_path), "c0ffee01", bytes(32)
     )[0]
     assert cfg.get("modem_pwrkey_active") == active
+
+
+def test_sms_numbers_become_e164_and_commands_get_a_pin(tmp_path, capsys):
+    args = ["--sms", "098765 43210", "--sms", "0044 20 7946 0958",
+            "--sms-allow", "+91 98765-43210"]  # fmt: skip
+    assert main(run(tmp_path, *args)) == 0
+    cfg = json.loads((tmp_path / "rampur/config.json").read_text())
+    assert cfg["sms_to"] == ["+919876543210", "+442079460958"]
+    assert cfg["sms_allow"] == ["+919876543210"]
+    pin = cfg["sms_pin"]
+    assert pin.isdigit() and len(pin) == 4
+    assert f"SMS PIN {pin}" in capsys.readouterr().out  # the technician is told
+    assert pv.e164("98765 43210") == pv.e164("0091-98765-43210") == "+919876543210"
+    assert pv.e164("(020) 7946 0958", "44") == "+442079460958"
+
+
+def test_a_given_pin_is_kept_and_never_printed(tmp_path, capsys):
+    assert (
+        main(run(tmp_path, "--sms-allow", "+919876543210", "--sms-pin", "482193")) == 0
+    )
+    cfg = json.loads((tmp_path / "rampur/config.json").read_text())
+    assert cfg["sms_pin"] == "482193"
+    assert "482193" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--sms-allow", "12345"], "--sms-allow '12345': not a phone number"),
+        (["--sms", "+91 98765 ;x"], "not a phone number"),
+        (["--sms-allow", "SIM-INFO"], "not a phone number"),
+        (["--sms-allow", "+919876543210", "--sms-pin", "12"], "4 to 8 digits"),
+        (["--sms", "9876543210", "--country-code", "+91"], "--country-code"),
+    ],
+)
+def test_bad_numbers_and_pins_are_refused_and_nothing_is_written(
+    tmp_path, capsys, args, msg
+):
+    assert main(run(tmp_path, *args)) == 1
+    assert msg in capsys.readouterr().err
+    assert snapshot(tmp_path) == {}

@@ -1,17 +1,20 @@
 """`jalkal sim --scenario sim-outage --uplink URL` against a real `jalkal serve` on
 127.0.0.1: after a week without the mobile network every frame the board logged is
 in the store exactly once, the report from the store equals the report from the SD
-card, and the modem's SIM data stayed far under the cap."""
+card, and the modem's SIM data stayed far under the cap. Through a simulated SIM800
+(HTTP) and SIM7600 (HTTP, and MQTT through a real Mosquitto), each answering in the
+formats SIMCom documents (tests/data/modem)."""
 
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from jksim import scenario
 from jksim.village import identity
-from uplink_util import Server
+from uplink_util import MOSQUITTO, Mosquitto, Server
 
 from jalkal.store import Store
 from jkproto import codec
@@ -28,21 +31,45 @@ def jalkal(*args):
     return res.stdout
 
 
-@pytest.fixture
-def run(tmp_path):
+SIM7600 = (
+    """board = "lilygo-t-sim7600"
+days = %d
+[[fault]]
+kind = "sim_outage"
+start = "2026-03-02T06:00"
+hours = 168
+"""
+    % DAYS
+)
+
+
+@pytest.fixture(params=["sim800-http", "sim7600-http", "sim7600-mqtt"])
+def run(tmp_path, request):
     """The sim-outage village uploading to a fresh server; yields (out dir, store,
     the sim's output)."""
-    sc = scenario.load("sim-outage", days=DAYS)
+    name = "sim-outage"
+    if request.param.startswith("sim7600"):
+        name = str(tmp_path / "sim-outage-7600.toml")
+        (tmp_path / "sim-outage-7600.toml").write_text(SIM7600)
+    mqtt = request.param.endswith("mqtt")
+    if mqtt and not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto not installed")
+    sc = scenario.load(name, days=DAYS)
     dev, key = identity(sc)  # the device's key, known before the run
     keys = tmp_path / "server-keys.json"
     keys.write_text(json.dumps({"devices": {dev: {"key": key.hex()}}}))
-    srv = Server(tmp_path, tmp_path / "store.duckdb", keys).start()
+    mq = Mosquitto(tmp_path / "mq").start() if mqtt else None
+    srv = Server(tmp_path, tmp_path / "store.duckdb", keys)
     out = tmp_path / "out"
     try:
-        text = jalkal("sim", "--scenario", "sim-outage", "--days", str(DAYS), "--out",
-                      str(out), "--uplink", srv.http)  # fmt: skip
+        srv.start(http=None, mqtt=mq.url) if mq else srv.start()
+        url = mq.url if mq else srv.http
+        text = jalkal("sim", "--scenario", name, "--days", str(DAYS), "--out",
+                      str(out), "--uplink", url)  # fmt: skip
     finally:
         srv.stop()
+        if mq:
+            mq.stop()
     return out, tmp_path / "store.duckdb", text
 
 

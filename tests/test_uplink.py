@@ -327,6 +327,30 @@ def test_the_network_sets_the_clock(tmp_path):
     assert b.clock.quality == 2
 
 
+@pytest.mark.parametrize("family", ["sim800", "sim7600"])
+def test_a_modem_clock_the_network_never_set_never_outranks_the_rtc(tmp_path, family):
+    # SIM800 keeps 2004-01-01, SIM7000/SIM7600 1980-01-06 ("80/01/06": 2080 in
+    # two digits) until the network gives the time; here it never does
+    srv = Server()
+    b = Board(tmp_path, srv, family)
+    b.sm.utc0 = None
+    b.clock.quality = 1  # a good RTC
+    b.run_days(0.5)
+    assert b.clock.quality == 1 and abs(b.clock.now()[0] - (T0 + 43200)) < 60
+    assert len(srv.frames) > 10  # uploads went on
+
+
+def test_network_time_that_comes_after_registration_is_read_before_the_end(tmp_path):
+    srv = Server()
+    b = Board(tmp_path, srv)
+    b.clock.quality = 0
+    b.sm.nitz_ms = 2000  # NITZ 2 s after registration, while the batch goes up
+    b.clock.run_until(300000)  # the first session (at 60 s), not the next hour's
+    assert b.clock.quality == 2
+    assert abs(b.clock.now()[0] - (T0 + b.clock.ms // 1000)) <= 1
+    assert len(srv.frames) == 1
+
+
 @pytest.mark.parametrize(
     "status, body, n, nf, want",
     [
