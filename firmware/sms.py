@@ -137,18 +137,19 @@ class Sms:
         got = []
         if self.allow:
             await inbox(modem, got)
-        if got:  # the decoder is loaded for the texts, and dropped after them
-            from .pdu import deliver
+        if not got:
+            return
+        from .pdu import deliver  # the decoder: loaded for the texts, then dropped
+
         for index, pdu in got:
             m = deliver(pdu)
             await modem.at(b"+CMGD=%d" % index)
             reply = m and self.handle(m[0], m[1], now_s // 3600)
             if reply:
                 await self._send(modem, m[0], reply, day, 2)
-        if got:
-            import sys
+        from .main import unload  # loaded already: the board's entry point
 
-            sys.modules.pop("jkfw.pdu", None)
+        unload("pdu")
 
 
 def for_controller(ctl):

@@ -77,7 +77,9 @@ clock.spawn(readings())
 clock.spawn(up.run())
 sm.deliver(b"+919876543210", b"pump on 4821")
 clock.run_until(86400000)
-print(json.dumps({"logged": n[0], "got": len(got), "posts": sm.posts, "cmds": cmds,
+import sys
+print(json.dumps({"pdu_kept": "jkfw.pdu" in sys.modules,
+                  "logged": n[0], "got": len(got), "posts": sm.posts, "cmds": cmds,
                   "failures": len(clock.failures), "sent": len(sm.sent)}))
 """
 
@@ -93,6 +95,7 @@ def test_a_day_of_uploads_in_micropython(mpy):
     assert out["got"] >= 92  # all but the readings after the last upload
     assert 20 <= out["posts"] <= 30
     assert out["cmds"] == ["on"] and out["sent"] == 1
+    assert out["pdu_kept"] is False  # the decoder was dropped after the text
 
 
 MODEM_MODULES = ("modem", "uplink", "sms", "mqtt")
