@@ -338,3 +338,13 @@ def test_numbers_are_sent_to_in_e164():
     s.alert(b"power back")
     run_sessions(clock, m, s, (1, 0))
     assert sm.sent == [(OWNER164, b"power back")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=st.one_of(st.binary(max_size=200).map(lambda b: b.hex().encode()),
+                     st.binary(max_size=140)))  # fmt: skip
+def test_the_pdu_decoder_never_raises_on_garbage(raw):
+    got = deliver(raw)
+    assert got is None or (
+        (got[0] is None or got[0].lstrip(b"+").isdigit()) and isinstance(got[1], bytes)
+    )
