@@ -32,6 +32,19 @@ def _gsm7(text):
     return out
 
 
+def ucs2(text):
+    """UCS2 as SMS carries it (UTF-16 big-endian; MicroPython has no such codec)."""
+    out = bytearray()
+    for ch in text:
+        c = ord(ch)
+        units = (
+            (c,) if c < 0x10000 else (0xD800 | (c - 0x10000) >> 10, 0xDC00 | c & 0x3FF)
+        )
+        for u in units:
+            out += bytes((u >> 8, u & 255))
+    return bytes(out)
+
+
 def pack7(septets, fill=0):
     """GSM 7-bit packing (TS 23.038 6.1.2.1), after fill bits (a header's)."""
     out = bytearray((fill + 7 * len(septets) + 7) // 8)
@@ -78,7 +91,7 @@ def deliver_pdu(sender, text, scts=(26, 3, 1, 10, 0, 0, 22), udh=b""):
         ud = head + pack7(sept, fill)
         udl, dcs = (8 * hl + fill) // 7 + len(sept), 0x00
     else:
-        ud = head + text.encode("utf-16-be")
+        ud = head + ucs2(text)
         udl, dcs = len(ud), 0x08
     ts = "".join("%02d" % v for v in scts[:6])
     tz = scts[6]
