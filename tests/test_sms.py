@@ -348,3 +348,10 @@ def test_the_pdu_decoder_never_raises_on_garbage(raw):
     assert got is None or (
         (got[0] is None or got[0].lstrip(b"+").isdigit()) and isinstance(got[1], bytes)
     )
+
+
+def test_the_simulated_network_writes_ucs2_as_utf16_big_endian():
+    from jksim.modem import ucs2
+
+    for text in ("पंप बंद 4821", "a😀b", "中兴通讯", ""):
+        assert ucs2(text) == text.encode("utf-16-be")
