@@ -3,10 +3,9 @@
 # "STATUS 4821", "PUMP ON 4821", "PUMP OFF 4821", "AUTO 4821". Texts are read in PDU
 # mode (pdu.py): nothing in a body can look like modem output, and the sender comes
 # with its type of number, so only a full international number is ever authorised,
-# never an alphanumeric sender. A
-# command goes to the pump state machine as the button's does, so it never bypasses
-# the safety rules. Every text is deleted once read. Loaded only when sms_to or
-# sms_allow is configured.
+# never an alphanumeric sender. A command goes to the pump state machine as the
+# button's does, so it never bypasses the safety rules. Every text is deleted once
+# read. Loaded only when sms_to or sms_allow is configured.
 from .modem import fields
 
 COMMANDS = (b"STATUS", b"PUMP ON", b"PUMP OFF", b"AUTO")  # event value: index + 1
@@ -39,7 +38,7 @@ async def send(modem, number, text):
 
 
 async def inbox(modem, out, most=4):
-    """Append (index, PDU bytes or None) of up to `most` stored texts to out."""
+    """Append (index, PDU in hex) of up to `most` stored texts to out."""
     if not await modem.at(b"+CMGF=0"):
         return
     modem.write(b"AT+CMGL=4\r")  # all, in PDU mode
@@ -60,9 +59,9 @@ async def inbox(modem, out, most=4):
 class Sms:
     def __init__(self, cfg, command, status, log=None):
         # E.164 as the network gives it: +<digits>, spaces and dashes dropped
-        self.to = [n.replace(" ", "").replace("-", "").encode() for n in cfg["sms_to"]]
-        self.allow = [
-            n.replace(" ", "").replace("-", "").encode() for n in cfg["sms_allow"]
+        self.to, self.allow = [
+            [n.replace(" ", "").replace("-", "").encode() for n in cfg[k]]
+            for k in ("sms_to", "sms_allow")
         ]
         self.pin = cfg["sms_pin"].encode()
         self.max_day = cfg["sms_max_day"]

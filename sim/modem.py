@@ -26,7 +26,7 @@ def _gsm7(text):
     out = []
     for ch in text:
         v = GSM7.get(ch, ord(ch))
-        if ch not in GSM7 and not (32 <= v < 127 and ch not in "[\\]^{|}~`@$_"):
+        if ch not in GSM7 and not (32 <= v < 127 and ch not in "[\\]^{|}~`"):
             return None
         out.append(v)
     return out
