@@ -6,7 +6,8 @@ Every figure below is measured in the same process on the same bytes, so the
 ratios are what count (the machine is noisy; absolute rates are not comparable
 between runs or machines):
 
-  bulk decode        jalkal.bulk.decode(buf) -> Arrow table, no keys, CRC tables warm
+  bulk decode        jalkal.decode.bulk.decode(buf) -> Arrow table, no keys, CRC
+                     tables warm
   bulk decode cold   the same, first call: includes building the cached CRC tables
   find_frames only   framing + CRC-32 of every frame, no field gathering, no table
   iter_unpack        struct.iter_unpack with one fixed format covering a whole frame
@@ -35,7 +36,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from jalkal import bulk
+from jalkal.decode import bulk, locate
 from jkproto import codec as c
 from jkproto import objects as ob
 
@@ -124,14 +125,14 @@ def run_case(name: str, mix: bool, n: int, repeat: int) -> dict:
     assert d.stats["skipped_bytes"] == 0, d.stats
 
     def cold():
-        bulk._crc_tables.cache_clear()
+        locate._crc_tables.cache_clear()
         bulk.decode(data)
 
     t_cold = best(cold, max(1, min(repeat, 2)))
     bulk.decode(data)  # warm the CRC tables again
     t_bulk = best(lambda: bulk.decode(data), repeat)
     a = np.frombuffer(data, np.uint8)
-    t_find = best(lambda: bulk.find_frames(a), repeat)
+    t_find = best(lambda: locate.find_frames(a), repeat)
     t_copy = best(lambda: np.frombuffer(data, np.uint8).copy(), repeat)
     loads = json.loads
     t_json = best(lambda: collections.deque(map(loads, lines), maxlen=0), repeat)
@@ -180,17 +181,22 @@ def sizes() -> dict:
     }
 
 
-def line_times(fn) -> dict[tuple[str, int], float]:
-    """Exclusive wall time per source line of jalkal/bulk.py while fn() runs.
+def _where(frame) -> str:
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}"
 
-    Time spent in numpy/pyarrow (C or Python) is charged to the bulk.py line that
+
+def line_times(fn) -> dict[tuple[str, int], float]:
+    """Exclusive wall time per source line of the decoder (jalkal/decode/bulk.py
+    and locate.py) while fn() runs, keyed by (file:function, line).
+
+    Time spent in numpy/pyarrow (C or Python) is charged to the decoder's line that
     called it, which is what cProfile cannot show for the inline numpy work."""
-    fname = bulk.__file__
+    files = {bulk.__file__, locate.__file__}
     acc: dict[tuple[str, int], float] = collections.defaultdict(float)
     last: list = [None, 0.0]
 
     def tracer(frame, event, arg):
-        if frame.f_code.co_filename != fname:
+        if frame.f_code.co_filename not in files:
             return None
         now = time.perf_counter()
         if last[0] is not None:
@@ -198,12 +204,12 @@ def line_times(fn) -> dict[tuple[str, int], float]:
         if event == "return":
             b = frame.f_back
             last[0] = (
-                (b.f_code.co_name, b.f_lineno)
-                if b is not None and b.f_code.co_filename == fname
+                (_where(b), b.f_lineno)
+                if b is not None and b.f_code.co_filename in files
                 else None
             )
         else:
-            last[0] = (frame.f_code.co_name, frame.f_lineno)
+            last[0] = (_where(frame), frame.f_lineno)
         last[1] = time.perf_counter()
         return tracer
 
@@ -229,14 +235,17 @@ def profile(n: int) -> str:
     pstats.Stats(pr, stream=out).strip_dirs().sort_stats("cumulative").print_stats(15)
     acc = line_times(lambda: bulk.decode(data))
     total = sum(acc.values())
-    out.write(f"per-line exclusive time in bulk.py (settrace), total {total:.3f} s\n")
-    out.write(f"{'ms':>8} {'%':>5}  {'where':<22} source\n")
-    with open(bulk.__file__) as f:
-        src = f.read().splitlines()
+    out.write(f"per-line exclusive time, bulk.py and locate.py: {total:.3f} s\n")
+    out.write(f"{'ms':>8} {'%':>5}  {'where':<30} source\n")
+    src = {}
+    for mod in (bulk, locate):
+        with open(mod.__file__) as f:
+            src[os.path.basename(mod.__file__)] = f.read().splitlines()
     for (func, line), dt in sorted(acc.items(), key=lambda kv: -kv[1])[:15]:
-        text = src[line - 1].strip() if 0 < line <= len(src) else ""
+        lines = src[func.split(":")[0]]
+        text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
         where = f"{func}:{line}"
-        out.write(f"{dt * 1e3:8.1f} {100 * dt / total:5.1f}  {where:<22} {text[:70]}\n")
+        out.write(f"{dt * 1e3:8.1f} {100 * dt / total:5.1f}  {where:<30} {text[:60]}\n")
     return out.getvalue()
 
 

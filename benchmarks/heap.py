@@ -71,7 +71,7 @@ def main() -> None:
     steps += _measured(SIM)  # the simulator's code, not on a board
     steps += _measured(FIRMWARE + "\n" + DISPLAY[a.display])  # the board's code
     steps += _measured("import jkfw.config")
-    steps += _measured("jkfw.main.unload('config')")
+    steps += _measured("jkfw.unload('config')")
     boot = "import jksim.minivillage\n"
     boot += f"clock, hal, ctl = jksim.minivillage.build(display={a.display!r})"
     steps += _measured(boot)

@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO / "tests"))
 import duckdb  # noqa: E402
 from uplink_util import Mosquitto, Server, frames, keys_file  # noqa: E402
 
-from jalkal import bulk  # noqa: E402
-from jalkal.store import Store  # noqa: E402
+from jalkal.decode import bulk  # noqa: E402
+from jalkal.ingest.store import Store  # noqa: E402
 
 GOAL_HTTP = 0.25
 

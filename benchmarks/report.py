@@ -42,11 +42,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jalkal import daysfast
-from jalkal import export as ex
-from jalkal.periods import periods
+from jalkal.ingest.store import SCHEMA
 from jalkal.registry import parse_registry
-from jalkal.store import SCHEMA
+from jalkal.reports import daily_bulk as daysfast
+from jalkal.reports import export as ex
+from jalkal.reports.periods import periods
 
 GOAL_RATIO = 2.0
 GOAL_S = 30.0

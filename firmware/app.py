@@ -1,14 +1,14 @@
 # The controller: boot sequence and the event-driven tasks. Hardware comes from hal,
 # time and the loop from clock; on the simulator both are swapped, nothing else.
-from jkproto import codec
+from jkproto import codec, local_day
 
 from . import VERSION
 from .meter import Meter, poll_ms
 from .pump import Pump
 from .switch import Switch, plausible
 
-BOOT, READING, EVENT, HEARTBEAT, GAP, CLOCK = 1, 2, 3, 4, 5, 6
-# objects.EVENTS / REASONS / STATES codes (kept here: the board does not load names)
+# objects.EVENTS / REASONS / STATES codes (kept here: the board does not load names;
+# tests/test_codes_pinned.py holds the two in step)
 EVENT_CODES = {
     "pump_start": 1, "pump_stop": 2, "fault_raised": 3, "fault_cleared": 4,
     "config_change": 5, "mode_change": 6, "lockout": 7, "lockout_end": 8,
@@ -26,12 +26,6 @@ STATE_CODES = {"boot": 0, "idle": 1, "run": 2, "lockout": 3, "fault": 4, "off": 
 LONG_PRESS_MS = 3000
 SD_RETRY_S = 600
 MODES = ("auto", "on", "off")
-
-
-def local_day(t, tz_offset_min):
-    """YYYYMMDD of UTC seconds t in the local zone (the daily log file's name)."""
-    y, m, d = codec.civil((t + tz_offset_min * 60) // 86400)
-    return y * 10000 + m * 100 + d
 
 
 class Controller:
@@ -70,7 +64,7 @@ class Controller:
             self.state["epoch"] = (self.state["epoch"] + 1) & 0xFFFF
             self.enc.new_epoch(self.state["epoch"])
             self.store.save(self.state)
-            self.emit(BOOT, 7, *self._boot_tail())
+            self.emit(codec.BOOT, 7, *self._boot_tail())
         f = self.enc.frame(kind, t, q, *values)
         day = local_day(t, self.cfg["tz_offset_min"]) if q else 0
         self.log.append(f, day)
@@ -85,9 +79,8 @@ class Controller:
         )  # fmt: skip
 
     def event(self, name, reason, value=0):
-        self.emit(
-            EVENT, EVENT_CODES[name], REASON_CODES.get(reason, 0), value & 0xFFFFFFFF
-        )
+        why = REASON_CODES.get(reason, 0)
+        self.emit(codec.EVENT, EVENT_CODES[name], why, value & 0xFFFFFFFF)
         if self.uplink and name in ("lockout", "fault_raised") and reason != "modem":
             self.uplink.alert(name + " " + reason)  # an SMS, if SMS is set up
 
@@ -121,9 +114,9 @@ class Controller:
         if today != self.state.get("day"):  # first boot today: count from here
             self.state["day"] = today
             self.state["day_start"] = sup.total if sup else 0
-        self.emit(BOOT, hal.reset_cause(), *self._boot_tail())
+        self.emit(codec.BOOT, hal.reset_cause(), *self._boot_tail())
         if clock.quality:
-            self.emit(CLOCK, clock.quality, clock.uptime_s(), 0)
+            self.emit(codec.CLOCK, clock.quality, clock.uptime_s(), 0)
         if not warm and self.state.get("clean") is False:
             # the board died without a checkpoint: pulses since the last one are unknown
             since = self.state["ckpt_utc"]
@@ -132,8 +125,9 @@ class Controller:
                 if name in self.meters:
                     secs = t - since if q and since else 0
                     self.emit(
-                        GAP, i, REASON_CODES["crash"], 0xFFFFFFFF, since, max(0, secs)
-                    )
+                        codec.GAP, i, REASON_CODES["crash"], 0xFFFFFFFF, since,
+                        max(0, secs),
+                    )  # fmt: skip
         self.state["clean"] = False
         self.checkpoint()
         if self.bad_keys:  # bad values fell back to defaults: say so, stay safe
@@ -320,7 +314,7 @@ class Controller:
             self.state["day"] = day
             self.state["day_start"] = sup.total if sup else 0
         self.emit_at(
-            t, q, READING,
+            t, q, codec.READING,
             (src.total if src else 0) & 0xFFFFFFFF,
             (sup.total if sup else 0) & 0xFFFFFFFF,
             min(acc, 65535), self._inputs_bits(), 0,
@@ -358,7 +352,7 @@ class Controller:
         while True:
             await self.clock.sleep_ms(self.cfg["heartbeat_s"] * 1000)
             self.emit(
-                HEARTBEAT, self.clock.uptime_s(), _heap_free(),
+                codec.HEARTBEAT, self.clock.uptime_s(), _heap_free(),
                 0 if up is None else up.backlog // 40, 99 if up is None else up.csq,
                 STATE_CODES.get(self.pump.state, 0),
             )  # fmt: skip

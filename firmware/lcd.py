@@ -1,6 +1,6 @@
 # The operator's pages on a 16x2 character LCD (HD44780): two lines of 16 with
-# eight custom characters for the icons. What each page says comes from jkfw.display.
-from .display import (
+# eight custom characters for the icons. What each page says comes from jkfw.pages.
+from .pages import (
     BOLT,
     CLOCK,
     DROP,
@@ -13,13 +13,13 @@ from .display import (
     TAP_OFF,
     TAP_ON,
     WARN,
-    _litres,
-    _off,
-    _tank,
-    _yn,
     age,
+    litres_lpcd,
+    off_state,
     reason,
+    tank_state,
     word,
+    yes_no,
 )
 
 # 5x8 LCD characters for CGRAM slots 0-7 (rows top first, 5 low bits);
@@ -66,18 +66,18 @@ def _l0(d, st):
 
 
 def _l1(d, st):
-    litres, lpcd = _litres(st)
+    litres, lpcd = litres_lpcd(st)
     top = "%s %s L" % (_ch(DROP), "--" if litres is None else litres)
     return top, "  %s lpcd /%d" % ("--" if lpcd is None else lpcd, LPCD_TARGET)
 
 
 def _l2(d, st):
     ins = st.get("inputs") or {}
-    dry, off, cut = ins.get("dry"), _off(ins.get("mains")), ins.get("broken")
-    icon, text, _ = _tank(ins)
-    well = _ch(DRY if dry else DROP) + _yn(dry, "DRY", "OK")
+    dry, off, cut = ins.get("dry"), off_state(ins.get("mains")), ins.get("broken")
+    icon, text, _ = tank_state(ins)
+    well = _ch(DRY if dry else DROP) + yes_no(dry, "DRY", "OK")
     top = _lr("%s %s%s" % (well, _ch(icon), text), str(st.get("mode") or "?").upper())
-    bottom = _ch(BOLT) + _yn(off, "OFF", "OK") + " WIRE " + _yn(cut, "CUT", "OK")
+    bottom = _ch(BOLT) + yes_no(off, "OFF", "OK") + " WIRE " + yes_no(cut, "CUT", "OK")
     return top, bottom
 
 

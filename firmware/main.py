@@ -1,10 +1,11 @@
 # Board entry point: /main.py on the board is `import jkfw.main`.
 #
-# start() is the board's boot sequence; the simulator's MicroPython village calls it
-# too, with its own HAL and clock, so the heap measured there is the board's.
+# start() is the board's boot sequence, and the simulator's: its villages (the
+# scenario one, at every power-up and reset, and the MicroPython one, whose heap is
+# measured) call it with their own HAL and clock, and a config.json on their flash.
 import os
-import sys
 
+from . import unload
 from .app import Controller
 from .logger import FrameLog
 from .store import Store
@@ -23,17 +24,6 @@ def load_config(path):
         return config.load(path)
     finally:
         unload("config")
-
-
-def unload(name):
-    """Forget the module jkfw.<name> so its code can be collected (on MicroPython:
-    in CPython the host keeps using the module, and its heap is not the board's)."""
-    if sys.implementation.name != "micropython":
-        return
-    sys.modules.pop("jkfw." + name, None)
-    pkg = sys.modules.get("jkfw")
-    if pkg is not None and name in pkg.__dict__:
-        delattr(pkg, name)
 
 
 def build_display(cfg, hal):

@@ -1,14 +1,16 @@
 # MQTT through the SIM7600's own client (AT+CMQTT...), for uplink_url mqtt://HOST:PORT:
-# a batch is published with QoS 1 on jalkal/v1/<device>/up and the server's JSON
-# answer comes back on jalkal/v1/<device>/ack (docs/uplink.md), read as over HTTP.
-# Loaded only for an mqtt:// uplink. Same calls as the modem's HTTP ones.
+# a batch is published with QoS 1 on the device's up topic and the server's JSON
+# answer comes back on its ack topic (jkproto.link, docs/uplink.md), read as over
+# HTTP. Loaded only for an mqtt:// uplink. Same calls as the modem's HTTP ones.
 from .modem import fields
 
 
 class Mqtt:
     def __init__(self, modem, device):
         self.m = modem
-        self.up = b"jalkal/v1/%s/up" % device
+        # jkproto.link.UP_TOPIC and ACK_TOPIC, spelt out (a module costs heap);
+        # tests/test_link.py holds these to link's
+        self.up = b"jalkal/v1/%s/up" % device  # device: its id, 8 hex digits
         self.ack = b"jalkal/v1/%s/ack" % device
         self.cid = b"jk" + device
 
@@ -69,7 +71,7 @@ class Mqtt:
             elif line.startswith(b"+CMQTTCONNLOST"):
                 return None
         # a clean session, one batch at a time: this answer is for this batch
-        return 400 if b'"acked":[]' in m.body[: m.blen] else 200
+        return 400 if b'"acked":[]' in m.body[: m.blen] else 200  # link.ACKED
 
     async def http_end(self):
         m = self.m

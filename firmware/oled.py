@@ -1,8 +1,8 @@
 # The operator's pages drawn on a 128x64 OLED (SSD1306 frame buffer): 16x16 icons,
-# big numbers, short words. What each page says comes from jkfw.display.
+# big numbers, short words. What each page says comes from jkfw.pages.
 import framebuf
 
-from .display import (
+from .pages import (
     ANTENNA,
     BOLT,
     CLOCK,
@@ -20,20 +20,20 @@ from .display import (
     TICK,
     WARN,
     WIRE,
-    _int,
-    _litres,
-    _off,
-    _tank,
-    _yn,
     age,
+    as_int,
+    litres_lpcd,
+    off_state,
     reason,
+    tank_state,
     word,
+    yes_no,
 )
 
 _RIGHT = 123  # content stays left of the page dots
 
 # 16x16 icons, MONO_HMSB (2 bytes a row, LSB at the left); drawn as ASCII art
-# in tests/test_display.py, which checks these bytes against the art.
+# in tests/data/display/icons.txt; tests/test_display.py checks these bytes against it.
 _ICONS = bytes.fromhex(
     "0000fe00fe003000ff0fff1fff1f003c003c0000001800180000001800180000"  # TAP_ON
     "0000fe00fe003000ff0fff1fff1f003c003c000000008031001b000e001b8031"  # TAP_OFF
@@ -140,7 +140,7 @@ def _p0(d, st):
 
 def _p1(d, st):
     fb = d.screen
-    litres, lpcd = _litres(st)
+    litres, lpcd = litres_lpcd(st)
     text = "--" if litres is None else "%d" % litres
     _icon(d, DROP, 0, 4)
     s = max(1, min(3, 96 // (8 * len(text))))
@@ -169,12 +169,14 @@ def _cell(d, i, icon, name, state, alert):
 def _p2(d, st):
     ins = st.get("inputs") or {}
     dry, mains, broken = ins.get("dry"), ins.get("mains"), ins.get("broken")
-    _cell(d, 0, DRY if dry else DROP, "WELL", _yn(dry, "DRY", "OK"), dry)
-    icon, text, alert = _tank(ins)
+    _cell(d, 0, DRY if dry else DROP, "WELL", yes_no(dry, "DRY", "OK"), dry)
+    icon, text, alert = tank_state(ins)
     _cell(d, 1, icon, "TANK", text, alert)
-    off = _off(mains)
-    _cell(d, 2, NO_BOLT if off else BOLT, "MAINS", _yn(off, "OFF", "OK"), off)
-    _cell(d, 3, NO_WIRE if broken else WIRE, "WIRES", _yn(broken, "CUT", "OK"), broken)
+    off = off_state(mains)
+    _cell(d, 2, NO_BOLT if off else BOLT, "MAINS", yes_no(off, "OFF", "OK"), off)
+    _cell(
+        d, 3, NO_WIRE if broken else WIRE, "WIRES", yes_no(broken, "CUT", "OK"), broken
+    )
     mode = st.get("mode")
     _cell(d, 4, POWER, "MODE", str(mode).upper() if mode else "?", mode == "off")
     _cell(d, 5, CLOCK, "TIME", str(st.get("time") or "--:--")[:5], False)
@@ -183,7 +185,7 @@ def _p2(d, st):
 def _p3(d, st):
     fb = d.screen
     sd, up = st.get("sd"), st.get("uplink")
-    ago = _int(st.get("last_upload_s"))
+    ago = as_int(st.get("last_upload_s"))
     # never or long ago is trouble only when an uplink is fitted
     late = ago is None or not 0 <= ago <= d.upload_stale_s
     rows = (

@@ -146,7 +146,7 @@ class Sms:
             reply = m and self.handle(m[0], m[1], now_s // 3600)
             if reply:
                 await self._send(modem, m[0], reply, day, 2)
-        from .main import unload  # loaded already: the board's entry point
+        from . import unload  # the package's: loaded already
 
         unload("pdu")
 

@@ -6,7 +6,7 @@
 # the clock from the network and carries the SMS alerts and commands.
 import os
 
-from jkproto import codec
+from jkproto import codec, local_day
 
 from .logger import RING_HDR_LEN
 from .modem import cclk_utc
@@ -25,7 +25,9 @@ UP = [0, 0, 0, 0, 0, 0, 0, 0]
 
 
 def _num(body, key):
-    # the integer after key in the server's JSON answer, or None
+    # the integer after key in the server's JSON answer, or None. The keys are
+    # jkproto.link's field names, spelt out here (a module costs heap on the board);
+    # tests/test_link.py holds every wire literal of the firmware to link's
     i = body.find(key) + len(key)
     while body[i : i + 1] == b" ":
         i += 1
@@ -358,8 +360,6 @@ def start(ctl):
     def set_time(utc_s):
         step = clock.set_utc(utc_s, CLOCK_NET)
         ctl.emit(codec.CLOCK, CLOCK_NET, clock.uptime_s(), step)
-        from .app import local_day
-
         day = local_day(utc_s, cfg["tz_offset_min"])
         if day < up.up[0]:  # a clock that ran ahead past midnight was put back:
             up.up[0], up.up[1] = day, 0  # that day's file gets frames again

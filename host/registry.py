@@ -257,6 +257,17 @@ def load_registry(path: str | Path) -> Registry:
     return parse_registry(text, f"villages file {p}")
 
 
+def parse_villages(text: str, name: str = "villages file") -> dict[str, Village]:
+    """Device id -> its latest Village from the CSV text of a registry (every row
+    checked; see parse_registry for all rows with their dates)."""
+    return parse_registry(text, name).current()
+
+
+def load_villages(path: str | Path) -> dict[str, Village]:
+    """Read and check a villages.csv registry: device -> its latest row."""
+    return load_registry(path).current()
+
+
 def as_registry(registry: Registry | Mapping[str, Any]) -> Registry:
     """A Registry from a Registry, or device -> Village (or a plain mapping with
     village, population and optionally block, district, state, tz)."""

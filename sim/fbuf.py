@@ -207,9 +207,9 @@ class FrameBuffer:
         for yy in range(y0, y0end):
             cx1 = x1
             for xx in range(x0, x0end):
-                col = fbuf._get(cx1, y1)
+                col = fbuf.pixel(cx1, y1)  # in range: clipped above
                 if palette is not None:
-                    col = palette._get(col, 0)
+                    col = palette.pixel(col, 0)
                 if col != key:
                     self._set(xx, yy, col)
                 cx1 += 1

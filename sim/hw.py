@@ -135,8 +135,8 @@ class SimHal:
         self.wdt_feeds = 0
         self.wdt_ms = None  # set by start_wdt
         self.last_feed_ms = 0
-        self.sd_present = True
-        self._reset = reset_cause
+        self.sd_present = True  # a card in the slot: mount_sd() mounts it
+        self.reset_code = reset_cause  # what the next boot's reset_cause() says
         self.rtc_memory = rtc_memory  # survives a watchdog reset, not a power loss
         self.on_relay = None  # callback(on) for the plant's physical trace
         self.modem = None  # (SimUart, {role: SimPin}) when a modem is fitted
@@ -183,6 +183,15 @@ class SimHal:
         return self.i2c
 
     def mount_sd(self, path="/sd"):
+        """A card in the slot is mounted at path (the folder appears); without one
+        nothing is there, as on the board."""
+        if self.sd_present:
+            import os  # here: the heap benchmark counts os with the firmware
+
+            try:
+                os.mkdir(path)
+            except OSError:
+                pass  # mounted before this boot
         return self.sd_present
 
     def start_wdt(self):
@@ -200,7 +209,7 @@ class SimHal:
         )
 
     def reset_cause(self):
-        return self._reset
+        return self.reset_code
 
     def rtc_load(self):
         return self.rtc_memory

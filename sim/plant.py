@@ -1,8 +1,15 @@
-# The physical side of a village scheme, stepped every few seconds of virtual time:
-# a borewell that draws down and recovers, a pump that needs mains power, a tank with
-# low/high float switches, a village drawing water on a diurnal profile, and meters
-# turning volume into pulses. It keeps the ground truth: the exact litres through the
-# supply meter in each local day, and a trace of everything physical that happened.
+"""The physical side of a village scheme, stepped every few seconds of virtual time:
+a borewell that draws down and recovers, a pump that needs mains power, a tank with
+low/high float switches, a village drawing water on a diurnal profile, and meters
+turning volume into pulses. It keeps the ground truth: the exact litres through the
+supply meter in each local day, and a trace of everything physical that happened.
+
+The scenario plant, and the only one `jalkal sim` runs. Why the simulator has a
+small plant beside it (jksim.minivillage.Tank): this one needs CPython (its demand
+varies from day to day by random.Random(seed).gauss; MicroPython's random has no
+Random and no gauss), and its scenario, fault and truth machinery would be counted
+as the board's heap where the firmware runs in MicroPython."""
+
 import random
 
 from jkproto.codec import civil

@@ -41,7 +41,7 @@ class VFlag:
         if self.waiter is not None:  # hand the event to the waiting task
             task, token = self.waiter
             self.waiter = None
-            self.clock._ready(task, token, True)
+            self.clock.wake(task, token, True)
         else:
             self.is_set = True
 
@@ -117,7 +117,9 @@ class VirtualClock(Utc):
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, kind, payload))
 
-    def _ready(self, task, token, value):
+    def wake(self, task, token, value):
+        """Resume task now with value (a flag set from an IRQ); token: the wait it
+        was in (a stale wake of an earlier wait is dropped)."""
         self._push(self.ms, "step", (task, token, value))
 
     def at(self, ms, fn):

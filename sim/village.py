@@ -1,5 +1,11 @@
 """Run one simulated village: the real firmware on simulated hardware and virtual time,
-beside the plant, with the scenario's faults; write what a field visit would find."""
+beside the plant, with the scenario's faults; write what a field visit would find.
+
+The board boots, and boots again after every power return and watchdog reset,
+through its own boot sequence, jkfw.main.start: it reads the config.json the
+installer left on its flash, mounts the card if one is in the slot, and starts the
+controller. Only the HAL (sim/hw.py) and the clock (sim/vclock.py) are the
+simulator's."""
 
 from __future__ import annotations
 
@@ -14,10 +20,8 @@ from pathlib import Path
 
 import jkboards
 from jkfw import config
+from jkfw import main as board
 from jkfw.app import Controller
-from jkfw.logger import FrameLog
-from jkfw.store import Store
-
 from jkproto import objects as ob
 
 from .hw import SimHal
@@ -69,6 +73,10 @@ class Village:
             raise ValueError(
                 f"scenario gives bad controller settings: {', '.join(bad)}"
             )
+        self.sd = out / "sd"
+        self.flash = out / "flash"  # the board's internal flash file system
+        self.config = self.flash / "config.json"
+        self.provision(raw)
         has_rtc = not any(f["kind"] == "clock_unset" for f in sc["fault"])
         self.clock = VirtualClock(sc["start_utc"] if has_rtc else None, quality=1)
         self.hal = SimHal(self.cfg, self.clock)
@@ -80,23 +88,35 @@ class Village:
             )  # fmt: skip
         self.rng = random.Random(sc["seed"])
         self.plant = Plant(sc, self.clock, self.hal, self.rng)
-        self.sd = out / "sd"
-        self.flash = out / "flash"
         self.ctl: Controller | None = None
         self.boots = 0
 
     # --- the board
-    def boot(self) -> None:
-        if self.hal.sd_present:
-            self.sd.mkdir(parents=True, exist_ok=True)
+    def provision(self, raw: dict) -> None:
+        """What `jalkal provision` leaves on a board: its config.json (it holds the
+        device key: owner-only, as keys.json)."""
         self.flash.mkdir(parents=True, exist_ok=True)
-        log = FrameLog(str(self.sd), str(self.flash))
-        self.ctl = Controller(
-            self.cfg, self.hal, self.clock, Store(str(self.flash)), log
-        )
-        self.hal.start_wdt()  # as jkfw.main.run does on the board
-        self.ctl.boot()
-        self.ctl.start()
+        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(raw, f)
+
+    def make_hal(self, cfg: dict) -> SimHal:
+        """The board's HAL for the config start() read: the one simulated board,
+        whose pins, counters and RTC memory outlive a reboot as the hardware's do."""
+        self.hal.cfg = cfg
+        return self.hal
+
+    def boot(self) -> None:
+        """The board powers up (or resets): jkfw.main.start, as on the board."""
+        try:
+            self.ctl = board.start(
+                self.make_hal, self.clock, str(self.config), str(self.flash),
+                str(self.sd),
+            )  # fmt: skip
+        except Exception as e:  # a board that cannot boot: the run's finding
+            raise RuntimeError(
+                f"firmware boot {self.boots + 1} (jkfw.main.start) crashed: {e!r}"
+            ) from e
         self.boots += 1
 
     def tear_last_frame(self) -> None:
@@ -129,8 +149,8 @@ class Village:
     def watchdog_check(self) -> None:
         """The chip resets when the firmware stops feeding its watchdog."""
         if self.plant.board_alive and self.hal.wdt_expired():
-            self.clock.reboot(rtc=self.clock._rtc is not None)
-            self.hal._reset = 3  # watchdog: RTC memory survives
+            self.clock.reboot()  # an RTC, if the board has one, keeps its time
+            self.hal.reset_code = 3  # watchdog: RTC memory survives
             self.boot()
         self.clock.at(self.clock.ms + 1000, self.watchdog_check)
 
@@ -141,8 +161,8 @@ class Village:
     def power(self, on: bool, tear: bool = False) -> None:
         self.plant.set_mains(on)
         if on:
-            self.clock.reboot(rtc=self.clock._rtc is not None)
-            self.hal._reset = 1  # power on
+            self.clock.reboot()  # an RTC, if the board has one, keeps its time
+            self.hal.reset_code = 1  # power on
             self.plant.board_alive = True
             if self.modem is not None:
                 self.modem.supply(True)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from jalkal.ingest.replay import batches, read_frames
+from jalkal.ingest.store import Store
+from jalkal.keys import load_keys
 from jksim import scenario
 from jksim.village import simulate
-
-from jalkal.keys import load_keys
-from jalkal.replay import batches, read_frames
-from jalkal.store import Store
 
 T0 = 1772303400  # 2026-03-01 00:00 Asia/Kolkata
 SCENARIOS = (("normal", 1), ("power-cuts", 2), ("sensor-faults", 3))

@@ -7,16 +7,16 @@ import json
 from datetime import date, datetime, timezone
 
 import pytest
-from jksim import scenario
-from jksim.village import simulate
 from test_report import D0, DAY, IV, NET, Log, day_pulses
 
-from jalkal.alerts import ALERT_COLUMNS, alerts
 from jalkal.cli import main
-from jalkal.periods import build
 from jalkal.registry import Village, parse_registry
-from jalkal.report import decode_sources
+from jalkal.reports.alerts import ALERT_COLUMNS, alerts
+from jalkal.reports.periods import build
+from jalkal.reports.sources import decode_sources
 from jkproto import codec as c
+from jksim import scenario
+from jksim.village import simulate
 
 REG = {"0a1b2c3d": Village("0a1b2c3d", "Rampur", 500)}
 

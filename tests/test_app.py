@@ -1,23 +1,21 @@
 """The whole controller on the virtual clock, with simulated hardware and a small
-tank plant: what the relay did (as the hardware saw it) and what the SD log says."""
+tank plant: what the relay did (as the hardware saw it) and what the SD log says.
+The board boots, and reboots, through its own boot sequence (jkfw.main.start)."""
 
 import json
 
 from conftest import REPO
-from jkfw import config
-from jkfw.app import Controller
-from jkfw.logger import FrameLog
-from jkfw.store import Store
-from jksim.hw import SimHal
-from jksim.vclock import VirtualClock
 
+from jkfw import config
+from jkfw.main import start
 from jkproto import codec
 from jkproto import objects as ob
+from jksim.hw import SimHal
+from jksim.minivillage import Tank
+from jksim.vclock import VirtualClock
 
 KEY = bytes(range(32))
 T0 = 1772303400  # 2026-03-01T00:00+05:30 (local midnight)
-PUMP_LPM = 300
-TANK_L = 20000
 
 
 def make_cfg(**over):
@@ -32,55 +30,25 @@ def make_cfg(**over):
     return cfg
 
 
-class Plant:
-    """A borewell pump filling a tank that a village draws from, every 10 s."""
+class Plant(Tank):
+    """The simulator's small plant (jksim.minivillage.Tank: a 300 L/min pump filling
+    a 20,000 L tank, floats at 5,000 and 18,000 L, 10 L a pulse), the tank `level`
+    full, the village drawing draw_lpm all day."""
 
     def __init__(self, clock, hal, level=0.5, draw_lpm=40):
-        self.clock, self.hal = clock, hal
-        self.level = level * TANK_L
-        self.draw_lpm = draw_lpm
-        self.well_dry = False
-        self.mains = True
-        self.supply_pulses = 0
-        self.source_pulses = 0
-        self.trace = []  # (ms, what) physical events
-        self._frac = [0.0, 0.0]
-
-    def start(self):
-        self.clock.at(self.clock.ms + 10000, self.tick)
-
-    def tick(self):
-        hal = self.hal
-        running = hal.relay_is_on() and self.mains
-        inflow = PUMP_LPM / 6 if running and not self.well_dry else 0
-        outflow = min(self.draw_lpm / 6, self.level + inflow)
-        self.level = min(TANK_L, self.level + inflow - outflow)
-        for i, (name, litres) in enumerate((("source", inflow), ("supply", outflow))):
-            self._frac[i] += litres / 10  # 10 L per pulse
-            n = int(self._frac[i])
-            self._frac[i] -= n
-            if name in hal.counters and n:
-                hal.counters[name].pulse(n)
-                if name == "supply":
-                    self.supply_pulses += n
-                else:
-                    self.source_pulses += n
-        pins = hal.switch_pins
-        pins["dry"].set(1 if self.well_dry else 0)
-        pins["low"].set(1 if self.level < 0.25 * TANK_L else 0)
-        pins["high"].set(1 if self.level > 0.9 * TANK_L else 0)
-        if hal.mains_pin is not None:
-            hal.mains_pin.set(1 if self.mains else 0)
-        self.clock.at(self.clock.ms + 10000, self.tick)
+        draw = draw_lpm * self.STEP_MS / 60000
+        super().__init__(clock, hal, level * self.TANK_L, draw)
 
 
 def boot(tmp_path, clock, hal, cfg):
-    (tmp_path / "flash").mkdir(exist_ok=True)
-    (tmp_path / "sd").mkdir(exist_ok=True)  # the card's mount point
-    log = FrameLog(str(tmp_path / "sd"), str(tmp_path / "flash"))
-    ctl = Controller(cfg, hal, clock, Store(str(tmp_path / "flash")), log)
-    ctl.boot()
-    ctl.start()
+    """Power up: the board's own start() reads cfg from its config.json (the keys
+    that differ from the defaults, as provisioning writes them) and runs on hal."""
+    raw = {k: v for k, v in cfg.items() if v != config.DEFAULTS[k]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    flash, sd = str(tmp_path / "flash"), str(tmp_path / "sd")
+    ctl = start(lambda _cfg: hal, clock, str(path), flash, sd)
+    assert ctl.cfg == cfg and not ctl.bad_keys
     return ctl
 
 
@@ -184,7 +152,7 @@ def test_power_cut_reboot_restores_totals_and_reports_a_gap(tmp_path):
     # the plant goes on (its ticks stay scheduled): the tank drains, uncounted
     clock.run_until(7 * 3600 * 1000)
     clock.reboot()  # power returns: uptime from 0, time from the RTC
-    hal._reset = 1
+    hal.reset_code = 1
     clock2 = clock
     ctl = boot(tmp_path, clock2, hal, cfg)
     clock.run_until(8 * 3600 * 1000)
@@ -208,7 +176,7 @@ def test_watchdog_reset_keeps_every_pulse(tmp_path):
     clock.reboot()  # watchdog reset: RTC memory survives, the counter restarts at 0
     for c in hal.counters.values():
         c.count = 0
-    hal._reset = 3
+    hal.reset_code = 3
     ctl = boot(tmp_path, clock, hal, cfg)
     clock.run_until(9 * 3600 * 1000)
     ctl.reading()
@@ -328,7 +296,7 @@ def test_a_tool_stop_then_soft_reset_keeps_every_pulse(tmp_path):
     clock.reboot()  # the soft reset: RTC memory stays, the counters restart at 0
     for c in hal.counters.values():
         c.count = 0
-    hal._reset = 5
+    hal.reset_code = 5
     ctl = boot(tmp_path, clock, hal, cfg)
     clock.run_until(clock.ms + 1000)
     objs, _ = read_log(tmp_path)

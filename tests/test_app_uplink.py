@@ -6,13 +6,13 @@ new config keys are checked."""
 import json
 
 from conftest import REPO
+from test_app import KEY, T0, Plant, boot, make_cfg, read_log
+
 from jkfw import config
+from jkproto import codec
 from jksim.hw import SimHal
 from jksim.modem import fit
 from jksim.vclock import VirtualClock
-from test_app import KEY, T0, Plant, boot, make_cfg, read_log
-
-from jkproto import codec
 
 OWNER = "+919876543210"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from jalkal import daysfast
-from jalkal import export as ex
-from jalkal.periods import build
 from jalkal.registry import parse_registry
+from jalkal.reports import daily_bulk as daysfast
+from jalkal.reports import export as ex
+from jalkal.reports.periods import build
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""The vectorised decoder (jalkal.bulk) against the reference (objects.decode_stream).
+"""The vectorised decoder (jalkal.decode.bulk) against the reference decoder
+(objects.decode_stream).
 
 Every test runs both decoders on the same bytes and demands identical objects
 (values and key order) and identical stats, plus what the protocol promises:
@@ -17,7 +18,7 @@ import strategies as S
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jalkal import bulk
+from jalkal.decode import bulk
 from jkproto import codec as c
 from jkproto import objects as ob
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from scale_util import sim_store
 
-from jalkal import export as ex
 from jalkal.cli import main
-from jalkal.periods import build, periods
 from jalkal.registry import load_registry
-from jalkal.report import load_store
+from jalkal.reports import export as ex
+from jalkal.reports.periods import build, periods
+from jalkal.reports.sources import load_store
 
 pytest.importorskip("dask.distributed")
 

@@ -15,9 +15,9 @@ import time
 import pytest
 from fieldtools_util import VBoard, board_has_machine, jalkal, provision
 
-from jalkal import deploy
-from jalkal.board import connect
 from jalkal.errors import JalkalError
+from jalkal.field import deploy
+from jalkal.field.board import connect
 
 
 def test_build_compiles_every_module():

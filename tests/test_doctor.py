@@ -9,7 +9,7 @@ import shutil
 import pytest
 from fieldtools_util import VBoard, jalkal, mpremote, provision
 
-from jalkal import doctor
+from jalkal.field import doctor
 
 
 def test_render_and_parsers():

@@ -9,14 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 from scale_util import sim_store, synthetic
 
-from jalkal import daysfast
-from jalkal import export as ex
 from jalkal.cli import main
 from jalkal.errors import JalkalError
-from jalkal.periods import build
+from jalkal.ingest.store import Store
 from jalkal.registry import load_registry, parse_registry
-from jalkal.report import load_store
-from jalkal.store import Store
+from jalkal.reports import daily_bulk as daysfast
+from jalkal.reports import export as ex
+from jalkal.reports.periods import build
+from jalkal.reports.sources import load_store
 
 
 @pytest.fixture(scope="module")

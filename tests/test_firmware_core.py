@@ -8,11 +8,12 @@ import pytest
 from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jkfw import board, config
-from jkfw.app import local_day
+
+from jkboards import pins as board
+from jkfw import config
 from jkfw.meter import Meter, poll_ms
 from jkfw.switch import Switch, plausible
-
+from jkproto import local_day
 from jkproto import objects as ob
 
 
@@ -228,8 +229,9 @@ def test_core_modules_run_in_micropython(mpy):
 
     script = """
 import json
-from jkfw import board, config, meter, switch
-from jkfw.app import local_day
+from jkboards import pins as board
+from jkfw import config, meter, switch
+from jkproto import local_day
 b = json.load(open("b.json"))
 cfg, bad = config.validate({"interval_s": 5})
 class P:
@@ -247,6 +249,7 @@ print(json.dumps([board.problems(b), bad, m.total, meter.poll_ms(2000), sw.state
                   local_day(1772323200, 330)]))
 """
     files = firmware_files()
+    files["jkboards/pins.py"] = (REPO / "boards" / "pins.py").read_bytes()
     files["b.json"] = (REPO / "boards" / "lilygo-t-sim7000g.json").read_bytes()
     out = json.loads(mpy.run(script, files))
     assert out == [[], ["interval_s"], 30000, 8192, True, 20260301]

@@ -17,8 +17,8 @@ from esptool.bin_image import LoadFirmwareImage
 from esptool.loader import ESPLoader
 from esptool.targets import CHIP_DEFS
 
-from jalkal import flash
 from jalkal.cli import main
+from jalkal.field import flash
 
 # --- images, made with esptool's own elf2image and merge-bin --------------------
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scale_util import sim_store
 
-from jalkal import export as ex
 from jalkal.cli import main
+from jalkal.reports import export as ex
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 W, H = 1200, 2600

@@ -1,5 +1,6 @@
-"""The exactly-once frame store (jalkal.store): verification, duplicates, conflicts,
-chain checks against what is stored, malformed bodies, and the report from a store."""
+"""The exactly-once frame store (jalkal.ingest.store): verification, duplicates,
+conflicts, chain checks against what is stored, malformed bodies, and the report
+from a store."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from uplink_util import DEV, DEV2, KEY, KEY2, frames
 
-from jalkal import bulk
+from jalkal.decode import bulk
 from jalkal.errors import JalkalError
-from jalkal.store import REASONS, FastSigner, Store
+from jalkal.ingest.ack import REASONS
+from jalkal.ingest.store import FastSigner, Store
 from jkproto import codec as c
 
 KEYS = {f"{DEV:08x}": KEY, f"{DEV2:08x}": KEY2}
@@ -276,7 +278,7 @@ def test_commit_survives_a_crash_right_after_ingest(tmp_path):
     code = (
         "import os, sys; sys.path.insert(0, 'tests')\n"
         "from uplink_util import frames, KEY, DEV\n"
-        "from jalkal.store import Store\n"
+        "from jalkal.ingest.store import Store\n"
         f"s = Store({str(p)!r}, {{'{DEV:08x}': KEY}})\n"
         "r = s.ingest(b''.join(frames(300)))\n"
         "assert r.stored == 300\n"
@@ -347,7 +349,7 @@ def test_report_needs_files_or_store(tmp_path):
 
 
 def test_keys_are_uint64_ordered():
-    from jalkal.store import _keys
+    from jalkal.ingest.store import _keys
 
     k = _keys(np.array([1, 1, 2], np.uint32), np.array([0, 1, 0], np.uint16),
               np.array([5, 0, 0], np.uint16))  # fmt: skip

@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 from conftest import firmware_files
+
 from jkfw import logger as lg
 from jkfw.logger import FrameLog
-
 from jkproto import codec
 from jkproto import objects as ob
 

@@ -3,6 +3,8 @@ UART: the exact bytes it writes, answers cut, garbled, late or missing, power
 sequences and power-cycling a modem that hangs."""
 
 import pytest
+from modem_script import run
+
 from jkfw import modem as md
 from jkfw import sms
 from jkfw.modem import Modem, cclk_utc
@@ -10,7 +12,6 @@ from jkfw.pdu import deliver
 from jksim.hw import SimPin, SimUart
 from jksim.modem import SimModem, fit
 from jksim.vclock import VirtualClock
-from modem_script import run
 
 T0 = 1772303400  # 2026-03-01T00:00+05:30
 T_CALL = ("modem_power", "modem_pwrkey", "modem_rst")  # TTGO T-Call (SIM800)

@@ -8,6 +8,8 @@ import re
 from binascii import unhexlify
 
 import pytest
+from modem_script import REC, Script, Step, answer, chunks, run
+
 from jkfw import modem as md
 from jkfw.modem import Modem, cclk_utc
 from jkfw.mqtt import Mqtt
@@ -15,7 +17,6 @@ from jkfw.pdu import deliver
 from jksim.hw import SimUart
 from jksim.modem import SimModem
 from jksim.vclock import VirtualClock
-from modem_script import REC, Script, Step, answer, chunks, run
 
 T0 = 1772303400  # 2026-03-01T00:00+05:30
 OK = b"\r\nOK\r\n"

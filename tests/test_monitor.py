@@ -15,7 +15,7 @@ import time
 import pytest
 from fieldtools_util import VBoard
 
-from jalkal import monitor
+from jalkal.field import monitor
 from jkproto import codec
 
 

@@ -12,17 +12,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from jksim import scenario
-from jksim.village import simulate
 from test_report import D0, DAY, IV, NET, NONE, Log, day_pulses
 
-from jalkal import bulk
 from jalkal.cli import main
+from jalkal.decode import bulk
 from jalkal.errors import JalkalError
-from jalkal.periods import DAY_COLUMNS, PERIOD_COLUMNS, build, parse_quality, periods
 from jalkal.registry import Registry, Village, parse_registry
-from jalkal.report import band_of, decode_sources
+from jalkal.reports.daily import band_of
+from jalkal.reports.periods import DAY_COLUMNS, PERIOD_COLUMNS, build, periods
+from jalkal.reports.quality import parse_quality
+from jalkal.reports.sources import decode_sources
 from jkproto import codec as c
+from jksim import scenario
+from jksim.village import simulate
 
 # demand per village: each side of 40 and 55 lpcd
 TARGETS = {"Chandpur": 38, "Dhanpur": 42, "Kesarpur": 50, "Lalpur": 58}

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scale_util import synthetic
 
-from jalkal import daysfast, plots
 from jalkal.cli import main
-from jalkal.periods import periods
 from jalkal.registry import parse_registry
+from jalkal.reports import daily_bulk as daysfast
+from jalkal.reports import plots
+from jalkal.reports.periods import periods
 
 pytest.importorskip("matplotlib")
 
@@ -75,7 +76,7 @@ def test_band_counts_are_the_period_reports(days):
 
 
 def test_pick_lowest_when_many():
-    vs = [plots.Village(f"v{i}", ("", "", "", f"v{i:02d}")) for i in range(20)]
+    vs = [plots.VillageSeries(f"v{i}", ("", "", "", f"v{i:02d}")) for i in range(20)]
     for i, v in enumerate(vs):
         v.lpcd = {__import__("datetime").date(2026, 3, 1): float(100 - i)}
     keep, note = plots.pick(vs, 5)

@@ -7,14 +7,14 @@ import os
 import stat
 from pathlib import Path
 
-import jkboards
 import pytest
-from jkfw import config as fwconfig
 
-from jalkal import provision as pv
+import jkboards
 from jalkal.cli import main
+from jalkal.field import provision as pv
 from jalkal.keys import load_keys
-from jalkal.report import load_villages
+from jalkal.registry import load_villages
+from jkfw import config as fwconfig
 
 BOARD = "esp32-devkitc-sim800l"
 jkboards_load = jkboards.load
@@ -222,10 +222,12 @@ def test_bad_values_write_nothing(tmp_path, capsys, extra, says):
     assert snapshot(tmp_path) == {}
 
 
-def test_bad_board_file_is_refused(tmp_path, capsys, monkeypatch):
+def test_bad_board_file_is_refused(tmp_path, tmp_path_factory, capsys, monkeypatch):
     b = jkboards.load(BOARD)
     b["pins"] = dict(b["pins"], relay=0)  # a strapping pin: the pump would blip
-    monkeypatch.setattr(jkboards, "load", lambda name: b)
+    boards = tmp_path_factory.mktemp("boards")  # outside tmp_path: it stays empty
+    (boards / f"{BOARD}.json").write_text(json.dumps(b))
+    monkeypatch.setattr(jkboards, "HERE", boards)
     assert main(run(tmp_path)) == 1
     assert "relay = GPIO0 glitches during boot" in capsys.readouterr().err
     assert snapshot(tmp_path) == {}

@@ -8,11 +8,11 @@ import json
 import shutil
 import struct
 
-import jkboards
 import pytest
 from fieldtools_util import VBoard, jalkal, mpremote
 
-from jalkal import pull
+import jkboards
+from jalkal.field import pull
 
 pytestmark = pytest.mark.micropython
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import firmware_files
+
 from jkfw import pump as pm
 from jkfw.pump import Pump
-
 from jkproto import objects as ob
 
 MIN = 60

@@ -24,8 +24,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jkfw.pump import SETTINGS, Pump
 
+from jkfw.pump import SETTINGS, Pump
 from jkproto import objects as ob
 
 DEFAULTS = {k: getattr(Pump, k) for k in SETTINGS}

@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from jalkal import bulk
 from jalkal.cli import main
-from jalkal.report import Village, compute, daily, parse_villages
+from jalkal.decode import bulk
+from jalkal.registry import Village, parse_villages
+from jalkal.reports.daily import compute, daily
 from jkproto import codec as c
 
 KEY = bytes(range(32))

@@ -30,7 +30,7 @@ from uplink_util import (
     keys_file,
 )
 
-from jalkal.store import Store
+from jalkal.ingest.store import Store
 
 pytestmark = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"

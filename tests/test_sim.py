@@ -3,11 +3,11 @@
 import json
 
 import pytest
+
+from jalkal.cli import main
 from jksim import scenario
 from jksim.check import pump_violations
 from jksim.village import simulate
-
-from jalkal.cli import main
 
 EXAMPLE = """
 start = "2026-03-01"      # local date; CLI flags override start/days/seed

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from jksim import scenario
-from jksim.village import identity
 from uplink_util import MOSQUITTO, Mosquitto, Server
 
-from jalkal.store import Store
+from jalkal.ingest.store import Store
 from jkproto import codec
+from jksim import scenario
+from jksim.village import identity
 
 DAYS = 10  # the outage: day 2 06:00 to day 9 06:00; two days to catch up
 

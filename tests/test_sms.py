@@ -8,13 +8,14 @@ import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_pump_props import SWITCHES, Driver, HypChooser, RandChooser, draw_settings
+
 from jkfw import sms as fsms
 from jkfw.modem import RX_BYTES, Modem
 from jkfw.pdu import deliver
 from jkfw.sms import CMD_HOUR, REPLY_DAY, Sms, parse
 from jksim.modem import deliver_pdu, fit
 from jksim.vclock import VirtualClock
-from test_pump_props import SWITCHES, Driver, HypChooser, RandChooser, draw_settings
 
 T0 = 1772303400
 OWNER = "+91 98765 43210"

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 from conftest import firmware_files
+
 from jkfw.store import Store, defaults
 
 

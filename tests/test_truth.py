@@ -5,10 +5,12 @@ touched (and only those)."""
 import json
 
 import pytest
+
+from jalkal.registry import load_villages
+from jalkal.reports.daily import daily
+from jalkal.reports.sources import decode_sources
 from jksim import scenario
 from jksim.village import simulate
-
-from jalkal.report import daily, decode_sources, load_villages
 
 
 def _report(out):

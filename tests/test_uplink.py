@@ -5,15 +5,14 @@ steps over frames refused for good, backs off and stays under its caps."""
 import json
 
 import pytest
-from jkfw.app import local_day
+
 from jkfw.logger import FrameLog
 from jkfw.modem import Modem
 from jkfw.store import Store
 from jkfw.uplink import FEWER, SKIP1, SKIPALL, Uplink, verdict
+from jkproto import codec, local_day
 from jksim.modem import fit
 from jksim.vclock import VirtualClock
-
-from jkproto import codec
 
 T0 = 1772303400  # 2026-03-01T00:00+05:30
 DEV = 0x0A1B2C3D

@@ -6,13 +6,13 @@ is down for a while."""
 from pathlib import Path
 
 import pytest
-from jkfw.mqtt import Mqtt
-from jksim.modem import http_post
 from test_uplink import Board
 from test_uplink import Server as MemServer
 from uplink_util import MOSQUITTO, Mosquitto, Server, keys_file
 
-from jalkal.store import Store
+from jalkal.ingest.store import Store
+from jkfw.mqtt import Mqtt
+from jksim.modem import http_post
 
 
 @pytest.fixture

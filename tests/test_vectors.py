@@ -7,8 +7,8 @@ import sys
 import pytest
 from conftest import VECTOR_DIR, load_vectors, protocol_files
 
-from jalkal import bulk
 from jalkal.cli import main
+from jalkal.decode import bulk
 from jkproto import codec
 from jkproto import objects as ob
 

@@ -1,22 +1,31 @@
-# The virtual board's hardware, on the MicroPython side: the GPIO levels, the pulse
-# counters, and a small water plant wired to them (sim/minivillage.py's tank). Only
-# `jalkal vboard` loads this (from its built-in folder, with machine.py, time.py and
-# asyncio/); it is not part of the firmware.
-#
-# The plant: a borewell pump behind the relay fills a 20,000 L tank at 5 L/s; the
-# village draws 1.2 L/s from 06:00 to 09:00 and 17:00 to 20:00 local time, 0.3 L/s
-# otherwise; the source meter counts what the pump lifts, the supply meter what the
-# village draws; the low switch is asserted below 5,000 L, the high switch above
-# 18,000 L, the dry-run probe never (unless set()). Levels and flows are exact
-# (piecewise linear in board time), so a reading at any speed sees the same litres.
-#
-# Wiring: the pins and electrical sense come from /config.json (pins, relay_active,
-# switch_sense, litres per pulse, tz_offset_min), as the installer wired the board to
-# the config; without one, from the --board file and the firmware's defaults.
-#
-# State that outlives an interpreter (the tank, the meters' litres, RTC memory, the
-# reset cause, the clock) lives in the JavaScript object `jkvb` of vboard.mjs; what a
-# soft reset clears on a board (pins, counters, IRQs) lives here.
+"""The virtual board's hardware, on the MicroPython side: the GPIO levels, the pulse
+counters, and a small water plant wired to them. Only `jalkal vboard` loads this
+(from its built-in folder, with machine.py, time.py and asyncio/); it is not part of
+the firmware.
+
+The plant: a borewell pump behind the relay fills a 20,000 L tank at 5 L/s; the
+village draws 1.2 L/s from 06:00 to 09:00 and 17:00 to 20:00 local time, 0.3 L/s
+otherwise; the source meter counts what the pump lifts, the supply meter what the
+village draws; the low switch is asserted below 5,000 L, the high switch above
+18,000 L, the dry-run probe never (unless set()). Levels and flows are exact
+(piecewise linear in board time), so a reading at any speed sees the same litres.
+
+These are the numbers of the simulator's small plant (jksim.minivillage.Tank), in a
+model of its own, because the virtual board is a different machine: no virtual
+clock steps a plant here (the firmware runs on asyncio in board time, at any
+speed), so the tank is integrated exactly from one pin or counter read to the
+next; its state lives on the JavaScript side, to outlive an interpreter; and this
+folder is all a vboard can import (jksim is not on it).
+sim/plant.py, the scenario plant, needs CPython.
+
+Wiring: the pins and electrical sense come from /config.json (pins, relay_active,
+switch_sense, litres per pulse, tz_offset_min), as the installer wired the board to
+the config; without one, from the --board file and the firmware's defaults.
+
+State that outlives an interpreter (the tank, the meters' litres, RTC memory, the
+reset cause, the clock) lives in the JavaScript object `jkvb` of vboard.mjs; what a
+soft reset clears on a board (pins, counters, IRQs) lives here."""
+
 import json
 
 import js
@@ -226,7 +235,7 @@ def step():
         return
     _plant.advance()
     for p in pins.values():
-        p._sense()
+        p.sense()
 
 
 def idle(dt):

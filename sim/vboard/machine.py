@@ -136,8 +136,9 @@ class Pin:
             return 0
         return 1 if self._pull == Pin.PULL_UP or role == "button" else 0
 
-    def _sense(self):
-        """Called by jkvb.step(): an edge on an input fires its IRQ."""
+    def sense(self):
+        """Called by jkvb.step(): an edge on an input fires its IRQ (the virtual
+        board's own; MicroPython's Pin has no such method)."""
         if self._mode == Pin.OUT:
             return
         lv = self._level()

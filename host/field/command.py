@@ -1,0 +1,369 @@
+"""The field tools' commands: each opens what its tool needs (a Board through
+mpremote, a serial port, esptool's port) and hands it to the tool's run()."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import click
+
+from ..console import say
+from ..errors import JalkalError
+from . import deploy, doctor, flash, monitor, provision, pull
+from .board import connect
+
+# the --port option of every command that talks to a board
+port_option = click.option(
+    "--port",
+    "-p",
+    required=True,
+    metavar="PORT",
+    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
+)
+
+
+# --- provision ----------------------------------------------------------------
+
+
+@click.command("provision")
+@click.option("--board", required=True, metavar="NAME", help="Board file in boards/.")
+@click.option("--village", required=True, metavar="NAME", help="Village name.")
+@click.option(
+    "--population",
+    required=True,
+    type=click.IntRange(1, 10_000_000),
+    help="People served (lpcd is litres / population).",
+)
+@click.option("--device", metavar="ID", help="8 hex digits; default: a new random id.")
+@click.option(
+    "--out", required=True, metavar="DIR", help="Folder for this board's config.json."
+)
+@click.option("--keys", metavar="FILE", help="Keys file [default: DIR/keys.json].")
+@click.option(
+    "--villages", metavar="FILE", help="Village registry [default: DIR/villages.csv]."
+)
+@click.option("--block", default="", help="Block, for reports.")
+@click.option("--district", default="", help="District, for reports.")
+@click.option("--state", default="", help="State, for reports.")
+@click.option(
+    "--tz",
+    default=provision.DEFAULT_TZ,
+    show_default=True,
+    help="The village's time zone.",
+)
+@click.option("--uplink", metavar="URL", help="Ingest server, e.g. http://HOST:8080.")
+@click.option("--apn", metavar="APN", help="The SIM operator's APN.")
+@click.option(
+    "--sms", multiple=True, metavar="NUMBER", help="Send SMS alerts here (repeat)."
+)
+@click.option(
+    "--sms-allow",
+    multiple=True,
+    metavar="NUMBER",
+    help="Accept SMS commands from this number (repeat).",
+)
+@click.option(
+    "--sms-pin",
+    metavar="PIN",
+    help="4-8 digits every SMS command must end with [default: a new random one].",
+)
+@click.option(
+    "--country-code",
+    default=provision.DEFAULT_COUNTRY,
+    show_default=True,
+    metavar="CC",
+    help="Country code of SMS numbers given without one.",
+)
+@click.option(
+    "--meter-litres-per-pulse",
+    "litres_per_pulse",
+    type=click.FloatRange(0, 10000, min_open=True),
+    metavar="L",
+    help="Litres per meter pulse, both meters [default: the firmware's, 10].",
+)
+@click.option(
+    "--source-litres-per-pulse",
+    type=click.FloatRange(0, 10000),
+    metavar="L",
+    help="The borewell (source) meter's, if it differs; 0: no source meter.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other firmware setting, e.g. --set max_run_s=7200 (repeat).",
+)
+@click.option(
+    "--force", is_flag=True, help="Re-provision a device of the same village."
+)
+def provision_cmd(
+    board: str,
+    village: str,
+    population: int,
+    device: str | None,
+    out: str,
+    keys: str | None,
+    villages: str | None,
+    block: str,
+    district: str,
+    state: str,
+    tz: str,
+    uplink: str | None,
+    apn: str | None,
+    sms: tuple[str, ...],
+    sms_allow: tuple[str, ...],
+    sms_pin: str | None,
+    country_code: str,
+    litres_per_pulse: float | None,
+    source_litres_per_pulse: float | None,
+    settings: tuple[str, ...],
+    force: bool,
+) -> None:
+    """Make a device id and key, write the board's config.json, and add the device
+    to the keys file and the village registry.
+
+    Every value is checked by the firmware's own config validator first; nothing is
+    written if anything is wrong. The keys file and config.json are owner-only."""
+    req = provision.Request(
+        board=board,
+        village=village,
+        population=population,
+        out=Path(out),
+        device=device,
+        keys=Path(keys) if keys else None,
+        villages=Path(villages) if villages else None,
+        block=block,
+        district=district,
+        state=state,
+        tz=tz,
+        uplink=uplink,
+        apn=apn,
+        sms=sms,
+        sms_allow=sms_allow,
+        sms_pin=sms_pin,
+        country_code=country_code,
+        litres_per_pulse=litres_per_pulse,
+        source_litres_per_pulse=source_litres_per_pulse,
+        settings=dict(provision.parse_setting(s) for s in settings),
+        force=force,
+    )
+    click.echo(provision.summary(req, provision.provision(req)))
+
+
+# --- flash --------------------------------------------------------------------
+
+
+@click.command("flash")
+@click.option(
+    "--port",
+    required=True,
+    metavar="PORT",
+    help="Serial port (/dev/ttyUSB0, COM3) or socket:// / rfc2217:// URL.",
+)
+@click.option(
+    "--chip",
+    type=click.Choice(sorted(flash.CHIPS)),
+    help="The board's chip; the image must match [default: the image's].",
+)
+@click.option(
+    "--baud",
+    type=click.IntRange(9600, 3_000_000),
+    default=460800,
+    show_default=True,
+    help="Speed for writing (connecting is always at 115200).",
+)
+@click.option(
+    "--erase/--no-erase",
+    default=None,
+    help="Erase the whole flash first [default: yes for a full firmware, no for "
+    "an app alone]. Erasing removes the board's config and its logs in flash.",
+)
+@click.option(
+    "--connect-attempts",
+    type=click.IntRange(0, 100),
+    default=7,
+    show_default=True,
+    help="Tries to reach the board's bootloader (0: keep trying).",
+)
+@click.argument("firmware", metavar="FIRMWARE.bin")
+def flash_cmd(
+    port: str,
+    chip: str | None,
+    baud: int,
+    erase: bool | None,
+    connect_attempts: int,
+    firmware: str,
+) -> None:
+    """Put MicroPython on a board: check the image, erase, write, verify.
+
+    FIRMWARE.bin is MicroPython's downloadable firmware for the board's chip
+    (bootloader, partition table and app in one file); it is checked before the
+    board is touched. An app image alone updates a board that already has a
+    bootloader (with --no-erase)."""
+    fw = flash.load(firmware, chip)
+    if erase is None:
+        erase = fw.kind == "full"
+    if erase and fw.kind == "app":
+        raise JalkalError(
+            f"{firmware} is an app alone; after an erase the board would have no "
+            "bootloader. Use the full firmware .bin, or --no-erase to update the app "
+            "of a board that already runs MicroPython"
+        )
+    click.echo(f"{fw.name}: {fw.describe()}")
+    flash.flash_board(fw, port, baud, erase, connect_attempts)
+    click.echo(f"done: {fw.chip.label} flashed and verified; it is restarting")
+    click.echo(f"next: jalkal deploy --port {port} --config DIR/config.json")
+
+
+# --- deploy -------------------------------------------------------------------
+
+
+@click.command("deploy")
+@port_option
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    metavar="FILE",
+    help="The board's config.json (from jalkal provision).",
+)
+@click.option(
+    "--source", is_flag=True, help="Copy the .py sources instead of mpy-cross bytecode."
+)
+@click.option(
+    "--boot-wait",
+    "boot_wait",
+    type=click.FloatRange(0.5, 120),
+    default=deploy.BOOT_WAIT_S,
+    show_default=True,
+    metavar="S",
+    help="Seconds to watch the board boot after the reset.",
+)
+@click.option("--no-boot-check", is_flag=True,
+              help="Do not reset the board afterwards.")  # fmt: skip
+def deploy_cmd(
+    port: str, config_path: str, source: bool, boot_wait: float, no_boot_check: bool
+) -> None:
+    """Put the firmware, config.json and main.py on a board; check it boots.
+
+    Only files whose sha256 differs are copied. The firmware goes into the slot
+    the board is not running and is switched to at the end, so an interrupted
+    deploy leaves the previous version bootable: run it again."""
+    t0 = time.monotonic()
+    prep = deploy.prepare(config_path, source)
+    say(f"connecting to {port}")
+    with connect(port) as b:
+        res = deploy.run(b, prep, boot_wait, not no_boot_check)
+    took = time.monotonic() - t0
+    click.echo(
+        f"deployed jkfw {deploy.firmware_version()} to {port} in {took:.0f} s"
+        f" ({deploy.summary(res)})" + (f"; running {res.booted}" if res.booted else "")
+    )
+    click.echo(f"next: jalkal doctor --port {port}")
+
+
+# --- doctor -------------------------------------------------------------------
+
+
+@click.command("doctor")
+@port_option
+@click.option(
+    "--test-relay",
+    is_flag=True,
+    help="Also switch the pump relay on for 2 s (never while dry-run reads asserted).",
+)
+@click.option(
+    "--set-clock",
+    is_flag=True,
+    help="Set the board's clock from this laptop's when it is off.",
+)
+@click.option("--no-restart", is_flag=True,
+              help="Leave the firmware stopped afterwards.")  # fmt: skip
+def doctor_cmd(port: str, test_relay: bool, set_clock: bool, no_restart: bool) -> None:
+    """Check a board: MicroPython, heap, firmware files, config, SD card, flash,
+    clock, modem and SIM, uploads, switches and meters; a fix for each ✗.
+
+    Never switches the pump unless --test-relay. Exit status 1 if any check fails."""
+    with connect(port) as b:
+        checks, head = doctor.run(b, set_clock, test_relay, not no_restart)
+    click.echo(doctor.render(checks, head))
+    bad = sum(1 for c in checks if c.status == doctor.BAD)
+    if bad:
+        raise JalkalError(
+            f"{bad} check(s) failed ({doctor.BAD} above, each with its fix)"
+        )
+
+
+# --- pull ---------------------------------------------------------------------
+
+
+@click.command("pull")
+@port_option
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    metavar="DIR",
+    help="Folder on the laptop; the logs go to DIR/<device>/.",
+)
+@click.option(
+    "--clear-after",
+    is_flag=True,
+    help="Then delete the SD logs that verified, except today's and any "
+    "not yet uploaded.",
+)
+@click.option("--no-restart", is_flag=True,
+              help="Leave the firmware stopped afterwards.")  # fmt: skip
+def pull_cmd(port: str, out_dir: str, clear_after: bool, no_restart: bool) -> None:
+    """Copy the board's SD and flash logs to the laptop, verified.
+
+    Run it again to fetch only what is new. The board keeps every file unless
+    --clear-after, and then only SD logs that were copied and verified."""
+    with connect(port) as b:
+        res = pull.run(b, out_dir, clear_after, not no_restart)
+    click.echo(pull.totals(res))
+    if clear_after:
+        click.echo(
+            f"removed {len(res.removed)} file(s) from the board"
+            + (f": {', '.join(res.removed)}" if res.removed else "")
+            + (f"; kept {', '.join(res.kept)}" if res.kept else "")
+        )
+    click.echo(f"logs in {res.out}")
+    click.echo(
+        f"next: jalkal report {res.out} --villages villages.csv --keys keys.json"
+    )
+
+
+# --- monitor ------------------------------------------------------------------
+
+
+@click.command("monitor")
+@port_option
+@click.option(
+    "--keys", "keys", metavar="FILE", help="Keys file: check each frame's MAC."
+)
+@click.option(
+    "--restart",
+    "do_restart",
+    is_flag=True,
+    help="Soft-reset the board first, to watch it boot.",
+)
+@click.option("--seconds", type=click.FloatRange(0, None), metavar="S",
+              help="Stop after S seconds (default: until Ctrl-C).")  # fmt: skip
+def monitor_cmd(
+    port: str, keys: str | None, do_restart: bool, seconds: float | None
+) -> None:
+    """Show what a running board prints, with its frames decoded. Ctrl-C stops.
+
+    Only listens: the firmware keeps running (unless --restart, which soft-resets
+    it once at the start)."""
+    ser = monitor.open_port(port)
+    try:
+        p = monitor.run(ser, keys, seconds, do_restart)
+    finally:
+        with contextlib.suppress(Exception):
+            ser.close()
+    click.echo(f"monitor: {p.frames} frames, {p.lines} other lines", err=True)

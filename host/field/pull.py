@@ -1,0 +1,315 @@
+"""`jalkal pull`: the board's frame logs onto the laptop, for manual retrieval.
+
+What is copied: the SD card's daily logs (/sd/log/*.jkl) and the internal-flash ring
+(/flash/ring/NN.jkl, kept while the card was away). They land in OUT/<device>/sd/log/
+and OUT/<device>/ring/ (a ring slot as g<generation>.jkl: a slot reused later is a
+new file, never an overwrite).
+
+Resumable: a file already here with the board's sha256 is skipped; one that is a
+prefix of the board's (the day's log grew) gets only the missing tail; a copy cut
+short waits in OUT/<device>/.partial/ and is continued; a local file that is not a
+prefix of the board's (a new card) is moved to OUT/<device>/superseded/. Every copy
+is checked against the board's sha256 of the whole file before it takes its name,
+then scanned for frames (CRC) and garbage. Nothing is deleted from the board unless
+--clear-after, and then only SD logs that verified, are not today's (or the newest)
+and are already uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jkproto import objects as ob
+
+from ..console import say
+from ..errors import JalkalError
+from .board import Board
+
+SD_LOG = "/sd/log"
+RING = "/flash/ring"
+STATE = "/flash/state.json"
+CONFIG = "/config.json"
+RING_HDR_FMT = "<4sI"  # jkfw.logger: magic, generation
+RING_HDR_LEN = 8
+RING_MAGIC = b"JKR1"
+CHUNK = 32768  # bytes per read from the board (then appended to NAME.part)
+
+
+@dataclass
+class Remote:
+    path: str  # on the board
+    size: int
+    local: Path
+    kind: str  # "sd" | "ring"
+    day: int = 0  # YYYYMMDD of an SD log, 0 for nodate / ring
+
+
+@dataclass
+class Copied:
+    remote: Remote
+    action: str  # "copied", "tail", "resumed", "up to date"
+    new_bytes: int
+    verified: bool
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def read_json(b: Board, path: str) -> Any:
+    if b.size(path) < 0:
+        return None
+    try:
+        return json.loads(b.read(path))
+    except ValueError:
+        return None
+
+
+def board_state(b: Board) -> dict[str, Any]:
+    """The firmware's persisted state (jkfw.store's state.json), {} if none."""
+    if b.size(STATE) < 0:
+        return {}
+    raw = b.read(STATE)
+    k = raw.find(b',"state":')
+    try:
+        st = json.loads(raw[k + 9 :].rstrip()[:-1]) if k > 0 else {}
+    except ValueError:
+        return {}
+    return st if isinstance(st, dict) else {}
+
+
+def board_today(b: Board, tz_offset_min: int) -> int | None:
+    """The board's local day (YYYYMMDD) from its clock; None if the clock is unset."""
+    import calendar
+
+    b.exec("import time")
+    t = b.eval("time.gmtime()")
+    y = int(t[0])
+    if y < 2024:
+        return None
+    utc = calendar.timegm(tuple(int(x) for x in t[:6]) + (0, 0, 0))  # type: ignore[arg-type]
+    lt = time.gmtime(utc + tz_offset_min * 60)
+    return lt.tm_year * 10000 + lt.tm_mon * 100 + lt.tm_mday
+
+
+def remote_files(b: Board, out: Path, pins: dict[str, Any]) -> tuple[list[Remote], str]:
+    """The logs on the board and where each goes; how the SD card was found."""
+    sd = b.sd(pins)
+    files: list[Remote] = []
+    for name, is_dir, size in sorted(b.listdir(SD_LOG)):
+        if is_dir or not name.endswith(".jkl"):
+            continue
+        stem = name[:-4]
+        day = int(stem) if stem.isdigit() and len(stem) == 8 else 0
+        files.append(
+            Remote(f"{SD_LOG}/{name}", size, out / "sd" / "log" / name, "sd", day)
+        )
+    for name, is_dir, size in sorted(b.listdir(RING)):
+        if is_dir or not name.endswith(".jkl") or size < RING_HDR_LEN:
+            continue
+        path = f"{RING}/{name}"
+        head = b.read(path, 0, RING_HDR_LEN)
+        if head[:4] != RING_MAGIC:
+            continue  # torn before its header was whole: an empty slot
+        gen = struct.unpack(RING_HDR_FMT, head)[1]
+        files.append(Remote(path, size, out / "ring" / f"g{gen:08d}.jkl", "ring"))
+    return files, sd
+
+
+def _sha(path: Path, n: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = n
+        while left is None or left > 0:
+            chunk = f.read(65536 if left is None else min(65536, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return h.hexdigest()
+
+
+def _free_name(p: Path) -> Path:
+    i = 1
+    while p.with_name(f"{p.name}.{i}").exists():
+        i += 1
+    return p.with_name(f"{p.name}.{i}")
+
+
+def _aside(r: Remote, what: str) -> Path:
+    """Where a partial copy or a superseded file waits: outside sd/ and ring/, so
+    that `jalkal report OUT/<device>/sd` never reads it."""
+    root = r.local.parents[2] if r.kind == "sd" else r.local.parents[1]
+    d = root / what / r.kind
+    d.mkdir(parents=True, exist_ok=True)
+    return d / r.local.name
+
+
+def copy_one(b: Board, r: Remote, progress: bool = True) -> Copied:
+    """Copy (or finish, or skip) one file; verified against the board's sha256."""
+    r.local.parent.mkdir(parents=True, exist_ok=True)
+    part = _aside(r, ".partial")
+    board_sha = b.sha256(r.path)
+    start = 0
+    action = "copied"
+    if r.local.exists():
+        n = r.local.stat().st_size
+        if n == r.size and _sha(r.local) == board_sha:
+            return Copied(r, "up to date", 0, True, scan(r))
+        if 0 < n < r.size and _sha(r.local) == b.sha256(r.path, n):
+            part.write_bytes(r.local.read_bytes())
+            start, action = n, "tail"
+        else:
+            keep = _free_name(_aside(r, "superseded"))
+            os.replace(
+                r.local, keep
+            )  # never overwrite frames: the board's file changed
+            say(f"  {r.local.name} differs from the board's: kept as {keep}")
+    elif part.exists():
+        n = part.stat().st_size
+        if 0 < n <= r.size and _sha(part) == b.sha256(r.path, n):
+            start, action = n, "resumed"
+        else:
+            part.unlink()
+    if start == 0:
+        part.write_bytes(b"")
+    done = start
+    with open(part, "ab") as f:
+        while done < r.size:
+            data = b.read(r.path, done, min(CHUNK, r.size - done))
+            if not data:
+                break
+            f.write(data)
+            f.flush()
+            done += len(data)
+            if progress:
+                say(f"  {r.path}: {done:,} of {r.size:,} bytes")
+            b.keepalive()
+    ok = part.stat().st_size == r.size and _sha(part) == board_sha
+    if not ok:
+        raise JalkalError(
+            f"{r.path}: the copy does not match the board's file (sha256); it was kept "
+            f"as {part}: run jalkal pull again"
+        )
+    os.replace(part, r.local)
+    return Copied(r, action, r.size - start, True, scan(r))
+
+
+def scan(r: Remote) -> dict[str, int]:
+    """Frames and garbage in a copied file (the CRC check), with the host decoder."""
+    from ..decode.bulk import ChainState, decode
+
+    data = r.local.read_bytes()
+    if r.kind == "ring":
+        data = data[RING_HDR_LEN:]
+    stats = ob.new_stats()
+    decode(data, None, ChainState(), stats)
+    return stats
+
+
+def describe(c: Copied) -> str:
+    st = c.stats
+    what = f"{st.get('frames', 0):,} frames"
+    if st.get("skipped_bytes"):
+        what += (
+            f", {st['skipped_bytes']:,} bytes of garbage in {st['skipped_runs']} "
+            f"place(s) ({st['crc_errors']} CRC failures, {st['truncated']} torn)"
+        )
+    else:
+        what += ", CRC ok"
+    new = f", {c.new_bytes:,} new bytes" if c.action in ("tail", "resumed") else ""
+    return (
+        f"{c.remote.local.name:<16} {c.remote.size:>9,} bytes  {c.action}{new}; {what}"
+    )
+
+
+def clearable(
+    copied: list[Copied], today: int | None, cfg: dict[str, Any], state: dict[str, Any]
+) -> tuple[list[Copied], list[str]]:
+    """SD logs that may go (verified, closed, uploaded) and why the others stay."""
+    sd = [c for c in copied if c.remote.kind == "sd" and c.remote.day]
+    newest = max((c.remote.day for c in sd), default=0)
+    up = state.get("up")
+    cursor_day = up[0] if isinstance(up, list) and up and isinstance(up[0], int) else 0
+    uplink = bool(cfg.get("uplink_url"))
+    go, kept = [], []
+    for c in sd:
+        name = c.remote.local.name
+        if not c.verified:
+            kept.append(f"{name} (copy not verified)")
+        elif c.remote.day == today:
+            kept.append(f"{name} (today's, still open)")
+        elif c.remote.day == newest:
+            kept.append(f"{name} (the newest: the board may still write to it)")
+        elif today is not None and c.remote.day > today:
+            kept.append(f"{name} (dated after the board's today)")
+        elif uplink and (not cursor_day or c.remote.day >= cursor_day):
+            kept.append(f"{name} (not yet uploaded)")
+        else:
+            go.append(c)
+    return go, kept
+
+
+@dataclass
+class PullResult:
+    out: Path
+    copied: list[Copied]
+    removed: list[str]
+    kept: list[str]
+    sd: str
+
+
+def run(
+    b: Board, out_dir: str, clear_after: bool = False, restart: bool = True
+) -> PullResult:
+    """Copy a connected board's logs into OUT_DIR/<device>/, verified."""
+    cfg = read_json(b, CONFIG) or {}
+    device = str(cfg.get("device") or "unknown")
+    out = Path(out_dir) / device
+    files, sd = remote_files(b, out, cfg.get("pins") or {})
+    if sd.startswith("none"):
+        say(f"SD card: {sd[6:]}; pulling the flash ring only")
+    total = sum(r.size for r in files)
+    say(
+        f"pulling {len(files)} log file(s), {total:,} bytes, from device {device} "
+        f"to {out}",
+    )
+    copied = []
+    for i, r in enumerate(files, 1):
+        c = copy_one(b, r)
+        copied.append(c)
+        say(f"[{i}/{len(files)}] {describe(c)}")
+    removed: list[str] = []
+    kept: list[str] = []
+    if clear_after:
+        tz = int(cfg.get("tz_offset_min", 330))
+        today = board_today(b, tz)
+        go, kept = clearable(copied, today, cfg, board_state(b))
+        for c in go:
+            if b.sha256(c.remote.path) != _sha(c.remote.local):
+                kept.append(f"{c.remote.local.name} (changed on the board)")
+                continue
+            b.remove(c.remote.path)
+            removed.append(c.remote.local.name)
+    if restart:
+        b.restart(1.0)  # the firmware runs again, as after power-on
+    return PullResult(out, copied, removed, kept, sd)
+
+
+def totals(res: PullResult) -> str:
+    frames = sum(c.stats.get("frames", 0) for c in res.copied)
+    garbage = sum(c.stats.get("skipped_bytes", 0) for c in res.copied)
+    new = sum(c.new_bytes for c in res.copied)
+    fresh = sum(1 for c in res.copied if c.action != "up to date")
+    line = (
+        f"pulled {fresh} of {len(res.copied)} file(s), {new:,} new bytes; "
+        f"{len(res.copied) - fresh} up to date; all verified (sha256); "
+        f"{frames:,} frames"
+    )
+    line += f", {garbage:,} bytes of garbage" if garbage else ", CRC ok"
+    return line

@@ -1,0 +1,184 @@
+"""What the server answers for one upload batch: the outcome of every frame, the
+HTTP status, and the acknowledgement body the board reads (docs/uplink.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from jkproto import link
+from jkproto import objects as ob
+
+from ..errors import JalkalError
+
+MAX_ERRORS = 50  # per-frame error entries listed in a response
+
+# outcome codes per frame: 0 stored, 1 duplicate, then the rejection reasons
+STORED, DUPLICATE = 0, 1
+REASONS = (
+    "stored", "duplicate", "unknown_device", "bad_mac", "wrong_device",
+    "unsupported_version", "malformed_frame", "conflict", "broken_chain",
+)  # fmt: skip
+(UNKNOWN_DEVICE, BAD_MAC, WRONG_DEVICE, UNSUPPORTED_VERSION, MALFORMED_FRAME,
+ CONFLICT, BROKEN_CHAIN) = range(2, len(REASONS))  # fmt: skip
+
+# HTTP status of a request in which no frame was acknowledged, by (first) reason
+STATUS = {
+    "unknown_device": 403, "bad_mac": 403, "wrong_device": 403,
+    "unsupported_version": 400, "malformed_frame": 400, "malformed_body": 400,
+    "conflict": 409, "broken_chain": 409, "too_large": 413, "internal_error": 500,
+    # refused by the server before the store sees the body
+    "not_found": 404, "method_not_allowed": 405, "length_required": 411,
+    "unsupported_media_type": 415, "timeout": 408, "bad_topic": 400,
+}  # fmt: skip
+
+MESSAGES = {
+    "unknown_device": "device is not in the server's keys file",
+    "bad_mac": "MAC does not verify with the device's key",
+    "wrong_device": "frame of another device than the topic names",
+    "unsupported_version": "frame version is not 1",
+    "malformed_frame": "payload shorter than its kind needs",
+    "conflict": "another frame with the same (device, boot, seq) is stored",
+    "broken_chain": "prev does not match the stored neighbour in the chain",
+}
+
+
+class BodyError(JalkalError):
+    """The whole batch is refused (nothing stored): reason is one of STATUS."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class IngestResult:
+    """What one batch did. ``outcome[i]`` is the code (index into REASONS) of the
+    i-th frame of the body; device/boot/seq/offset/length are the frames' fields."""
+
+    body_bytes: int
+    body_crc32: int
+    outcome: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    device: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+    boot: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))
+    seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    length: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    error: str | None = None  # body-level reason (malformed_body, too_large…)
+    message: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return int(self.outcome.size)
+
+    def count(self, code: int) -> int:
+        return int(np.count_nonzero(self.outcome == code))
+
+    @property
+    def stored(self) -> int:
+        return self.count(STORED)
+
+    @property
+    def duplicate(self) -> int:
+        return self.count(DUPLICATE)
+
+    @property
+    def rejected(self) -> int:
+        return int(np.count_nonzero(self.outcome > DUPLICATE))
+
+    @property
+    def acked(self) -> int:
+        return self.stored + self.duplicate
+
+    def first_reason(self) -> str | None:
+        if self.error:
+            return self.error
+        bad = np.flatnonzero(self.outcome > DUPLICATE)
+        return REASONS[int(self.outcome[bad[0]])] if bad.size else None
+
+    def status(self) -> int:
+        """HTTP status: 200 when any frame was acknowledged, else the 4xx of the
+        body-level error or of the first rejected frame's reason."""
+        if self.error is None and self.acked:
+            return 200
+        return STATUS.get(self.first_reason() or "malformed_body", 400)
+
+    def acked_runs(self) -> list[list[Any]]:
+        """[device hex, boot, first seq, last seq] for every run of acknowledged
+        frames with consecutive seq, in body order."""
+        ok = np.flatnonzero(self.outcome <= DUPLICATE)
+        if ok.size == 0:
+            return []
+        d = self.device[ok].astype(np.int64)
+        b = self.boot[ok].astype(np.int64)
+        s = self.seq[ok].astype(np.int64)
+        cont = np.zeros(ok.size, bool)
+        cont[1:] = (d[1:] == d[:-1]) & (b[1:] == b[:-1]) & (s[1:] == s[:-1] + 1)
+        starts = np.flatnonzero(~cont)
+        ends = np.r_[starts[1:], ok.size] - 1
+        return [
+            [ob.device_str(int(d[i])), int(b[i]), int(s[i]), int(s[j])]
+            for i, j in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+
+    def acked_bytes(self) -> int:
+        """Length of the longest prefix of the body whose frames were all acked."""
+        bad = np.flatnonzero(self.outcome > DUPLICATE)
+        if self.error is not None:
+            return 0
+        if bad.size == 0:
+            return self.body_bytes
+        return int(self.offset[bad[0]])
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body of POST /v1/frames and of an MQTT ack."""
+        reasons: dict[str, int] = {}
+        for code, n in enumerate(np.bincount(self.outcome, minlength=len(REASONS))):
+            if code > DUPLICATE and n:
+                reasons[REASONS[code]] = int(n)
+        errors = []
+        for i in np.flatnonzero(self.outcome > DUPLICATE)[:MAX_ERRORS].tolist():
+            r = REASONS[int(self.outcome[i])]
+            e: dict[str, Any] = {"index": i, "offset": int(self.offset[i]), "reason": r}
+            if r != "unsupported_version":
+                e["device"] = ob.device_str(int(self.device[i]))
+                e["boot"] = int(self.boot[i])
+                e["seq"] = int(self.seq[i])
+            errors.append(e)
+        out: dict[str, Any] = {
+            link.OK: self.error is None and self.rejected == 0,
+            link.FRAMES: self.frames,
+            link.STORED: self.stored,
+            link.DUPLICATE: self.duplicate,
+            link.REJECTED: self.rejected,
+            link.ACKED: self.acked_runs(),
+            link.ACKED_BYTES: self.acked_bytes(),
+            link.BODY_BYTES: self.body_bytes,
+            link.BODY_CRC32: f"{self.body_crc32:08x}",
+            link.REASONS: reasons,
+            link.ERRORS: errors,
+        }
+        first = self.first_reason()
+        if first is not None:
+            out[link.ERROR] = first
+            out[link.MESSAGE] = self.message or MESSAGES.get(first, first)
+        return out
+
+    def summary(self) -> str:
+        s = (
+            f"{self.frames} frames, {self.stored} stored, {self.duplicate} duplicate, "
+            f"{self.rejected} rejected"
+        )
+        if self.error:
+            s += f" (refused: {self.error}: {self.message})"
+        elif self.rejected:
+            s += (
+                " ("
+                + ", ".join(f"{k} {v}" for k, v in self.to_json()[link.REASONS].items())
+                + ")"
+            )
+        return s

@@ -1,0 +1,380 @@
+"""`jalkal replay`: send logged frames (an SD card pulled in the field, upload
+captures) to a `jalkal serve` over HTTP or MQTT, batch by batch, waiting for each
+acknowledgement. The server stores every frame once, so replaying the same logs
+again stores nothing new (every frame comes back "duplicate")."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from jkproto import link
+from jkproto import objects as ob
+
+from ..console import say
+from ..decode import bulk
+from ..decode.streams import problems_line
+from ..errors import JalkalError
+from ..fileio import input_files, read_bytes
+from .store import MAX_BODY
+
+DEFAULT_BATCH = 1000
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+
+
+@dataclass
+class Batch:
+    device: int | None  # MQTT: the one device of the batch; HTTP: None (mixed)
+    data: bytes
+    frames: int
+
+
+def read_frames(
+    paths: tuple[str, ...],
+) -> tuple[list[tuple[bytes, np.ndarray, np.ndarray, np.ndarray]], dict[str, int]]:
+    """Per input file: its bytes and the offset, length and device of every
+    CRC-valid frame in it (garbage between frames is left out and counted)."""
+
+    stats = ob.new_stats()
+    out = []
+    state = bulk.ChainState()
+    for f in input_files(paths):
+        data = read_bytes(f)
+        tb = bulk.decode(data, None, state, stats).table
+        out.append(
+            (
+                data,
+                tb.column("offset").to_numpy(),
+                tb.column("length").to_numpy().astype(np.int64),
+                tb.column("device").to_numpy(),
+            )
+        )
+    return out, stats
+
+
+def batches(
+    files: list[tuple[bytes, np.ndarray, np.ndarray, np.ndarray]],
+    size: int,
+    per_device: bool,
+    max_bytes: int = MAX_BODY,
+) -> Iterator[Batch]:
+    """Batches of at most size frames and max_bytes, in stream order; per_device:
+    each batch holds one device's frames (MQTT topics name one device)."""
+    if per_device:
+        devs: dict[int, list[bytes]] = {}
+        for data, off, ln, dev in files:
+            for o, n, d in zip(off.tolist(), ln.tolist(), dev.tolist(), strict=True):
+                devs.setdefault(int(d), []).append(data[o : o + n])
+        for d, frames in devs.items():
+            yield from _chunks(d, frames, size, max_bytes)
+    else:
+        frames = []
+        for data, off, ln, _dev in files:
+            frames.extend(
+                data[o : o + n] for o, n in zip(off.tolist(), ln.tolist(), strict=True)
+            )
+        yield from _chunks(None, frames, size, max_bytes)
+
+
+def _chunks(
+    device: int | None, frames: list[bytes], size: int, max_bytes: int
+) -> Iterator[Batch]:
+    cur: list[bytes] = []
+    nbytes = 0
+    for f in frames:
+        if cur and (len(cur) >= size or nbytes + len(f) > max_bytes):
+            yield Batch(device, b"".join(cur), len(cur))
+            cur, nbytes = [], 0
+        cur.append(f)
+        nbytes += len(f)
+    if cur:
+        yield Batch(device, b"".join(cur), len(cur))
+
+
+class Unreachable(JalkalError):
+    pass
+
+
+# --- senders --------------------------------------------------------------------
+
+
+class HttpSender:
+    """POST /v1/frames over one keep-alive connection; re-sends on connection
+    errors and 5xx (safe: the server de-duplicates)."""
+
+    def __init__(self, url: str, timeout: float, retries: int):
+        u = urlsplit(url)
+        if u.scheme != "http" or not u.hostname:
+            raise JalkalError(
+                f"--to {url!r}: give http://HOST:PORT or mqtt://HOST:PORT"
+            )
+        try:
+            self.port = u.port or 80
+        except ValueError:
+            raise JalkalError(f"--to {url!r}: bad port")
+        self.host = u.hostname
+        self.path = (u.path.rstrip("/") or "") if u.path not in ("", "/") else ""
+        self.path = (
+            self.path if self.path.endswith(link.PATH) else self.path + link.PATH
+        )
+        self.url = url
+        self.timeout, self.retries = timeout, retries
+        self.conn: Any = None
+        self.contacted = False
+
+    def _connect(self) -> Any:
+        import http.client
+
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(
+                self.host, self.port, timeout=self.timeout
+            )
+        return self.conn
+
+    def send(self, b: Batch) -> dict[str, Any]:
+        import http.client
+
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                conn = self._connect()
+                conn.request(
+                    "POST",
+                    self.path,
+                    body=b.data,
+                    headers={"Content-Type": link.CONTENT_TYPE},
+                )
+                r = conn.getresponse()
+                raw = r.read()
+                self.contacted = True
+                if r.getheader("Connection", "").lower() == "close":
+                    self.close()
+                try:
+                    doc = json.loads(raw)
+                except ValueError:
+                    doc = None
+                if r.status >= 500 or not isinstance(doc, dict):
+                    last = f"HTTP {r.status}: {raw[:200]!r}"
+                else:
+                    return doc
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                last = str(e) or type(e).__name__
+                if not self.contacted:  # nothing listening there: say so at once
+                    raise Unreachable(
+                        f"cannot reach {self.url}: {last}; is `jalkal serve` running?"
+                    )
+            if attempt < self.retries:
+                wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                say(
+                    f"replay: {self.url}: {last}; sending it again in {wait:g} s",
+                )
+                time.sleep(wait)
+        raise Unreachable(
+            f"{self.url}: no answer after {self.retries + 1} tries: {last}"
+        )
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class MqttSender:
+    """Publishes each batch (QoS 1) on jalkal/v1/<device>/up and waits for the
+    server's ack on jalkal/v1/<device>/ack (matched by body_crc32). A batch with
+    no ack within the timeout, or sent before a reconnection, is published again."""
+
+    def __init__(self, url: str, timeout: float, retries: int):
+        import paho.mqtt.client as mqtt
+
+        from .serve import parse_mqtt_url
+
+        self.host, self.port = parse_mqtt_url(url)
+        self.url, self.timeout, self.retries = url, timeout, retries
+        self.cond = threading.Condition()
+        self.acks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.ready = False
+        self.connects = 0
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"jalkal-replay-{uuid.uuid4().hex[:12]}",
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        c.reconnect_delay_set(min_delay=1, max_delay=2)
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+        try:
+            c.connect(self.host, self.port, keepalive=30)
+        except OSError as e:
+            raise Unreachable(
+                f"cannot reach {url}: {e.strerror or e}; is the broker running?"
+            )
+        c.loop_start()
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.ready, timeout):
+                self.close()
+                raise Unreachable(f"{url}: no subscription within {timeout} s")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if not reason_code.is_failure:
+            client.subscribe(link.ACK_TOPIC % "+", qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        with self.cond:
+            self.ready = True
+            self.connects += 1
+            self.cond.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        with self.cond:
+            self.ready = False
+            self.cond.notify_all()
+
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        parts = msg.topic.split("/")
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            return
+        if len(parts) != 4 or not isinstance(doc, dict):
+            return
+        with self.cond:
+            self.acks[(parts[2], str(doc.get(link.BODY_CRC32)))] = doc
+            self.cond.notify_all()
+
+    def send(self, b: Batch) -> dict[str, Any]:
+        dev = ob.device_str(b.device or 0)
+        key = (dev, f"{zlib.crc32(b.data):08x}")
+        topic = link.UP_TOPIC % dev
+        for attempt in range(self.retries + 1):
+            if attempt:
+                say(
+                    f"replay: no ack from {self.url} within {self.timeout:g} s; "
+                    f"sending it again (try {attempt + 1} of {self.retries + 1})",
+                )
+            with self.cond:
+                self.acks.pop(key, None)
+                if not self.cond.wait_for(lambda: self.ready, self.timeout):
+                    continue
+                gen = self.connects
+            self.client.publish(topic, b.data, qos=1)
+            with self.cond:
+                self.cond.wait_for(
+                    lambda g=gen: key in self.acks or self.connects != g,  # type: ignore[misc]
+                    self.timeout,
+                )
+                if key in self.acks:
+                    return self.acks.pop(key)
+        raise Unreachable(
+            f"{self.url}: no ack for a batch after {self.retries + 1} tries"
+        )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# --- the command ----------------------------------------------------------------
+
+
+@dataclass
+class Totals:
+    frames: int = 0
+    batches: int = 0
+    stored: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, b: Batch, doc: dict[str, Any]) -> None:
+        self.batches += 1
+        self.frames += b.frames
+        self.stored += int(doc.get(link.STORED, 0))
+        self.duplicate += int(doc.get(link.DUPLICATE, 0))
+        rej = int(doc.get(link.REJECTED, 0))
+        reasons = dict(doc.get(link.REASONS) or {})
+        if doc.get(link.ERROR) and not doc.get(link.FRAMES):  # refused as a whole
+            rej = b.frames
+            reasons = {str(doc[link.ERROR]): b.frames}
+        self.rejected += rej
+        for k, v in reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + int(v)
+
+    def line(self) -> str:
+        s = (
+            f"{self.frames} frames in {self.batches} batches: {self.stored} stored, "
+            f"{self.duplicate} duplicate, {self.rejected} rejected"
+        )
+        if self.reasons:
+            s += (
+                " ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
+                + ")"
+            )
+        return s
+
+
+def run(
+    paths: tuple[str, ...],
+    to: str,
+    rate: float | None = None,
+    batch: int = DEFAULT_BATCH,
+    timeout: float = 30.0,
+    retries: int = 6,
+    progress: bool = True,
+) -> Totals:
+    files, stats = read_frames(paths)
+
+    line = problems_line(dict(stats, chain_breaks=0))
+    if line:
+        say(line.replace("decode:", "replay:", 1) + " (not sent)")
+    total = sum(int(off.size) for _d, off, _l, _v in files)
+    scheme = urlsplit(to).scheme
+    sender: HttpSender | MqttSender
+    if scheme == "http":
+        sender = HttpSender(to, timeout, retries)
+    elif scheme == "mqtt":
+        sender = MqttSender(to, timeout, retries)
+    else:
+        raise JalkalError(f"--to {to!r}: give http://HOST:PORT or mqtt://HOST:PORT")
+    tot = Totals()
+    tty = sys.stderr.isatty()
+    t0 = time.monotonic()
+    shown = 0.0
+    try:
+        for b in batches(files, batch, per_device=scheme == "mqtt"):
+            doc = sender.send(b)
+            tot.add(b, doc)
+            now = time.monotonic()
+            if progress and (tty or now - shown >= 2.0):
+                shown = now
+                pct = 100 * tot.frames // max(total, 1)
+                msg = (
+                    f"replay: {tot.frames}/{total} frames ({pct}%), "
+                    f"{tot.rejected} rejected"
+                )
+                say(("\r" + msg) if tty else msg, nl=not tty)
+            if rate:
+                ahead = tot.frames / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+    finally:
+        sender.close()
+        if progress and tty and tot.batches:
+            say("")
+    return tot

@@ -1,0 +1,2 @@
+"""Frames to numbers people read: the day rules, periods, alerts, exports, plots,
+pages (see docs/reports.md)."""

@@ -1,0 +1,297 @@
+"""The store as Parquet, and the report over that Parquet on DuckDB or on Dask.
+
+    jalkal export --store DB --out DIR [--partition day|month] [--overwrite]
+
+writes every stored frame (raw bytes and decoded columns, the store's schema) to
+hive-style partitions by date and device:
+
+    DIR/date=2026-03-01/device=0a1b2c3d/part-0.parquet
+
+``date`` is the UTC date of the frame's time (``ts``; ``--partition month`` makes
+it ``2026-03``: twelve files a device-year instead of 365), ``device`` the device id
+in 8 hex digits. Frames without a clock (``ts`` null) go to
+``date=__HIVE_DEFAULT_PARTITION__`` (read back as null). Inside a file, rows are in
+(boot, seq) order. The device column lives in the path only; readers get it back
+from the path (DuckDB ``hive_partitioning``, pyarrow ``partitioning="hive"``).
+
+``jalkal report --parquet DIR`` reads that with DuckDB (only the registry's devices:
+the partition paths prune the rest) and ``--dask ADDRESS`` (or ``local``) runs the
+same report on a Dask cluster: one task per batch of devices reads its devices'
+files and computes their days. Both then call the same daily code
+(``daily_bulk.days``, which falls back to ``daily.compute`` for any device that is
+not regular) and the same period code (``periods.periods``), so the engines cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import JalkalError
+from ..registry import Registry
+from . import daily, daily_bulk, periods
+
+PARTS = ("day", "month")
+_FMT = {"day": "%Y-%m-%d", "month": "%Y-%m"}
+
+
+@dataclass
+class Exported:
+    frames: int
+    devices: int
+    files: int
+    out: Path
+
+
+def export(
+    store: str | Path, out: str | Path, partition: str = "day", overwrite: bool = False
+) -> Exported:
+    """Write the store's frames to OUT as Parquet partitioned by date and device.
+
+    The files are written into a temporary folder beside OUT and moved into place
+    at the end, so OUT is never half written. An existing OUT is refused unless
+    overwrite (then it is replaced as a whole)."""
+    import duckdb
+
+    from ..ingest.store import SCHEMA, Store
+
+    if partition not in PARTS:
+        raise JalkalError(f"--partition must be day or month, got {partition!r}")
+    dst = Path(out)
+    if dst.exists() and not overwrite:
+        raise JalkalError(f"{dst} exists; give --overwrite to replace it")
+    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with Store(store, read_only=True) as st:
+        n = st.count()
+        rest = ", ".join(f'"{c}"' for c in SCHEMA.names if c != "device")
+        sql = (
+            f"COPY (SELECT {rest}, printf('%08x', device) AS device, "
+            f"strftime(ts, '{_FMT[partition]}') AS date FROM frames "
+            "ORDER BY date, device, boot, seq) "
+            f"TO '{_sql_path(tmp)}' (FORMAT PARQUET, PARTITION_BY (date, device), "
+            "FILENAME_PATTERN 'part-{i}', COMPRESSION zstd)"
+        )
+        try:
+            with st.lock:
+                st.con.execute(sql)
+        except duckdb.Error as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise JalkalError(f"export to {dst}: {str(e).splitlines()[0]}")
+        row = st.con.execute("SELECT count(DISTINCT device) FROM frames").fetchone()
+        devices = int(row[0]) if row else 0
+    if n == 0:
+        tmp.mkdir(parents=True, exist_ok=True)
+    files = sum(1 for _ in tmp.rglob("*.parquet"))
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+        dst.rename(old)
+        tmp.rename(dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(dst)
+    return Exported(frames=n, devices=devices, files=files, out=dst)
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def devices_in(root: str | Path) -> list[str]:
+    """The device ids (8 hex digits) that have files under root."""
+    base = Path(root)
+    if not base.is_dir():
+        raise JalkalError(f"{base}: no such folder (a jalkal export)")
+    found = {
+        p.name.split("=", 1)[1].lower()
+        for p in base.glob("*=*/device=*")
+        if p.is_dir() and p.name.startswith("device=")
+    }
+    return sorted(found)
+
+
+def _glob(root: str | Path) -> str:
+    return _sql_path(Path(root) / "**" / "*.parquet")
+
+
+def load_duckdb(root: str | Path, devices: Sequence[str] | None = None) -> pa.Table:
+    """The report's frame columns of the given devices (all without), read by
+    DuckDB from an export, in (device, boot, seq) order like Store.table()."""
+    import duckdb
+
+    have = devices_in(root)
+    want = have if devices is None else sorted(set(have) & {d.lower() for d in devices})
+    if not want:
+        return _empty()
+    cols = ", ".join(f'"{c}"' for c in daily_bulk.COLUMNS if c != "device")
+    # the files of each device in date order: DuckDB keeps the order of a list
+    # (no sort of every row); the order is checked below and fixed if need be
+    files = [
+        _sql_path(p)
+        for d in want
+        for p in sorted(
+            Path(root).glob(f"*=*/device={d}/*.parquet"), key=lambda p: p.parts[-3]
+        )
+    ]
+    sql = (
+        f"SELECT CAST('0x' || device AS UINTEGER) AS device, {cols} "
+        f"FROM read_parquet([{', '.join(repr(f) for f in files)}], "
+        "hive_partitioning = true, "
+        "hive_types = {'date': VARCHAR, 'device': VARCHAR})"
+    )
+    con = duckdb.connect()
+    try:
+        tb = con.sql(sql).to_arrow_table()
+    except duckdb.Error as e:
+        raise JalkalError(f"{root}: {str(e).splitlines()[0]}")
+    finally:
+        con.close()
+    return _in_order(tb)
+
+
+def _in_order(tb: pa.Table) -> pa.Table:
+    """tb in (device, boot, seq) order (a stable sort only when it is not)."""
+    dev = tb.column("device").to_numpy().astype(np.int64)
+    boot = tb.column("boot").to_numpy().astype(np.int64)
+    seq = tb.column("seq").to_numpy().astype(np.int64)
+    key = (dev << 32) | (boot << 16) | seq
+    if key.size < 2 or bool((key[1:] >= key[:-1]).all()):
+        return tb
+    return tb.take(pa.array(np.argsort(key, kind="stable")))
+
+
+def load_arrow(root: str | Path, devices: Sequence[str]) -> pa.Table:
+    """The same as load_duckdb, read with pyarrow (what a Dask worker runs)."""
+    import pyarrow.dataset as ds
+
+    files = sorted(
+        str(p) for d in devices for p in Path(root).glob(f"*=*/device={d}/*.parquet")
+    )
+    if not files:
+        return _empty()
+    part = ds.partitioning(
+        pa.schema([("date", pa.string()), ("device", pa.string())]), flavor="hive"
+    )
+    data = ds.dataset(
+        files, format="parquet", partitioning=part, partition_base_dir=str(root)
+    )
+    tb = data.to_table(columns=[c for c in daily_bulk.COLUMNS])
+    dev = np.array([int(x, 16) for x in tb.column("device").to_pylist()], np.uint32)
+    return _in_order(tb.set_column(0, "device", pa.array(dev)))
+
+
+def _empty() -> pa.Table:
+    from ..ingest.store import SCHEMA
+
+    return pa.schema([SCHEMA.field(c) for c in daily_bulk.COLUMNS]).empty_table()
+
+
+def _batch(root: str, devices: list[str], reg: Registry) -> daily_bulk.Days:
+    """One Dask task: its devices' files read with pyarrow, their days."""
+    return daily_bulk.days(load_arrow(root, devices), reg)
+
+
+def days_parquet(
+    root: str | Path,
+    registry: Registry,
+    engine: str = "duckdb",
+    scheduler: str | None = None,
+    batch: int | None = None,
+    processes: bool = True,
+) -> daily_bulk.Days:
+    """The daily table of the registry's devices over an export.
+
+    engine "duckdb": one DuckDB query reads the frames, daily_bulk.days computes.
+    engine "dask": tasks of `batch` devices on a Dask cluster (scheduler: its
+    address, or None/"local" for a local cluster of two workers, separate
+    processes unless processes is False), the parts put together."""
+    want = sorted(set(devices_in(root)) & {v.device.lower() for v in registry})
+    if engine == "duckdb":
+        return daily_bulk.days(load_duckdb(root, want), registry)
+    if engine != "dask":
+        raise JalkalError(f"engine must be duckdb or dask, got {engine!r}")
+    try:
+        import dask
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise JalkalError("--dask needs dask: pip install 'jalkal[scale]'")
+    local = scheduler in (None, "local")
+    cluster = (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=":0",
+        )
+        if local
+        else None
+    )
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            size = batch or max(1, -(-len(want) // (4 * max(1, _workers(client)))))
+            parts = [want[i : i + size] for i in range(0, len(want), size)]
+            tasks = [dask.delayed(_batch)(str(root), p, registry) for p in parts]
+            got = dask.compute(*tasks, scheduler=client)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return merge(list(got))
+
+
+def _workers(client: Any) -> int:
+    try:
+        return len(client.scheduler_info()["workers"])
+    except Exception:  # pragma: no cover - an odd scheduler: one batch per device
+        return 1
+
+
+def merge(parts: list[daily_bulk.Days]) -> daily_bulk.Days:
+    """Days of disjoint device sets as one (rows sorted, notes in report order)."""
+    if not parts:
+        return daily_bulk.Days(periods.DAY_SCHEMA.empty_table())
+    tb = pa.concat_tables([p.table for p in parts]).sort_by(
+        [("village", "ascending"), ("date", "ascending"), ("device", "ascending")]
+    )
+    out = daily_bulk.Days(tb)
+    for p in parts:
+        out.unknown.update(p.unknown)
+        out.regular += p.regular
+        out.fallback += p.fallback
+        out.head += p.head
+        out.outside.update(p.outside)
+        out.placed += p.placed
+        out.unplaced += p.unplaced
+    return out
+
+
+def build_parquet(
+    root: str | Path,
+    registry: Registry,
+    engine: str = "duckdb",
+    scheduler: str | None = None,
+    timeline: bool = False,
+) -> periods.Report:
+    """periods.Report of the registry's devices over an export: the daily table
+    from days_parquet (timeline False), or build() over the frames read by DuckDB
+    when the timeline is needed (alerts: events, last frames)."""
+    if timeline:
+        want = [v.device for v in registry]
+        return periods.build(load_duckdb(root, want), registry)
+    d = days_parquet(root, registry, engine, scheduler)
+    res = daily.DailyResult(days=[], unknown=d.unknown, notes=d.notes)
+    rows = d.table.select(list(daily.COLUMNS)).to_pylist()
+    for r in rows:
+        r["date"] = r["date"].isoformat()
+    res.days = rows
+    return periods.Report(days=d.table, registry=registry, result=res)

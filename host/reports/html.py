@@ -1,0 +1,278 @@
+"""`jalkal report ... --html DIR`: a static report page.
+
+DIR/index.html and the three plots beside it (host/plots.py). Plain HTML and CSS
+in one file: no JavaScript, no fonts or styles from the network, images by
+relative path, so the folder opens from a USB stick in any browser without a
+server (``file://``). The page holds: what the report covers, the period table
+(--period, default month, --by), the plots, the band counts per block, the
+alerts when --alerts is given, the daily rows (up to MAX_DAILY), and the notes.
+Nothing on it depends on the time it was made, so the same data gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import struct
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import JalkalError
+from ..fileio import atomic_write
+from . import periods as per
+from . import plots
+from .render import where_label
+
+MAX_DAILY = 1000  # daily rows on the page; more: the CSV output has them
+
+CSS = """
+body { font-family: "DejaVu Sans", Verdana, Arial, sans-serif; margin: 1.5em auto;
+       max-width: 1100px; padding: 0 1em; color: #111; background: #fff; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 2px solid #0072B2; }
+p.lead { color: #333; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.85em; }
+th, td { border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: left; }
+th { background: #e8f1f8; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #f6f6f6; }
+.fully { color: #006F50; font-weight: bold; }
+.partially { color: #8A5A00; font-weight: bold; }
+.non { color: #B34700; font-weight: bold; }
+.incomplete { color: #555; font-style: italic; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #333; }
+ul.notes { font-size: 0.9em; color: #333; }
+"""
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    w, h = struct.unpack(">II", head[16:24])
+    return int(w), int(h)
+
+
+def _cell(x: Any, spec: str = "") -> tuple[str, bool]:
+    """(text, numeric)."""
+    if x is None:
+        return "–", False
+    if isinstance(x, bool):
+        return ("yes" if x else "no"), False
+    if isinstance(x, (int, float)):
+        return format(x, spec), True
+    if isinstance(x, date):
+        return x.isoformat(), False
+    return str(x), False
+
+
+def table_html(
+    head: Sequence[str], rows: Sequence[Sequence[Any]], cls: Sequence[str] = ()
+) -> str:
+    """A table; a value is text, a number, None (–) or (text, css class)."""
+    out = ["<table>", "<thead><tr>"]
+    out += [f"<th>{html.escape(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        out.append("<tr>")
+        for x in r:
+            klass = ""
+            if isinstance(x, tuple):
+                x, klass = x
+            text, num = _cell(x)
+            attrs = []
+            if num:
+                klass = (klass + " n").strip()
+            if klass:
+                attrs.append(f' class="{klass}"')
+            out.append(f"<td{''.join(attrs)}>{html.escape(text)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _band(b: str | None) -> tuple[str, str]:
+    return (b, b) if b else ("incomplete", "incomplete")
+
+
+def period_section(tb: pa.Table, by: str) -> str:
+    head = [
+        "period", by, "complete days", "litres", "mean lpcd", "fully", "partially",
+        "non", "incomplete", "class", "note",
+    ]  # fmt: skip
+    rows = []
+    for r in tb.to_pylist():
+        cls: Any
+        if by == "village":
+            cls = (
+                _band(r["functionality"]) if r["functionality"] else "insufficient data"
+            )
+        else:
+            cls = (
+                f"villages {r['villages_fully']} fully, {r['villages_partially']} "
+                f"partially, {r['villages_non']} non, {r['villages_insufficient']} "
+                "insufficient data"
+            )
+        rows.append(
+            [
+                r["period"], where_label(r, by),
+                f"{r['days_complete']} of {r['days']}", r["litres"], r["mean_lpcd"],
+                r["days_fully"], r["days_partially"], r["days_non"],
+                r["days_incomplete"], cls, r["note"] or "",
+            ]
+        )  # fmt: skip
+    return table_html(head, rows)
+
+
+def write_html(
+    rep: Any,
+    folder: str | Path,
+    period: str = "month",
+    by: str = "village",
+    min_complete: float = per.MIN_COMPLETE,
+    quality: Mapping[tuple[str, ...], list[tuple[date, bool]]] | None = None,
+    alerts: Mapping[str, Any] | None = None,
+    title: str = "Village water supply report",
+) -> Path:
+    """Write folder/index.html and the plots for a periods.Report (rep.days; with
+    alerts, the keyword arguments of alerts.alerts). Returns the page's path."""
+    days: pa.Table = rep.days
+    if days.num_rows == 0:
+        raise JalkalError("no days to report: nothing for the HTML page")
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise JalkalError(f"cannot create {out}: {e.strerror or e}")
+    pngs = plots.write_plots(rep, out, by=by)
+    dates = days.column("date").to_pylist()
+    first, last = min(dates), max(dates)
+    nvil = len(plots.villages(days))
+    ndev = len(set(days.column("device").to_pylist()))
+    ncomp = sum(1 for x in days.column("complete").to_pylist() if x)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="lead">{first.isoformat()} to {last.isoformat()} (local days): '
+        f"{nvil} villages, {ndev} devices, {days.num_rows} device-days of which "
+        f"{ncomp} complete. Bands (JJM Table 11): fully at 55 lpcd or more, "
+        "partially above 40 and below 55, non at 40 or less; a day without full "
+        "data is incomplete, never low supply.</p>",
+    ]
+    tb = per.periods(
+        days, period, by, min_complete=min_complete, quality=quality,
+        registry=rep.registry,
+    )  # fmt: skip
+    parts += [f"<h2>By {html.escape(period)} and {html.escape(by)}</h2>"]
+    parts.append(period_section(tb, by))
+    captions = {
+        "daily_lpcd.png": "Litres per person per day of every complete day, with "
+        "the 55 lpcd (fully) and 40 lpcd lines; hatched days are incomplete.",
+        "calendar.png": "Each day's lpcd in the JJM steps; grey with a cross: "
+        "incomplete day; blank: outside the report.",
+        "bands.png": "Village-days in each band per block (or district).",
+    }
+    parts.append("<h2>Plots</h2>")
+    for p in pngs:
+        w, h = _png_size(p)
+        parts.append(
+            f'<figure><img src="{html.escape(p.name)}" width="{w}" height="{h}" '
+            f'alt="{html.escape(captions[p.name])}">'
+            f"<figcaption>{html.escape(captions[p.name])}</figcaption></figure>"
+        )
+    level = by if by in ("district", "state") else "block"
+    counts = plots.band_counts(days, level)
+    parts.append(f"<h2>Days in each band by {level}</h2>")
+    parts.append(
+        table_html(
+            [level, "fully", "partially", "non", "incomplete"],
+            [[label, *(c[b] for b in plots.BANDS)] for label, c in counts],
+        )
+    )
+    if alerts is not None:
+        from .alerts import alerts as find_alerts
+
+        al = find_alerts(rep, **alerts)
+        parts.append("<h2>Alerts</h2>")
+        rows = [
+            [
+                ("active" if r["active"] else "ended", "non" if r["active"] else ""),
+                r["kind"], r["village"], r["device"], r["since"], r["until"],
+                r["days"], r["what"], r["evidence"],
+            ]
+            for r in al.to_pylist()
+        ]  # fmt: skip
+        parts.append(
+            table_html(
+                [
+                    "",
+                    "kind",
+                    "village",
+                    "device",
+                    "since",
+                    "until",
+                    "days",
+                    "what",
+                    "evidence",
+                ],  # fmt: skip
+                rows,
+            )
+            if rows
+            else "<p>No alerts.</p>"
+        )
+    parts.append("<h2>Daily rows</h2>")
+    if days.num_rows <= MAX_DAILY:
+        rows = [
+            [
+                r["village"], r["device"], r["date"], r["litres"], r["population"],
+                r["lpcd"], _band(r["band"]), r["pump_hours"], r["completeness"],
+            ]
+            for r in days.to_pylist()
+        ]  # fmt: skip
+        parts.append(
+            table_html(
+                [
+                    "village",
+                    "device",
+                    "date",
+                    "litres",
+                    "population",
+                    "lpcd",
+                    "band",
+                    "pump h",
+                    "completeness",
+                ],  # fmt: skip
+                rows,
+            )
+        )
+    else:
+        parts.append(
+            f"<p>{days.num_rows} daily rows: too many for a page; "
+            "<code>jalkal report ... --format csv</code> gives them all.</p>"
+        )
+    notes = list(getattr(rep, "notes", []) or [])
+    if notes:
+        parts.append("<h2>Notes</h2>")
+        parts.append(
+            '<ul class="notes">'
+            + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+            + "</ul>"
+        )
+    parts += ["</body>", "</html>", ""]
+    page = out / "index.html"
+
+    text = "\n".join(parts)
+    atomic_write(str(page), lambda f: f.write(text.encode()))
+    return page

@@ -1,0 +1,1 @@
+"""The board without hardware: the simulated village and the virtual board."""
