@@ -6,6 +6,8 @@ import struct
 from jkproto import codec
 
 RING_MAGIC = b"JKR1"
+LOG_DIR = "log"  # on the card: LOG_DIR/YYYYMMDD.jkl
+RING_DIR = "ring"  # on the flash: RING_DIR/NN.jkl
 RING_HDR_FMT = "<4sI"  # magic, generation (orders the slots after a reboot)
 RING_HDR_LEN = 8
 # the largest v1 frame the firmware writes (boot, heartbeat, gap): sizes the
@@ -60,8 +62,8 @@ class FrameLog:
     def __init__(self, sd_root, flash_root, ring_files=8, ring_file_bytes=16384):
         if ring_files < 2 or ring_file_bytes < RING_HDR_LEN + codec.MAX_LEN:
             raise ValueError("ring too small")
-        self.log_dir = _join(sd_root, "log")
-        self.ring_dir = _join(flash_root, "ring")
+        self.log_dir = _join(sd_root, LOG_DIR)
+        self.ring_dir = _join(flash_root, RING_DIR)
         self.ring_files = ring_files
         self.ring_file_bytes = ring_file_bytes
         # wrapping overwrites a whole slot, so only ring_files - 1 are sure

@@ -11,6 +11,8 @@ from .logger import FrameLog
 from .store import Store
 
 CONFIG = "/config.json"
+FLASH = "/flash"  # state and the frame ring
+SD = "/sd"  # where the card is mounted
 # the running controller (run() sets it): tools read ctl.status() over the REPL
 ctl = None
 
@@ -45,7 +47,7 @@ def build_display(cfg, hal):
     return Display(screen, cfg["display"])
 
 
-def start(make_hal, clock, config_path=CONFIG, flash="/flash", sd="/sd", echo=None):
+def start(make_hal, clock, config_path=CONFIG, flash=FLASH, sd=SD, echo=None):
     """Boot the controller: relay off first, watchdog, storage, display, tasks.
     echo(frame), if given, sees every logged frame from the boot frame on."""
     cfg, bad = load_config(config_path)

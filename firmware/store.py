@@ -20,6 +20,9 @@ def defaults():
     }
 
 
+STATE = "state.json"  # in the flash root; state.tmp and state.bak beside it
+
+
 def _join(a, b):
     return a + b if a.endswith("/") else a + "/" + b
 
@@ -40,7 +43,7 @@ class Store:
     flash's ~100k erase cycles over a 10-year life."""
 
     def __init__(self, root):
-        self.path = _join(root, "state.json")
+        self.path = _join(root, STATE)
         self.tmp = _join(root, "state.tmp")
         self.bak = _join(root, "state.bak")
         self.writes = 0  # saves that reached flash

@@ -24,14 +24,14 @@ from typing import Any
 from ..console import say
 from ..errors import JalkalError
 from .board import Board, BoardError
+from .layout import CONFIG, FLASH
 
 APP = "/app"
 SLOTS = ("a", "b")
 ACTIVE = APP + "/active"
 MANIFEST = "MANIFEST"
-CONFIG = "/config.json"
 MAIN = "/main.py"
-FLASH_DIRS = ("/flash",)  # the firmware's flash root (state, ring): jkfw.main.start
+FLASH_DIRS = (FLASH,)  # the firmware's flash root (state, ring): jkfw.main.start
 MIN_MICROPYTHON = (1, 26, 0)  # machine.Counter (the hardware pulse counter)
 MARCH = {"esp32": "xtensawin", "esp32s3": "xtensawin"}
 BOOT_WAIT_S = 5.0

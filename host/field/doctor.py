@@ -20,7 +20,7 @@ from jkproto import codec
 from jkproto import objects as ob
 
 from ..errors import JalkalError
-from . import deploy, pull
+from . import deploy, layout, pull
 from .board import Board
 
 OK, BAD, NA = "✓", "✗", "–"
@@ -101,7 +101,7 @@ class Doctor:
     def config(self) -> None:
         from jkfw import config as fwconfig
 
-        raw = pull.read_json(self.b, deploy.CONFIG)
+        raw = pull.read_json(self.b, layout.CONFIG)
         fix = "jalkal deploy --port PORT --config DIR/config.json (jalkal provision)"
         if raw is None:
             self.add("config", BAD, "no readable /config.json on the board", fix)
@@ -174,7 +174,7 @@ class Doctor:
         if state.startswith("none"):
             self.add("SD card", BAD, f"not found ({state[6:]})", fix)
             return
-        logs = [n for n, d, _s in self.b.listdir(pull.SD_LOG) if not d]
+        logs = [n for n, d, _s in self.b.listdir(layout.SD_LOG) if not d]
         if state == "folder":
             self.add("SD card", BAD,
                      f"/sd is a folder on the internal flash, not a card "
@@ -197,11 +197,11 @@ class Doctor:
         free = b.eval("(lambda s: s[0] * s[3])(os.statvfs('/'))")
         slots: list[tuple[str, int]] = []
         damaged: list[tuple[str, int]] = []
-        for name, d, size in b.listdir(pull.RING):
+        for name, d, size in b.listdir(layout.RING):
             if d or not name.endswith(".jkl"):
                 continue
-            head = b.read(f"{pull.RING}/{name}", 0, pull.RING_HDR_LEN)
-            (slots if head[:4] == pull.RING_MAGIC else damaged).append((name, size))
+            head = b.read(f"{layout.RING}/{name}", 0, layout.RING_HDR_LEN)
+            (slots if head[:4] == layout.RING_MAGIC else damaged).append((name, size))
         state = self._state_file()
         parts = [f"{free // 1024:,} KB free"]
         if slots:
@@ -223,7 +223,7 @@ class Doctor:
     def _state_file(self) -> tuple[bool, str]:
         b = self.b
         for name in ("state.json", "state.bak"):
-            path = f"/flash/{name}"
+            path = f"{layout.FLASH}/{name}"
             if b.size(path) < 0:
                 continue
             raw = b.read(path)
@@ -337,7 +337,7 @@ class Doctor:
             return
         day, off = int(up[0]), int(up[1])
         waiting = 0
-        for name, d, size in self.b.listdir(pull.SD_LOG):
+        for name, d, size in self.b.listdir(layout.SD_LOG):
             stem = name[:-4]
             if d or not stem.isdigit():
                 continue
@@ -360,9 +360,9 @@ class Doctor:
         if self.frames:
             return self.frames
         b = self.b
-        files = [f"{pull.SD_LOG}/{n}" for n, d, _s in sorted(b.listdir(pull.SD_LOG))
+        files = [f"{layout.SD_LOG}/{n}" for n, d, _s in sorted(b.listdir(layout.SD_LOG))
                  if not d and n.endswith(".jkl")]  # fmt: skip
-        rings = [f"{pull.RING}/{n}" for n, d, _s in sorted(b.listdir(pull.RING))
+        rings = [f"{layout.RING}/{n}" for n, d, _s in sorted(b.listdir(layout.RING))
                  if not d and n.endswith(".jkl")]  # fmt: skip
         out: list[dict[str, Any]] = []
         for path in [*files[-2:], *rings]:

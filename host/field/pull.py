@@ -31,14 +31,8 @@ from jkproto import objects as ob
 from ..console import say
 from ..errors import JalkalError
 from .board import Board
+from .layout import CONFIG, RING, RING_HDR_FMT, RING_HDR_LEN, RING_MAGIC, SD_LOG, STATE
 
-SD_LOG = "/sd/log"
-RING = "/flash/ring"
-STATE = "/flash/state.json"
-CONFIG = "/config.json"
-RING_HDR_FMT = "<4sI"  # jkfw.logger: magic, generation
-RING_HDR_LEN = 8
-RING_MAGIC = b"JKR1"
 CHUNK = 32768  # bytes per read from the board (then appended to NAME.part)
 
 
