@@ -52,6 +52,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "monitor_cmd",
         "Show what a running board prints, with its frames decoded.",
     ),
+    "ports": (
+        "jalkal.field.command",
+        "ports_cmd",
+        "List the serial ports a board can be on.",
+    ),
     "sim": (
         "jalkal.virtual.command",
         "sim_cmd",
@@ -132,12 +137,45 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def version_text() -> str:
+    """jalkal's version, the firmware's and the protocol's it carries, and the
+    MicroPython the firmware needs."""
+    import jkfw
+    from jkproto import codec
+
+    from .field.deploy import MIN_MICROPYTHON
+
+    def dotted(v: tuple[int, ...]) -> str:
+        return ".".join(map(str, v))
+
+    return (
+        f"jalkal {__version__}\n"
+        f"firmware: jkfw {dotted(jkfw.VERSION)}, for MicroPython "
+        f"{dotted(MIN_MICROPYTHON)} or newer\n"
+        f"protocol: frame version {codec.VERSION}"
+    )
+
+
+def show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 @click.group(
     cls=LazyGroup,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.version_option(__version__, prog_name="jalkal")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=show_version,
+    help="Show the versions of jalkal, its firmware and protocol, and the "
+    "MicroPython the firmware needs.",
+)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """jalkal: village water-scheme controller toolkit.
@@ -149,7 +187,8 @@ def cli(ctx: click.Context) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line errors and exit status 1, never a traceback."""
+    """Entry point: one-line errors, never a traceback; exit status 2 for a wrong
+    command line (as click, esptool and mpremote), 1 for any other error."""
     try:
         cli.main(args=argv, prog_name="jalkal", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -162,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             f" (see: jalkal {e.ctx.info_name} --help)" if e.ctx and e.ctx.parent else ""
         )
         click.echo(f"jalkal: {e.format_message()}{hint}", err=True)
-        return 1
+        return 2  # as click and esptool: the command line itself was wrong
     except click.ClickException as e:
         click.echo(f"jalkal: {e.format_message()}", err=True)
         return 1

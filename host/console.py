@@ -17,3 +17,37 @@ def show(msg: str = "") -> None:
     """One line of a command's answer on standard output."""
     sys.stdout.write(msg + "\n")
     sys.stdout.flush()
+
+
+def plural(n: int, word: str, words: str = "") -> str:
+    """A count and its noun as people write them: "1 file", "2 files", "1,024 files"
+    (`words`: the plural when it is not word + "s")."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+# (seconds, name) largest first; years only from two on ("400 days", not "1 year")
+UNITS = (
+    (365 * 86400, "year"),
+    (86400, "day"),
+    (3600, "hour"),
+    (60, "minute"),
+    (1, "second"),
+)
+
+
+def duration(seconds: float) -> str:
+    """A length of time in words: "0.5 seconds", "1 minute 15 seconds", "3 hours
+    12 minutes", "279 days", "26 years". Under ten of the largest unit the next one
+    is given too. The sign is dropped: say "ahead", "behind" or "left" around it."""
+    s = abs(seconds)
+    if s < 9.95:
+        x = round(s, 1)
+        return f"{x:g} second" + ("" if x == 1 else "s")
+    n = round(s)
+    i = next(i for i, (size, _) in enumerate(UNITS) if n >= size * (2 if i == 0 else 1))
+    size, name = UNITS[i]
+    if n >= 10 * size or i == 0:
+        return plural(round(n / size), name)
+    small, small_name = UNITS[i + 1]
+    big, part = n // size, n % size // small
+    return plural(big, name) + (f" {plural(part, small_name)}" if part else "")

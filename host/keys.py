@@ -38,6 +38,8 @@ def load_keys(path: str | Path) -> dict[str, bytes]:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise JalkalError(f"cannot read keys file {p}: {e.strerror or e}")
+    except UnicodeDecodeError:
+        raise JalkalError(f"keys file {p}: not UTF-8 text (JSON expected)")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:

@@ -169,6 +169,14 @@ def _fault(f: Any, i: int, sc: dict) -> dict:
     )
     if at < 0:
         raise ScenarioError(f"{where}start is before the scenario starts")
+    if at >= sc["days"] * 86400:
+        first = dt.date.fromisoformat(sc["start"])
+        last = first + dt.timedelta(days=sc["days"] - 1)
+        raise ScenarioError(
+            f"fault[{i}] ({kind} at {start}) falls outside the simulated days: "
+            f"the scenario runs {sc['days']} days, {first} to {last}; start the "
+            "fault earlier or give more days"
+        )
     out["at_s"], out["hours"] = at, float(hours)
     return out
 
@@ -238,6 +246,8 @@ def load(
             raise ScenarioError(f"cannot read {p}: {e.strerror or e}")
         except tomllib.TOMLDecodeError as e:
             raise ScenarioError(f"{p}: not valid TOML ({e})")
+        except UnicodeDecodeError:
+            raise ScenarioError(f"{p}: not text (a TOML scenario file expected)")
         name = p.stem
         if days is not None:
             raw["days"] = days

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,9 +95,7 @@ class Village:
         """What `jalkal provision` leaves on a board: its config.json (it holds the
         device key: owner-only, as keys.json)."""
         self.flash.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(raw, f)
+        write_secret(self.config, json.dumps(raw))
 
     def make_hal(self, cfg: dict) -> SimHal:
         """The board's HAL for the config start() read: the one simulated board,
@@ -288,6 +285,14 @@ class Village:
         }
 
 
+def write_secret(path: Path, text: str) -> None:
+    """A file that holds a key: owner-only (0600), also when it replaces one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+
+
 def write_outputs(out: Path, villages: list[Village], tz: str) -> None:
     """villages.csv, keys.json (owner-only) and truth.json beside the SD folder."""
     with open(out / "villages.csv", "w", newline="") as f:
@@ -298,12 +303,103 @@ def write_outputs(out: Path, villages: list[Village], tz: str) -> None:
                 [v.device, v.sc["village"]["name"], v.sc["village"]["population"], tz]
             )
     keys = {"devices": {v.device: {"key": v.key.hex()} for v in villages}}
-    kp = out / "keys.json"
-    fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(keys, f, indent=2)
+    write_secret(out / "keys.json", json.dumps(keys, indent=2))
     truth = {"tz": tz, "villages": [v.truth() for v in villages]}
     (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+
+
+# --- what a run owns in its folder ---------------------------------------------
+# A run writes only these names in out/; MARKER lists every file it wrote there
+# with its SHA-256, so the next run replaces or deletes exactly those (unchanged
+# since) and refuses anything else in their place.
+
+MARKER = ".jalkal-sim"
+OWNED = ("sd", "sd.removed", "flash", "villages.csv", "keys.json", "truth.json")
+SIGNATURE = "jalkal sim output"
+
+
+def earlier_run(out: Path) -> dict[str, str] | None:
+    """The files an earlier run wrote in out/ (relative path -> SHA-256), from its
+    marker; None when out/ holds no marker a run wrote."""
+    try:
+        doc = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("written_by") != SIGNATURE:
+        return None
+    files = doc.get("files")
+    if not isinstance(files, dict):
+        return None
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def owned_files(out: Path) -> list[str]:
+    """Every file (or link, or other non-folder) now at a name a run owns, as a
+    path relative to out/."""
+    found: list[str] = []
+    for name in (*OWNED, MARKER):
+        top = out / name
+        if top.is_symlink() or (top.exists() and not top.is_dir()):
+            found.append(name)
+            continue
+        for root, dirs, files in os.walk(top):
+            rel = Path(root).relative_to(out)
+            links = [d for d in dirs if (Path(root) / d).is_symlink()]
+            found += sorted(str(rel / n) for n in files + links)
+    return found
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def foreign(out: Path) -> list[str]:
+    """Files at names a run owns that no earlier run wrote, or that changed since:
+    a run must not replace or delete them."""
+    ours = earlier_run(out)
+    bad = []
+    for rel in owned_files(out):
+        p = out / rel
+        if rel == MARKER:
+            if ours is None:
+                bad.append(rel)
+        elif ours is None or p.is_symlink() or not p.is_file():
+            bad.append(rel)
+        elif ours.get(rel) != digest(p):
+            bad.append(rel)
+    return bad
+
+
+def clear(out: Path) -> None:
+    """Remove an earlier run's card and flash (only the files it wrote, unchanged
+    since, and the folders they leave empty). FileExistsError, with nothing
+    removed, when anything else is at a name a run owns."""
+    bad = foreign(out)
+    if bad:
+        raise FileExistsError(
+            f"{out / bad[0]} was not written by jalkal sim"
+            + (f" (nor {len(bad) - 1} more)" if len(bad) > 1 else "")
+        )
+    for name in ("sd", "sd.removed", "flash"):
+        top = out / name
+        if not top.is_dir():
+            continue
+        for root, _dirs, files in os.walk(top, topdown=False):
+            for n in files:
+                os.unlink(os.path.join(root, n))
+            os.rmdir(root)
+
+
+def mark(out: Path) -> None:
+    """Record every file now at a name a run owns (all this run's: anything else
+    was refused before it started)."""
+    files = {rel: digest(out / rel) for rel in owned_files(out) if rel != MARKER}
+    doc = {"written_by": SIGNATURE, "files": files}
+    (out / MARKER).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def simulate(
@@ -313,16 +409,22 @@ def simulate(
     setup: Callable[[Village], None] | None = None,
     uplink: str | None = None,
 ) -> Village:
-    """Run the scenario into out/ (a previous run's card and flash cleared first);
+    """Run the scenario into out/ (a previous run's card and flash cleared first:
+    only what a run wrote; FileExistsError if anything else is in the way);
     setup(village) runs before the first boot; uplink: the server the modem
-    uploads to. Returns the village."""
-    if out.exists():
-        for name in ("sd", "sd.removed", "flash"):
-            shutil.rmtree(out / name, ignore_errors=True)
+    uploads to. Returns the village. out/MARKER records what the run wrote."""
+    made = not out.exists()
+    clear(out)
     out.mkdir(parents=True, exist_ok=True)
-    v = Village(sc, out, uplink)
-    if setup is not None:
-        setup(v)
-    v.run(progress)
-    write_outputs(out, [v], sc["tz"])
+    try:
+        v = Village(sc, out, uplink)
+        if setup is not None:
+            setup(v)
+        v.run(progress)
+        write_outputs(out, [v], sc["tz"])
+    finally:  # a run that failed keeps what it wrote (to look into), marked
+        if owned_files(out):
+            mark(out)
+        elif made and not any(out.iterdir()):
+            out.rmdir()
     return v

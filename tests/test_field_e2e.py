@@ -100,7 +100,7 @@ def test_provision_deploy_doctor_pull_report(tools, tmp_path):
         # no modem behind the virtual board's UART: ✗, never a made-up ✓
         assert got["modem"].startswith("✗ modem        no answer to AT"), out
         assert got["last"].startswith("– last upload  no uplink configured"), out
-        assert rc == 1 and "jalkal: 2 check(s) failed" in err, err
+        assert rc == 1 and "jalkal: 2 checks failed" in err, err
 
         # pull, and leave the firmware stopped to compare with the plant
         pulled = tmp_path / "pulled"

@@ -399,7 +399,7 @@ def test_pull_copies_every_log_verified(tmp_path):
     assert fb.snapshot() == before and fb.changes() == []  # pull only reads
     assert not fb.called("restart") and not fb.called("remove")
     assert not (out / DEVICE / ".partial" / "sd" / f"{DAYS[0]}.jkl").exists()
-    assert "4 file(s)" in pull.totals(res) and "all verified" in pull.totals(res)
+    assert "4 files" in pull.totals(res) and "all verified" in pull.totals(res)
 
     fb.reconnect()
     res = pull.run(fb, str(out))  # again: nothing new
@@ -595,7 +595,7 @@ def test_doctor_without_an_sd_card(tmp_path, source_prep):
     assert "meanwhile frames go to the flash ring" in sd.fix
     text = doctor.render(checks, head)
     assert "✗ SD card" in text and "  fix: insert a FAT32 SD card" in text
-    assert "ring holds 1 slot(s)" in by_name(checks)["flash"].detail
+    assert "ring holds 1 slot," in by_name(checks)["flash"].detail
     assert not fb.called("restart")  # --no-restart
     assert "/sd/.jalkal-doctor" not in {e[-1] for e in fb.effects}  # no write test
 

@@ -63,7 +63,7 @@ def test_pull_verify_resume_clear(tools, village, tmp_path):
         ring = (got / "ring" / "g00000007.jkl").read_bytes()
         assert ring == (flash / "flash" / "ring" / "03.jkl").read_bytes()
         n = len(names) + 1
-        assert f"pulled {n} of {n} file(s)" in so and "CRC ok" in so, so
+        assert f"pulled {n} of {n} files" in so and "CRC ok" in so, so
         assert "all verified (sha256)" in so
         # the pulled SD logs report exactly as the simulator's own card
         args = ["--villages", village / "villages.csv", "--keys", village / "keys.json",
@@ -73,7 +73,7 @@ def test_pull_verify_resume_clear(tools, village, tmp_path):
 
         # again: nothing to copy
         rc, so, se = jalkal("pull", "--port", vb.port, "--out", out, check=0)
-        assert f"pulled 0 of {n} file(s), 0 new bytes; {n} up to date" in so
+        assert f"pulled 0 of {n} files, 0 new bytes; {n} up to date" in so
 
         # the day's log grows (a torn frame, then a whole one): only the tail moves
         day = flash / "sd" / "log" / names[-1]
@@ -83,7 +83,7 @@ def test_pull_verify_resume_clear(tools, village, tmp_path):
         mpremote(vb.port, "soft-reset")  # the vboard reads host files at a reset
         rc, so, se = jalkal("pull", "--port", vb.port, "--out", out, check=0)
         assert f"tail, {len(extra)} new bytes" in se, se
-        assert f"pulled 1 of {n} file(s), {len(extra)} new bytes" in so
+        assert f"pulled 1 of {n} files, {len(extra)} new bytes" in so
         assert "bytes of garbage" in se
         assert (got / "sd" / "log" / names[-1]).read_bytes() == whole + extra
 
@@ -100,7 +100,8 @@ def test_pull_verify_resume_clear(tools, village, tmp_path):
         # --clear-after: verified closed days go; the newest stays; the ring stays
         rc, so, se = jalkal("pull", "--port", vb.port, "--out", out, "--clear-after",
                             check=0)  # fmt: skip
-        assert f"removed {len(names) - 1} file(s) from the board" in so, so
+        n = len(names) - 1
+        assert f"removed {n} file{'s' if n != 1 else ''} from the board" in so, so
         assert f"kept {names[-1]} (the newest" in so
         assert sorted(p.name for p in (flash / "sd" / "log").iterdir()) == names[-1:]
         assert (flash / "flash" / "ring" / "03.jkl").exists()

@@ -401,7 +401,7 @@ def test_cli_table(files, capsys):
     )
     out = capsys.readouterr().out
     assert out.startswith("Rampur (Raigarh)\n")
-    assert "2026-03-01  27500.0" in out and "incomplete" in out
+    assert "2026-03-01  27,500" in out and "incomplete" in out
     assert (
         "3 of 4 days complete; mean lpcd 47.7 (complete days); "
         "fully 1, partially 1, non 1" in out
@@ -431,7 +431,7 @@ def test_cli_bad_villages_file(files, capsys):
     assert main(["report", str(tmp / "sd"), "--villages", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("jalkal: villages file ") and "line 2: population" in err
-    assert main(["report", str(tmp / "sd")]) == 1
+    assert main(["report", str(tmp / "sd")]) == 2  # a usage error
     assert "--villages" in capsys.readouterr().err
 
 

@@ -31,8 +31,15 @@ from .streams import (
     type=click.Choice(["jsonl", "csv", "parquet"]),
     default="jsonl",
     show_default=True,
+    help="JSON Lines, CSV, or Parquet (parquet needs -o FILE).",
 )
-@click.option("-o", "out", metavar="OUT", help="Write here instead of standard output.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    metavar="FILE",
+    help="Write here instead of standard output.",
+)
 @click.option(
     "--stats", is_flag=True, help="Print frame, garbage, CRC, MAC and chain counts."
 )
@@ -65,7 +72,11 @@ def decode(
     "--keys", "keys", metavar="FILE", help="Keys file: sign frames (compute MACs)."
 )
 @click.option(
-    "-o", "out", metavar="OUT", help="Write frames here instead of standard output."
+    "-o",
+    "--output",
+    "out",
+    metavar="FILE",
+    help="Write frames here instead of standard output.",
 )
 def encode(infile: str | None, keys: str | None, out: str | None) -> None:
     """Encode JSON Lines (as `decode` prints them) to binary frames.

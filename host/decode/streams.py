@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from jkproto import codec
 from jkproto import objects as ob
@@ -60,7 +65,192 @@ def decode_tables(
         bulk.decode(read_bytes(f), sg, state, stats).table
         for f in input_files(tuple(paths))
     ]
-    return tables, stats, bool(sg)
+    return tables, stats, sg is not None
+
+
+@dataclass
+class Repeat:
+    """A file whose frames an earlier-decided file of the stream holds too."""
+
+    copy: Path
+    original: Path
+    frames: int  # frames of copy that original holds as well
+    whole: bool  # every frame of copy is in original: copy is left out
+
+
+@dataclass
+class Stream:
+    """The files of one stream, decoded, with what was left out and why."""
+
+    tables: list[Any]  # bulk.decode tables of `files`, in stream order
+    stats: dict[str, int]
+    verified: bool  # MACs were checked (a keys file was given)
+    files: list[Path] = field(default_factory=list)  # decoded
+    frameless: list[Path] = field(default_factory=list)  # bytes but no frame
+    empty: list[Path] = field(default_factory=list)  # no bytes at all
+    repeats: list[Repeat] = field(default_factory=list)
+
+
+def read_stream(paths: Sequence[str], keys: str | None) -> Stream:
+    """Every input file decoded as one stream (the chain runs across files), with
+    copies recognised: frames are unique by (device, boot, seq), so a file whose
+    frames (the same bytes) all appear in another input (a log copied to a backup
+    folder, a copy made before the day ended) is left out, keeping of identical
+    copies the one that sits where its frames' chain continues. Files that share
+    only some frames are both decoded (the day rules count a frame once) and
+    named in `repeats`."""
+    files = input_files(tuple(paths))
+    sg = signers(load_keys(keys)) if keys is not None else None
+    out = Stream([], ob.new_stats(), sg is not None)
+    data = [read_bytes(f) for f in files]
+    found: list[FileFrames] = []
+    none: set[int] = set()  # files without a frame
+    for i, (f, buf) in enumerate(zip(files, data, strict=True)):
+        tb = bulk.decode(buf).table
+        if tb.num_rows == 0:
+            (out.frameless if buf else out.empty).append(f)
+            none.add(i)
+        found.append(FileFrames.of(tb, buf))
+    skip = _repeats(files, found, out.repeats) | none
+    state = bulk.ChainState()
+    for i, f in enumerate(files):
+        if i in skip:
+            continue
+        out.tables.append(bulk.decode(data[i], sg, state, out.stats).table)
+        out.files.append(f)
+    return out
+
+
+@dataclass
+class FileFrames:
+    """A file's decoded frames by key (device << 32 | boot << 16 | seq): unique,
+    sorted, with where each one's bytes are."""
+
+    keys: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+    buf: bytes
+    spans: dict[int, tuple[int, int]]  # (device, boot) -> (lowest, highest seq)
+
+    @classmethod
+    def of(cls, tb: Any, buf: bytes) -> FileFrames:
+        import pyarrow.compute as pc
+
+        if tb.num_rows == 0:
+            z = np.zeros(0, np.int64)
+            return cls(z.astype(np.uint64), z, z, buf, {})
+        good = tb.filter(pc.equal(tb.column("status").cast("string"), "ok"))
+
+        def col(name: str) -> np.ndarray:
+            return np.asarray(good.column(name).to_numpy(), np.uint64)
+
+        k = (col("device") << np.uint64(32)) | (col("boot") << np.uint64(16))
+        k |= col("seq")
+        k, first = np.unique(k, return_index=True)
+        off = np.asarray(good.column("offset").to_numpy(), np.int64)[first]
+        ln = np.asarray(good.column("length").to_numpy(), np.int64)[first]
+        return cls(k, off, ln, buf, _spans(k))
+
+    def frame(self, i: int) -> bytes:
+        a = int(self.offset[i])
+        return self.buf[a : a + int(self.length[i])]
+
+
+def _spans(k: np.ndarray) -> dict[int, tuple[int, int]]:
+    """(device, boot) -> (lowest seq, highest seq) of a file's frame keys."""
+    if k.size == 0:
+        return {}
+    hi = k >> np.uint64(16)
+    starts = np.flatnonzero(np.r_[True, hi[1:] != hi[:-1]])
+    ends = np.r_[starts[1:], k.size] - 1
+    seq = (k & np.uint64(0xFFFF)).astype(np.int64)
+    return {
+        int(hi[a]): (int(seq[a]), int(seq[b]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
+
+
+def _shared(found: list[FileFrames]) -> Counter[tuple[int, int]]:
+    """(i, j) -> frames files i and j both hold, byte for byte (both orders)."""
+    shared: Counter[tuple[int, int]] = Counter()
+    if len(found) < 2:
+        return shared
+    allk = np.concatenate([f.keys for f in found])
+    fid = np.concatenate([np.full(f.keys.size, i) for i, f in enumerate(found)])
+    pos = np.concatenate([np.arange(f.keys.size) for f in found])
+    o = np.argsort(allk, kind="stable")
+    allk, fid, pos = allk[o], fid[o], pos[o]
+    same = np.zeros(allk.size, bool)
+    same[1:] = allk[1:] == allk[:-1]
+    if not same.any():
+        return shared
+    starts = np.flatnonzero(~same)
+    ends = np.r_[starts[1:], allk.size]
+    multi = ends - starts > 1
+    groups: Counter[tuple[int, ...]] = Counter()
+    for a, b in zip(starts[multi].tolist(), ends[multi].tolist(), strict=True):
+        copies: dict[bytes, list[int]] = {}  # the same key, the same bytes
+        for i, p in zip(fid[a:b].tolist(), pos[a:b].tolist(), strict=True):
+            copies.setdefault(found[i].frame(p), []).append(i)
+        groups.update(tuple(g) for g in copies.values() if len(g) > 1)
+    for g, n in groups.items():
+        for i in g:
+            for j in g:
+                if i != j:
+                    shared[(i, j)] += n
+    return shared
+
+
+def _repeats(
+    files: list[Path], found: list[FileFrames], repeats: list[Repeat]
+) -> set[int]:
+    """The files left out because another input holds all their frames; every
+    repeat (whole or partial) is added to `repeats`."""
+    shared = _shared(found)
+    size = [f.keys.size for f in found]
+    spans = [f.spans for f in found]
+    covered_by: dict[int, list[int]] = {}  # file -> the files holding all of it
+    for (i, j), n in sorted(shared.items()):
+        if n == size[j]:
+            covered_by.setdefault(j, []).append(i)
+    keeper: dict[int, int] = {}  # identical files -> the one decoded
+    for j, cov in sorted(covered_by.items()):
+        twins = [i for i in cov if size[i] == size[j]]
+        if twins and j not in keeper:
+            group = sorted([j, *twins])
+            best = max(group, key=lambda p: (_links(p, group, spans), -p))
+            keeper.update(dict.fromkeys(group, best))
+    left: dict[int, int] = {}  # file -> the file that holds its frames
+    for j, cov in sorted(covered_by.items()):
+        bigger = [i for i in cov if size[i] > size[j]]
+        if bigger:
+            big = max(bigger, key=lambda i: (size[i], -i))
+            left[j] = keeper.get(big, big)
+        elif keeper.get(j, j) != j:
+            left[j] = keeper[j]
+    for j in sorted(left):
+        repeats.append(Repeat(files[j], files[left[j]], size[j], True))
+    for (i, j), n in sorted(shared.items()):
+        if i < j and i not in left and j not in left:
+            repeats.append(Repeat(files[j], files[i], n, False))
+    return set(left)
+
+
+def _links(p: int, group: list[int], spans: list[dict[int, tuple[int, int]]]) -> int:
+    """How many of file p's (device, boot) runs continue the nearest other file's
+    before it or are continued by the nearest one after it (seq + 1): where in
+    the stream a copy belongs."""
+    n = 0
+    for db, (lo, hi) in spans[p].items():
+        before = [q for q in range(p) if q not in group and db in spans[q]]
+        after = [
+            q for q in range(p + 1, len(spans)) if q not in group and db in spans[q]
+        ]
+        if before and spans[before[-1]][db][1] + 1 == lo:
+            n += 1
+        if after and spans[after[0]][db][0] == hi + 1:
+            n += 1
+    return n
 
 
 def decode_paths(
@@ -147,7 +337,7 @@ def encode_objects(
     sg: dict[str, codec.Signer] | None,
     name: str,
 ) -> bytes:
-    """Frames for decoded objects; with keys, MACs are computed and prev chained."""
+    """FileFrames for decoded objects; with keys, MACs are computed and prev chained."""
     out = bytearray()
     last: dict[tuple[str, int], bytes] = {}
     for no, o in items:

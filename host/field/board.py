@@ -477,6 +477,47 @@ def _is_serial(e: BaseException) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Port:
+    """A serial port as pyserial lists it; vid is None for a port that is not USB."""
+
+    device: str
+    description: str
+    vid: int | None = None
+    pid: int | None = None
+    serial: str | None = None
+
+    @property
+    def vid_pid(self) -> str:
+        return "" if self.vid is None else f"{self.vid:04X}:{self.pid or 0:04X}"
+
+
+def serial_ports(usb_only: bool = True) -> list[Port]:
+    """The serial ports of this computer, by device name; USB ones (with a vendor
+    id: a board's USB-serial chip) unless usb_only is False."""
+    from serial.tools import list_ports
+
+    found = [
+        Port(p.device, p.description or "", p.vid, p.pid, p.serial_number)
+        for p in list_ports.comports()
+        if p.vid is not None or not usb_only
+    ]
+    return sorted(found, key=lambda p: p.device)
+
+
+def find_port() -> str:
+    """The one USB serial port plugged in; JalkalError when there is none or several."""
+    ports = serial_ports()
+    if len(ports) == 1:
+        return ports[0].device
+    if not ports:
+        raise JalkalError(
+            "no board found: plug it in or give -p PORT (jalkal ports lists them)"
+        )
+    listed = ", ".join(f"{p.device} ({p.description}, {p.vid_pid})" for p in ports)
+    raise JalkalError(f"{len(ports)} boards found: {listed}; give -p PORT")
+
+
 @contextlib.contextmanager
 def connect(port: str) -> Iterator[Board]:
     """An open board, closed (back to the friendly REPL) however the block ends."""

@@ -9,19 +9,62 @@ from pathlib import Path
 
 import click
 
-from ..console import say
+from ..console import plural, say
 from ..errors import JalkalError
 from . import deploy, doctor, flash, monitor, provision, pull
-from .board import connect
+from .board import connect, find_port, serial_ports
+
+
+def _port_or_the_one(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """PORT as given, else the one USB serial port plugged in."""
+    if value or ctx.resilient_parsing:
+        return value
+    try:
+        return find_port()
+    except JalkalError as e:
+        raise click.UsageError(f"Missing option '--port': {e}") from None
+
 
 # the --port option of every command that talks to a board
 port_option = click.option(
     "--port",
     "-p",
-    required=True,
+    envvar="JALKAL_PORT",
+    show_envvar=True,
+    callback=_port_or_the_one,
     metavar="PORT",
-    help="Serial port, the vboard's pty, or socket:// / rfc2217:// URL.",
+    help="Serial port (/dev/ttyUSB0, COM3), the vboard's pty, or a socket:// / "
+    "rfc2217:// URL [default: the one USB serial port plugged in].",
 )
+
+
+# --- ports --------------------------------------------------------------------
+
+
+@click.command("ports")
+@click.option(
+    "--all", "show_all", is_flag=True, help="Also list serial ports that are not USB."
+)
+def ports_cmd(show_all: bool) -> None:
+    """List the serial ports a board can be on.
+
+    Each with its description, USB vendor and product id (VID:PID) and serial
+    number. A board command given no -p PORT (and no JALKAL_PORT) uses the one USB
+    serial port listed here, and asks for -p when there are several."""
+    ports = serial_ports(usb_only=not show_all)
+    if not ports:
+        raise JalkalError(
+            f"no {'' if show_all else 'USB '}serial port found: plug the board in (a "
+            "charge-only cable shows none; a CP210x or CH340 board may need its driver)"
+        )
+    rows = [("PORT", "DESCRIPTION", "VID:PID", "SERIAL")] + [
+        (p.device, p.description, p.vid_pid or "-", p.serial or "-") for p in ports
+    ]
+    w0, w1, w2 = (max(len(r[i]) for r in rows) for i in range(3))
+    for dev, desc, vid_pid, serial in rows:
+        click.echo(f"{dev:<{w0}}  {desc:<{w1}}  {vid_pid:<{w2}}  {serial}")
 
 
 # --- provision ----------------------------------------------------------------
@@ -157,12 +200,7 @@ def provision_cmd(
 
 
 @click.command("flash")
-@click.option(
-    "--port",
-    required=True,
-    metavar="PORT",
-    help="Serial port (/dev/ttyUSB0, COM3) or socket:// / rfc2217:// URL.",
-)
+@port_option
 @click.option(
     "--chip",
     type=click.Choice(sorted(flash.CHIPS)),
@@ -202,7 +240,8 @@ def flash_cmd(
     FIRMWARE.bin is MicroPython's downloadable firmware for the board's chip
     (bootloader, partition table and app in one file); it is checked before the
     board is touched. An app image alone updates a board that already has a
-    bootloader (with --no-erase)."""
+    bootloader (with --no-erase), at the app partition the board's own partition
+    table names (read from the board first)."""
     fw = flash.load(firmware, chip)
     if erase is None:
         erase = fw.kind == "full"
@@ -293,7 +332,7 @@ def doctor_cmd(port: str, test_relay: bool, set_clock: bool, no_restart: bool) -
     bad = sum(1 for c in checks if c.status == doctor.BAD)
     if bad:
         raise JalkalError(
-            f"{bad} check(s) failed ({doctor.BAD} above, each with its fix)"
+            f"{plural(bad, 'check')} failed ({doctor.BAD} above, each with its fix)"
         )
 
 
@@ -327,7 +366,7 @@ def pull_cmd(port: str, out_dir: str, clear_after: bool, no_restart: bool) -> No
     click.echo(pull.totals(res))
     if clear_after:
         click.echo(
-            f"removed {len(res.removed)} file(s) from the board"
+            f"removed {plural(len(res.removed), 'file')} from the board"
             + (f": {', '.join(res.removed)}" if res.removed else "")
             + (f"; kept {', '.join(res.kept)}" if res.kept else "")
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..console import say
+from ..console import duration, say
 from ..errors import JalkalError
 from .board import Board, BoardError
 from .layout import CONFIG, FLASH
@@ -199,10 +199,21 @@ def load_config(path: str) -> tuple[dict[str, Any], bytes]:
         raw = Path(path).read_bytes()
     except OSError as e:
         raise JalkalError(f"cannot read {path}: {e.strerror or e}")
+    kind = "an empty file" if not raw.strip() else other_file(raw)
+    if kind:
+        raise JalkalError(
+            f"{path}: this is {kind}, not a config.json; give the config.json "
+            "jalkal provision wrote for this board (its --out DIR/config.json)"
+        )
     try:
         cfg = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise JalkalError(f"{path}: not JSON ({e})")
+    if not isinstance(cfg, dict):
+        raise JalkalError(
+            f"{path}: JSON, but not an object {{...}} as config.json is; make it with "
+            "jalkal provision"
+        )
     _merged, bad = fwconfig.validate(cfg)
     if bad:
         raise JalkalError(
@@ -212,6 +223,32 @@ def load_config(path: str) -> tuple[dict[str, Any], bytes]:
     if cfg.get("device", "00000000") == "00000000" or not cfg.get("key"):
         raise JalkalError(f"{path}: no device id or key; make it with jalkal provision")
     return cfg, raw
+
+
+def other_file(raw: bytes) -> str:
+    """Which other jalkal file `raw` is (keys file, villages file, frame log,
+    decoded frames), or "" when it is none of them."""
+    from jkproto import codec
+
+    head = raw[:65536]
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("devices"), dict):
+        return "a keys file"
+    if next(codec.scan(head), None) is not None:
+        return "a frame log"
+    lines = head.decode("utf-8", "replace").splitlines() or [""]
+    if {"device", "village"} <= {c.strip().lower() for c in lines[0].split(",")}:
+        return "a villages file"
+    try:
+        first = json.loads(lines[0])
+    except ValueError:
+        first = None
+    if doc is None and isinstance(first, dict) and {"kind", "seq"} <= set(first):
+        return "a list of decoded frames (jalkal decode)"
+    return ""
 
 
 def board_chip(cfg: dict[str, Any]) -> str:
@@ -454,7 +491,7 @@ def run(
     )  # fmt: skip
     say(summary(res))
     if check_boot:
-        say(f"restarting the board, watching it boot for {boot_wait_s:g} s")
+        say(f"restarting the board, watching it boot for {duration(boot_wait_s)}")
         out = b.restart(boot_wait_s, until=b"\r\n>>> ")  # a prompt: it stopped
         res.booted = boot_check(out, bld, p.target)
         say(f"the board runs {res.booted}")

@@ -19,9 +19,11 @@ from typing import Any
 from jkproto import codec
 from jkproto import objects as ob
 
+from ..console import duration, plural
 from ..errors import JalkalError
 from . import deploy, layout, pull
 from .board import Board
+from .doctor_board import DOCTOR_HELPERS, relay_pulse, set_rtc
 
 OK, BAD, NA = "✓", "✗", "–"
 MIN_FREE_HEAP = 20 * 1024
@@ -30,6 +32,9 @@ CLOCK_SLACK_S = 120
 TAIL_BYTES = 4096  # of the newest log: the last readings
 MAX_BACKLOG = 16 * 1024
 MODEM_BAUD = 115200
+RELAY_S = 2  # --test-relay: on for this long, then off
+# what `jalkal provision` always writes: a config without one was not made by it
+PROVISIONED = ("device", "key", "board", "pins", "population")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Doctor:
         self.checks: list[Check] = []
         self.cfg: dict[str, Any] = {}
         self.raw_cfg: dict[str, Any] | None = None
+        self.no_config = "no /config.json"  # or what is wrong with it
         self.machine = False
         self.frames: list[dict[str, Any]] = []
 
@@ -101,26 +107,44 @@ class Doctor:
     def config(self) -> None:
         from jkfw import config as fwconfig
 
+        fix = self.provision_fix()
+        if self.b.size(layout.CONFIG) < 0:
+            self.add("config", BAD, "no /config.json: this board was never "
+                     "provisioned", fix)  # fmt: skip
+            return
         raw = pull.read_json(self.b, layout.CONFIG)
-        fix = "jalkal deploy --port PORT --config DIR/config.json (jalkal provision)"
-        if raw is None:
-            self.add("config", BAD, "no readable /config.json on the board", fix)
+        if not isinstance(raw, dict):
+            self.no_config = "/config.json is not a JSON object"
+            self.add("config", BAD, self.no_config, fix)
             return
         self.raw_cfg = raw
         cfg, bad = fwconfig.validate(raw)
         self.cfg = cfg
-        where = (
-            f"device {cfg['device']}, board {cfg['board']}, population "
-            f"{cfg['population']}"
-        )
+        where = self.named("device", "board", "population")
+        missing = [k for k in PROVISIONED if k not in raw]
+        problems = []
         if bad:
-            self.add(
-                "config", BAD, f"{where}; refused: " + ", ".join(map(str, bad)), fix
-            )
+            problems.append("refused: " + ", ".join(map(str, bad)))
+        if missing:
+            problems.append("config.json has no " + ", ".join(missing))
         elif cfg["device"] == "00000000" or not cfg["key"]:
-            self.add("config", BAD, f"{where}; no device id or key", fix)
+            problems.append("no device id or key")
+        if problems:
+            self.add("config", BAD, "; ".join([where, *problems] if where else
+                                              problems), fix)  # fmt: skip
         else:
             self.add("config", OK, where)
+
+    def named(self, *keys: str) -> str:
+        """ "device 0a1b2c3d, board ..." for the keys config.json has."""
+        raw = self.raw_cfg or {}
+        return ", ".join(f"{k} {raw[k]}" for k in keys if k in raw)
+
+    def provision_fix(self) -> str:
+        return (
+            "jalkal provision --board BOARD ... --out DIR (it writes DIR/config.json), "
+            f"then jalkal deploy --port {self.b.port} --config DIR/config.json"
+        )
 
     def firmware(self) -> None:
         b = self.b
@@ -162,35 +186,51 @@ class Doctor:
         pins = self.cfg.get("pins") or {}
         state = self.b.sd(pins)
         self.sd_state = state
-        fix = (
-            "insert a FAT32 SD card and check its wiring (pins "
-            + ", ".join(
-                f"{k} {pins[k]}"
-                for k in ("sd_cs", "sd_sck", "sd_miso", "sd_mosi")
-                if k in pins
-            )  # fmt: skip
-            + "); meanwhile frames go to the flash ring"
-        )
+        why, fix = self.sd_pins(pins)
         if state.startswith("none"):
-            self.add("SD card", BAD, f"not found ({state[6:]})", fix)
+            self.add("SD card", BAD, f"not found ({why or state[6:]})", fix)
             return
         logs = [n for n, d, _s in self.b.listdir(layout.SD_LOG) if not d]
         if state == "folder":
             self.add("SD card", BAD,
                      f"/sd is a folder on the internal flash, not a card "
-                     f"({len(logs)} log files in it)", fix)  # fmt: skip
+                     f"({plural(len(logs), 'log file')} in it)"
+                     + (f"; {why}" if why else ""), fix)  # fmt: skip
             return
         ok = self.b.eval(
             "(lambda p: (open(p, 'w').write('jalkal'), open(p).read() == 'jalkal', "
             "os.remove(p))[1])('/sd/.jalkal-doctor')"
         )
         free = self.b.eval("(lambda s: s[0] * s[3])(os.statvfs('/sd'))")
-        text = f"mounted, {free // (1 << 20):,} MB free, {len(logs)} log files"
+        text = (
+            f"mounted, {free // (1 << 20):,} MB free, {plural(len(logs), 'log file')}"
+        )
         if ok:
             self.add("SD card", OK, text + ", writable")
         else:
             self.add("SD card", BAD, text + ", but a test write did not read back",
                      "replace the card (FAT32)")  # fmt: skip
+
+    def sd_pins(self, pins: dict[str, Any]) -> tuple[str, str]:
+        """Why a card cannot be mounted when config.json lacks its pins ("" when it
+        has them all), and the fix."""
+        missing = [k for k in pull.SD_PINS if k not in pins]
+        if missing and self.raw_cfg is None:
+            return f"{self.no_config}: the SD card's pins are not known", (
+                self.provision_fix()
+            )
+        if missing:
+            return (
+                f"config.json has no {', '.join(missing)} "
+                f"{'pin' if len(missing) == 1 else 'pins'} to mount a card with",
+                "make config.json again with jalkal provision (it copies the board's "
+                "pins), then jalkal deploy",
+            )
+        wiring = ", ".join(f"{k} {pins[k]}" for k in pull.SD_PINS)
+        return "", (
+            f"insert a FAT32 SD card and check its wiring (pins {wiring}); meanwhile "
+            "frames go to the flash ring"
+        )
 
     def flash(self) -> None:
         b = self.b
@@ -206,11 +246,15 @@ class Doctor:
         parts = [f"{free // 1024:,} KB free"]
         if slots:
             n = sum(s for _n, s in slots)
-            parts.append(f"ring holds {len(slots)} slot(s), {n:,} bytes not yet on SD")
+            parts.append(
+                f"ring holds {plural(len(slots), 'slot')}, {n:,} bytes not yet on SD"
+            )
         else:
             parts.append("ring empty (everything is on the SD card)")
         if damaged:
-            parts.append(f"{len(damaged)} ring slot(s) torn before their header")
+            parts.append(
+                f"{plural(len(damaged), 'ring slot')} torn before their header"
+            )
         parts.append(state[1])
         text = "; ".join(parts)
         if free < MIN_FLASH_FREE or not state[0]:
@@ -259,33 +303,21 @@ class Doctor:
         shown = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(board))
         off = board - now
         if abs(off) <= CLOCK_SLACK_S:
-            self.add("clock", OK, f"{shown} ({off:+.0f} s from this laptop)")
+            self.add("clock", OK, f"{shown} ({clock_off(off)})")
             return
         if self.set_clock and self.machine:
-            g = time.gmtime(time.time())
-            b.exec(
-                "import machine\nmachine.RTC().datetime(%r)"
-                % (
-                    (
-                        g.tm_year,
-                        g.tm_mon,
-                        g.tm_mday,
-                        g.tm_wday,
-                        g.tm_hour,
-                        g.tm_min,
-                        g.tm_sec,
-                        0,
-                    ),
-                )  # fmt: skip
-            )
+            b.exec(set_rtc(time.gmtime(time.time())))
             self.add("clock", OK, f"was {shown}; set from this laptop")
             return
-        self.add("clock", BAD, f"{shown} ({off:+.0f} s from this laptop)",
+        self.add("clock", BAD, f"{shown} ({clock_off(off)})",
                  "jalkal doctor --set-clock (the laptop's time must be right); "
                  "the firmware also sets it from the network")  # fmt: skip
 
     def modem(self) -> None:
         pins = self.cfg.get("pins") or {}
+        if self.raw_cfg is None:
+            self.add("modem", NA, f"{self.no_config}: the modem's pins are not known")
+            return
         if "modem_tx" not in pins or "modem_rx" not in pins:
             self.add("modem", NA, "the board has no modem pins in config.json")
             return
@@ -410,7 +442,8 @@ class Doctor:
         lpp = self.cfg.get("supply_litres_per_pulse", 0) or 0
         text = (
             f"over the last {len(readings)} readings: source +{src:,} pulses, supply "
-            f"+{sup:,} pulses ({sup * lpp:,.0f} L), pump ran {pump_s:,} s"
+            f"+{sup:,} pulses ({sup * lpp:,.0f} L), pump ran {pump_s:,} s "
+            f"({duration(pump_s)})"
         )
         if pump_s >= 120 and src <= 0 and self.cfg.get("source_litres_per_pulse"):
             self.add("meters", BAD, text,
@@ -442,43 +475,16 @@ class Doctor:
                      "fix the dry-run input first")  # fmt: skip
             return
         active = self.cfg["relay_active"]
-        self.b.exec(
-            f"import machine, time\nr = machine.Pin({pins['relay']}, machine.Pin.OUT)\n"
-            f"r.value({active})\ntime.sleep(2)\nr.value({1 - active})"
-        )
-        self.add("relay test", OK, "relay switched on for 2 s, then off: did it click "
-                 "and did the pump start?")  # fmt: skip
+        self.b.exec(relay_pulse(pins["relay"], active, RELAY_S))
+        self.add("relay test", OK, f"relay switched on for {duration(RELAY_S)}, "
+                 "then off: did it click and did the pump start?")  # fmt: skip
 
 
-DOCTOR_HELPERS = r"""
-def _jk_has_machine():
-    try:
-        import machine
-        return True
-    except ImportError:
-        return False
-def _jk_has_uart():
-    try:
-        import machine
-        return hasattr(machine, 'UART')
-    except ImportError:
-        return False
-def _jk_at(tx, rx, baud, cmds):
-    import machine, time
-    u = machine.UART(1, baudrate=baud, tx=tx, rx=rx, timeout=100)
-    out = []
-    for c in cmds:
-        u.read()
-        u.write(c + b'\r')
-        t = time.ticks_ms()
-        a = b''
-        while time.ticks_diff(time.ticks_ms(), t) < 2000:
-            a += u.read() or b''
-            if b'OK' in a or b'ERROR' in a:
-                break
-        out.append(a)
-    return out
-"""
+def clock_off(off: float) -> str:
+    """How far the board's clock is from this laptop's, in words."""
+    if abs(off) < 0.5:
+        return "the same as this laptop's"
+    return f"{duration(off)} {'ahead of' if off > 0 else 'behind'} this laptop"
 
 
 def _line(text: str, prefix: str) -> str:
@@ -520,10 +526,8 @@ def run(
     b.exec(DOCTOR_HELPERS)
     d = Doctor(b, set_clock, test_relay)
     checks = d.run()
-    cfg = d.cfg
-    head = f"jalkal doctor on {b.port}" + (
-        f": device {cfg['device']}, board {cfg['board']}" if cfg else ""
-    )
+    named = d.named("device", "board")
+    head = f"jalkal doctor on {b.port}" + (f": {named}" if named else "")
     if restart:
         b.restart(1.0)  # the firmware runs again, as after power-on
     return checks, head

@@ -28,8 +28,14 @@ FRAME_LINE = re.compile(rb"^jkf ([0-9a-fA-F]+)\s*$")
 SKIP = {"device", "boot", "seq", "kind", "ts", "time", "uptime_s", "prev", "mac"}
 
 
-def frame_text(data: bytes, sg: dict[str, codec.Signer] | None) -> str:
-    """One line for a frame's bytes (or why they are not one)."""
+def frame_text(
+    data: bytes,
+    sg: dict[str, codec.Signer] | None,
+    meters: dict[str, dict[str, int]] | None = None,
+) -> str:
+    """One line for a frame's bytes (or why they are not one). `meters`: pulses per
+    m³ of each device's meters, learnt from its boot frames (not from one whose MAC
+    is bad); with them a reading or gap also shows its pulses in litres."""
     n = codec.frame_len(data, 0, len(data))
     if not n or n != len(data):
         return f"frame? {data.hex()} (CRC or length wrong)"
@@ -54,10 +60,40 @@ def frame_text(data: bytes, sg: dict[str, codec.Signer] | None) -> str:
             if codec.verify(data, 0, n, s)
             else "  [MAC BAD]"
         )
+    litres = meter_litres(o, None if mac == "  [MAC BAD]" else meters)
+    if litres:
+        fields.append(f"({litres})")
     return (
         f"{when}  {o['device']} {o['boot']}#{o['seq']}  {o['kind']:<9} "
         f"{' '.join(fields)}{mac}"
     )
+
+
+def meter_litres(o: dict[str, Any], meters: dict[str, dict[str, int]] | None) -> str:
+    """ "totals: source 100 L, supply 50 L" for a reading, "12,340 L" for a gap,
+    once the device's boot frame gave its meters' pulses per m³ (kept in meters)."""
+    if meters is None:
+        return ""
+    if o["kind"] == "boot":
+        meters[o["device"]] = {
+            m: int(o.get(f"{m}_pulses_per_m3") or 0) for m in ob.METERS
+        }
+        return ""
+    per_m3 = meters.get(o["device"], {})
+
+    def litres(meter: Any, pulses: Any) -> str:
+        if not isinstance(pulses, int) or not per_m3.get(str(meter)):
+            return ""
+        x = pulses * 1000 / per_m3[str(meter)]
+        return f"{x:,.0f} L" if x >= 100 or x == int(x) else f"{x:.1f} L"
+
+    if o["kind"] == "gap":
+        return litres(o.get("meter"), o.get("pulses"))
+    if o["kind"] != "reading":
+        return ""
+    each = [(m, litres(m, o.get(f"{m}_pulses"))) for m in ob.METERS]
+    known = ", ".join(f"{m} {text}" for m, text in each if text)
+    return f"totals: {known}" if known else ""
 
 
 class Printer:
@@ -69,6 +105,7 @@ class Printer:
         self.buf = b""
         self.frames = 0
         self.lines = 0
+        self.meters: dict[str, dict[str, int]] = {}  # device -> pulses per m³
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -83,7 +120,11 @@ class Printer:
         stamp = time.strftime("%H:%M:%S")
         if m:
             self.frames += 1
-            text = frame_text(bytes.fromhex(m.group(1).decode()), self.sg)
+            digits = m.group(1).decode()
+            if len(digits) % 2:
+                text = f"frame? {digits} (odd number of hex digits: cut short)"
+            else:
+                text = frame_text(bytes.fromhex(digits), self.sg, self.meters)
             self.out.write(f"{stamp} {text}\n")
         else:
             self.lines += 1

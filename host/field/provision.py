@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..console import plural
 from ..errors import JalkalError
 from ..fileio import atomic_write
 from ..keys import parse_keys
 from ..registry import DEFAULT_TZ, OPTIONAL, REQUIRED, check_tz, parse_villages
 
-OWNER_ONLY = 0o600
 BLANK_DEVICE = "00000000"  # the firmware's default id: a board with no config
 PUMP_KEYS = (
     "min_off_s", "max_run_s", "no_flow_s", "restart_delay_s", "lockout_s",
@@ -353,15 +353,16 @@ def _check_request(req: Request) -> None:
 # --- writing --------------------------------------------------------------------
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def _write(path: Path, data: bytes, secret: bool) -> None:
+    """Replace path with data: a secret is owner-only from its first byte, the
+    registry keeps its mode (a new one: 0666 less the umask)."""
 
     def put(f: Any) -> None:
-        os.fchmod(f.fileno(), mode)  # before any byte lands: never readable by others
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
-    atomic_write(str(path), put)
+    atomic_write(str(path), put, secret=secret)
 
 
 def _mode_of(path: Path, default: int) -> int:
@@ -453,41 +454,34 @@ def provision(req: Request) -> ProvisionResult:
     parse_villages(reg_text, f"villages file {villages_path}")  # as report reads it
 
     writes = [
-        (config_path, (json.dumps(config, indent=1) + "\n").encode(), OWNER_ONLY),
-        (keys_path, (json.dumps(doc, indent=2) + "\n").encode(), OWNER_ONLY),
-        (villages_path, reg_text.encode(), _mode_of(villages_path, _new_file_mode())),
+        (config_path, (json.dumps(config, indent=1) + "\n").encode(), True),
+        (keys_path, (json.dumps(doc, indent=2) + "\n").encode(), True),
+        (villages_path, reg_text.encode(), False),
     ]
-    olds = {
-        config_path: (old_config, OWNER_ONLY),
-        keys_path: (keys_bytes, OWNER_ONLY),
-        villages_path: (reg_bytes, _mode_of(villages_path, 0o644)),
-    }
+    olds = {config_path: old_config, keys_path: keys_bytes, villages_path: reg_bytes}
     if keys_bytes is not None and _mode_of(keys_path, 0) & 0o077:
         notes.append(f"{keys_path} was readable by others; it is owner-only now")
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    done: list[Path] = []
     try:
-        for path, data, mode in writes:
-            _write(path, data, mode)
-            done.append(path)
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise JalkalError(f"--out {out}: cannot make the folder: {e.strerror or e}")
+    done: list[tuple[Path, bool]] = []
+    try:
+        for path, data, secret in writes:
+            _write(path, data, secret)
+            done.append((path, secret))
     except BaseException:
-        for path in reversed(done):
-            old, mode = olds[path]
+        for path, secret in reversed(done):
+            old = olds[path]
             if old is None:
                 path.unlink(missing_ok=True)
             else:
-                _write(path, old, mode)
+                _write(path, old, secret)
         raise
     return ProvisionResult(
         device, key, config, config_path, keys_path, villages_path,
         len(doc["devices"]), len(rows), replaced, notes,
     )  # fmt: skip
-
-
-def _new_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 # --- the command ----------------------------------------------------------------
@@ -500,9 +494,9 @@ def summary(req: Request, r: ProvisionResult) -> str:
         f"{req.village.strip()} (population {req.population}) on board {req.board}",
         f"  {r.config_path}  the board's settings and key (owner-only)",
         f"  {r.keys_path}  key {'replaced' if r.replaced else 'added'}, "
-        f"{r.devices} device(s) (owner-only)",
+        f"{plural(r.devices, 'device')} (owner-only)",
         f"  {r.villages_path}  village {'updated' if r.replaced else 'added'}, "
-        f"{r.registry_rows} device(s)",
+        f"{plural(r.registry_rows, 'device')}",
         f"  meters: supply {c['supply_litres_per_pulse']:g} L/pulse, source "
         + (
             f"{c['source_litres_per_pulse']:g} L/pulse"

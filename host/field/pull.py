@@ -28,12 +28,13 @@ from typing import Any
 
 from jkproto import objects as ob
 
-from ..console import say
+from ..console import plural, say
 from ..errors import JalkalError
 from .board import Board
 from .layout import CONFIG, RING, RING_HDR_FMT, RING_HDR_LEN, RING_MAGIC, SD_LOG, STATE
 
 CHUNK = 32768  # bytes per read from the board (then appended to NAME.part)
+SD_PINS = ("sd_cs", "sd_sck", "sd_miso", "sd_mosi")  # config.json's, to mount a card
 
 
 @dataclass
@@ -211,8 +212,9 @@ def describe(c: Copied) -> str:
     what = f"{st.get('frames', 0):,} frames"
     if st.get("skipped_bytes"):
         what += (
-            f", {st['skipped_bytes']:,} bytes of garbage in {st['skipped_runs']} "
-            f"place(s) ({st['crc_errors']} CRC failures, {st['truncated']} torn)"
+            f", {st['skipped_bytes']:,} bytes of garbage in "
+            f"{plural(st['skipped_runs'], 'place')} ("
+            f"{plural(st['crc_errors'], 'CRC failure')}, {st['truncated']:,} torn)"
         )
     else:
         what += ", CRC ok"
@@ -261,17 +263,28 @@ class PullResult:
 def run(
     b: Board, out_dir: str, clear_after: bool = False, restart: bool = True
 ) -> PullResult:
-    """Copy a connected board's logs into OUT_DIR/<device>/, verified."""
-    cfg = read_json(b, CONFIG) or {}
+    """Copy a connected board's logs into OUT_DIR/<device>/, verified.
+
+    A board without /config.json was never provisioned: JalkalError saying so, after
+    copying whatever logs it holds (none is cleared from it)."""
+    provisioned = b.size(CONFIG) >= 0
+    cfg = read_json(b, CONFIG) if provisioned else None
+    cfg = cfg if isinstance(cfg, dict) else {}
     device = str(cfg.get("device") or "unknown")
     out = Path(out_dir) / device
-    files, sd = remote_files(b, out, cfg.get("pins") or {})
+    pins = cfg.get("pins") or {}
+    files, sd = remote_files(b, out, pins)
+    if not provisioned and not files:
+        if restart:
+            b.restart(1.0)
+        raise JalkalError(f"nothing to pull: {unprovisioned(b.port)}")
     if sd.startswith("none"):
-        say(f"SD card: {sd[6:]}; pulling the flash ring only")
+        why = sd[6:] if all(k in pins for k in SD_PINS) else "no SD pins in config.json"
+        say(f"SD card not mounted ({why}): pulling the flash ring only")
     total = sum(r.size for r in files)
     say(
-        f"pulling {len(files)} log file(s), {total:,} bytes, from device {device} "
-        f"to {out}",
+        f"pulling {plural(len(files), 'log file')}, {total:,} bytes, from device "
+        f"{device} to {out}",
     )
     copied = []
     for i, r in enumerate(files, 1):
@@ -280,7 +293,7 @@ def run(
         say(f"[{i}/{len(files)}] {describe(c)}")
     removed: list[str] = []
     kept: list[str] = []
-    if clear_after:
+    if clear_after and provisioned:  # a board of unknown identity: keep all
         tz = int(cfg.get("tz_offset_min", 330))
         today = board_today(b, tz)
         go, kept = clearable(copied, today, cfg, board_state(b))
@@ -292,7 +305,19 @@ def run(
             removed.append(c.remote.local.name)
     if restart:
         b.restart(1.0)  # the firmware runs again, as after power-on
-    return PullResult(out, copied, removed, kept, sd)
+    res = PullResult(out, copied, removed, kept, sd)
+    if not provisioned:
+        raise JalkalError(f"{totals(res)}, into {out}; but {unprovisioned(b.port)}")
+    return res
+
+
+def unprovisioned(port: str) -> str:
+    """What to say of a board without /config.json, and what to do."""
+    return (
+        f"the board on {port} has no /config.json: it was never provisioned. Give it "
+        "its identity with jalkal provision --board BOARD ... --out DIR, then "
+        f"jalkal deploy --port {port} --config DIR/config.json"
+    )
 
 
 def totals(res: PullResult) -> str:
@@ -301,7 +326,7 @@ def totals(res: PullResult) -> str:
     new = sum(c.new_bytes for c in res.copied)
     fresh = sum(1 for c in res.copied if c.action != "up to date")
     line = (
-        f"pulled {fresh} of {len(res.copied)} file(s), {new:,} new bytes; "
+        f"pulled {fresh} of {plural(len(res.copied), 'file')}, {new:,} new bytes; "
         f"{len(res.copied) - fresh} up to date; all verified (sha256); "
         f"{frames:,} frames"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import click
 
@@ -14,14 +15,32 @@ from . import replay, serve
 # --- serve --------------------------------------------------------------------
 
 
+def http_address(text: str) -> str:
+    """HOST:PORT of `--http http://HOST[:PORT]`; HOST:PORT as given."""
+    if "://" not in text:
+        return text
+    u = urlsplit(text)
+    try:
+        port = 80 if u.port is None else u.port
+    except ValueError:
+        port = -1
+    if u.scheme != "http" or not u.hostname or u.path not in ("", "/") or port < 0:
+        raise JalkalError(
+            f"--http {text!r}: give http://HOST:PORT, e.g. http://127.0.0.1:8080"
+        )
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
+    return f"{host}:{port}"
+
+
 @click.command("serve")
 @click.option("--store", "store_path", required=True, metavar="DB",
               help="DuckDB store file (created if missing).")  # fmt: skip
 @click.option("--keys", "keys", required=True, metavar="FILE",
               help="Keys file: frames of other devices are rejected.")  # fmt: skip
-@click.option("--http", "http", metavar="HOST:PORT",
-              help=f"Serve POST {link.PATH} here (port 0: any free port). "
-              "Default 127.0.0.1:8080 when --mqtt is not given.")  # fmt: skip
+@click.option("--http", "http", metavar="http://HOST:PORT",
+              help=f"Serve POST {link.PATH} here (port 0: any free port; HOST:PORT "
+              "also works). Default http://127.0.0.1:8080 when --mqtt is not "
+              "given.")  # fmt: skip
 @click.option("--mqtt", "mqtt_url", metavar="mqtt://HOST:PORT",
               help=f"Subscribe to {link.UP_TOPIC % '+'} on this broker.")  # fmt: skip
 @click.option("--client-id", default=serve.DEFAULT_CLIENT_ID, show_default=True,
@@ -43,6 +62,8 @@ def serve_cmd(
 
     Prints the URLs it serves first (one a line), then runs until interrupted
     (Ctrl-C or SIGTERM). See docs/uplink.md for the wire contract."""
+    if http is not None:
+        http = http_address(http)
     serve.run(store_path, keys, http, mqtt_url, client_id, max_body, verbose)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from jkproto import link
 from jkproto import objects as ob
 
-from ..console import say
+from ..console import duration, plural, say
 from ..decode import bulk
 from ..decode.streams import problems_line
 from ..errors import JalkalError
@@ -177,11 +177,12 @@ class HttpSender:
             if attempt < self.retries:
                 wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 say(
-                    f"replay: {self.url}: {last}; sending it again in {wait:g} s",
+                    f"replay: {self.url}: {last}; sending it again in {duration(wait)}",
                 )
                 time.sleep(wait)
         raise Unreachable(
-            f"{self.url}: no answer after {self.retries + 1} tries: {last}"
+            f"{self.url}: no answer after {plural(self.retries + 1, 'try', 'tries')}: "
+            f"{last}"
         )
 
     def close(self) -> None:
@@ -228,7 +229,10 @@ class MqttSender:
         with self.cond:
             if not self.cond.wait_for(lambda: self.ready, timeout):
                 self.close()
-                raise Unreachable(f"{url}: no subscription within {timeout} s")
+                raise Unreachable(
+                    f"{url}: no subscription within {duration(timeout)}; is the "
+                    "broker running and does it let this client subscribe?"
+                )
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if not reason_code.is_failure:
@@ -264,7 +268,7 @@ class MqttSender:
         for attempt in range(self.retries + 1):
             if attempt:
                 say(
-                    f"replay: no ack from {self.url} within {self.timeout:g} s; "
+                    f"replay: no ack from {self.url} within {duration(self.timeout)}; "
                     f"sending it again (try {attempt + 1} of {self.retries + 1})",
                 )
             with self.cond:
@@ -281,7 +285,9 @@ class MqttSender:
                 if key in self.acks:
                     return self.acks.pop(key)
         raise Unreachable(
-            f"{self.url}: no ack for a batch after {self.retries + 1} tries"
+            f"{self.url}: no ack for a batch after "
+            f"{plural(self.retries + 1, 'try', 'tries')}; is `jalkal serve` "
+            "connected to this broker?"
         )
 
     def close(self) -> None:
@@ -329,6 +335,13 @@ class Totals:
         return s
 
 
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """ ", about 3 minutes left" at the pace so far (nothing in the first seconds)."""
+    if elapsed < 5 or not done or done >= total:
+        return ""
+    return f", about {duration(elapsed * (total - done) / done)} left"
+
+
 def run(
     paths: tuple[str, ...],
     to: str,
@@ -356,6 +369,7 @@ def run(
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
     shown = 0.0
+    width = 0
     try:
         for b in batches(files, batch, per_device=scheme == "mqtt"):
             doc = sender.send(b)
@@ -365,10 +379,11 @@ def run(
                 shown = now
                 pct = 100 * tot.frames // max(total, 1)
                 msg = (
-                    f"replay: {tot.frames}/{total} frames ({pct}%), "
-                    f"{tot.rejected} rejected"
+                    f"replay: {tot.frames:,} of {total:,} frames ({pct}%), "
+                    f"{tot.rejected:,} rejected{time_left(now - t0, tot.frames, total)}"
                 )
-                say(("\r" + msg) if tty else msg, nl=not tty)
+                width = max(width, len(msg))  # a shorter line covers the longer one
+                say(("\r" + msg.ljust(width)) if tty else msg, nl=not tty)
             if rate:
                 ahead = tot.frames / rate - (time.monotonic() - t0)
                 if ahead > 0:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -79,11 +80,14 @@ def batch_line(via: str, who: str, res: IngestResult) -> tuple[str, int]:
 
 
 class IngestHTTPServer(ThreadingHTTPServer):
+    """Bound and listening once made; requests are taken (by serve_forever) only
+    after `store` is set."""
+
     daemon_threads = True
     request_queue_size = 64
+    store: Store
 
-    def __init__(self, addr: tuple[str, int], store: Store, log: Log, max_body: int):
-        self.store = store
+    def __init__(self, addr: tuple[str, int], log: Log, max_body: int):
         self.log = log
         self.max_body = max_body
         super().__init__(addr, Handler)
@@ -367,31 +371,39 @@ def run(
     broker = parse_mqtt_url(mqtt_url) if mqtt_url else None
     # `kill -USR1 PID` writes every thread's stack to stderr (a server that hangs)
     if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
-    st = Store(store_path, key_map)
-    st.max_body = max_body
-    # handler threads decode and check MACs (holding the GIL) while another one
-    # waits in DuckDB (not holding it): hand the GIL back quickly when DuckDB
-    # returns, or every store call waits out a 5 ms switch interval
-    sys.setswitchinterval(0.0005)
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (OSError, ValueError, AttributeError):  # stderr is not a file
+            pass
     log = Log(verbose)
-    httpd = None
-    mq = None
+    new_store = not Path(store_path).exists()
+    httpd = st = mq = None
+    serving = False
     stop = threading.Event()
     try:
-        if addr:
+        if addr:  # listen first: a busy port leaves no new store behind
             try:
-                httpd = IngestHTTPServer(addr, st, log, max_body)
+                httpd = IngestHTTPServer(addr, log, max_body)
             except OSError as e:
                 raise JalkalError(
                     f"cannot listen on {addr[0]}:{addr[1]}: {e.strerror or e}"
                 )
+        st = Store(store_path, key_map)
+        st.max_body = max_body
+        if broker:
+            mq = MqttIngest(st, broker[0], broker[1], client_id, log, max_body)
+        # handler threads decode and check MACs (holding the GIL) while another
+        # one waits in DuckDB (not holding it): hand the GIL back quickly when
+        # DuckDB returns, or every store call waits out a 5 ms switch interval
+        sys.setswitchinterval(0.0005)
+        serving = True
+        if httpd is not None:
+            httpd.store = st
             host, port = str(httpd.server_address[0]), httpd.server_address[1]
             shown = f"[{host}]" if ":" in host else host
             say(f"serve: http://{shown}:{port}{API_PATH}")
             threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        if broker:
-            mq = MqttIngest(st, broker[0], broker[1], client_id, log, max_body)
+        if mq is not None and broker:
             say(
                 f"serve: mqtt://{broker[0]}:{broker[1]} {UP_TOPIC} "
                 f"(client id {client_id})"
@@ -411,10 +423,22 @@ def run(
             pass
     finally:
         if httpd is not None:
-            httpd.shutdown()
+            if serving:
+                httpd.shutdown()
             httpd.server_close()
-        if mq is not None:
+        if mq is not None and serving:
             mq.stop()
-        st.close()
+        if st is not None:
+            st.close()
+            if new_store and not serving:  # made by this run, never written to
+                remove_new_store(Path(store_path))
         t = time.strftime("%H:%M:%S")
         log(f"stopped at {t}", 1)
+
+
+def remove_new_store(path: Path) -> None:
+    """A store file this run made before it failed to start, and DuckDB's
+    write-ahead log beside it (the file held no frame)."""
+    for p in (path, path.with_name(path.name + ".wal")):
+        if p.is_file():
+            p.unlink(missing_ok=True)

@@ -159,6 +159,9 @@ class Store:
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise JalkalError(f"store {self.path}: no such file")
+        if self.path.is_dir():
+            raise JalkalError(f"store {self.path}: a folder; give a file name")
+        new = not self.path.exists()
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as e:
@@ -166,12 +169,33 @@ class Store:
         self.lock = threading.Lock()
         self.max_body = MAX_BODY
         self.set_keys(keys or {})
-        if read_only:
-            self._check_schema()
-        else:
-            self._create()
+        try:
+            if read_only:
+                self._check_schema()
+            else:
+                self._create()
+        except BaseException:
+            self.con.close()
+            if new:  # the file this failed start made: nothing of anyone's in it
+                for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+                    p.unlink(missing_ok=True)
+            raise
 
     def _create(self) -> None:
+        tables = {
+            str(r[0])
+            for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables"
+            ).fetchall()
+        }
+        if "jalkal_meta" in tables:
+            self._check_schema()  # before anything is added to it
+        elif tables:
+            raise JalkalError(
+                f"{self.path}: a DuckDB file that is not a jalkal store (it has "
+                f"tables {', '.join(sorted(tables)[:5])}); it is left as it is: "
+                "give a new file or a jalkal store"
+            )
         with self.lock:
             self.con.execute("BEGIN")
             self.con.execute(

@@ -1,7 +1,8 @@
 """The escalation list: what an engineer should follow up, since when, and why.
 
     alerts(build(frames, registry), as_of=None, fault_days=3, low_days=3,
-           silent_days=2, night_lpph=1.0, night_nights=3) -> pa.Table (ALERT_COLUMNS)
+           silent_days=2, night_lpph=1.0, night_nights=3, lockouts=4,
+           lockout_days=1) -> pa.Table (ALERT_COLUMNS)
 
 One row per episode (rules in docs/reports.md, "Alerts"):
 
@@ -12,6 +13,8 @@ One row per episode (rules in docs/reports.md, "Alerts"):
 * ``night_flow``: the smallest 15-minute flow between 00:00 and 04:00 local stayed
   above ``night_lpph`` litres per person per hour on ``night_nights`` or more
   consecutive nights (water running all night: a possible leak).
+* ``lockouts``: ``lockouts`` or more dry-run lockouts of a pump within
+  ``lockout_days`` days (the source cannot keep up with the pump).
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from ..registry import Village, zone
 from .daily import NON_LPCD
 from .periods import Report, village_day
 
-KINDS = ("open_fault", "low_supply", "silent", "night_flow")
+KINDS = ("open_fault", "low_supply", "silent", "night_flow", "lockouts")
+LOCKOUTS = 4  # lockouts within LOCKOUT_DAYS that make an alert (docs/reports.md)
+LOCKOUT_DAYS = 1.0
+LOCKOUT_EVENT = 7  # jkproto event `lockout`: a dry-run (or no-flow) lockout entered
 ALERT_SCHEMA = pa.schema(
     [
         ("kind", pa.string()), ("village", pa.string()), ("block", pa.string()),
@@ -74,6 +80,8 @@ def alerts(
     silent_days: float = 2,
     night_lpph: float = 1.0,
     night_nights: int = 3,
+    lockouts: int = LOCKOUTS,
+    lockout_days: float = LOCKOUT_DAYS,
 ) -> pa.Table:
     """Every episode, ALERT_COLUMNS; active ones first, then by kind and since."""
     now = as_of_time(rep, as_of)
@@ -82,6 +90,7 @@ def alerts(
     rows += _low(rep, now, low_days)
     rows += _silent(rep, now, silent_days)
     rows += _night(rep, now, night_lpph, night_nights)
+    rows += _lockouts(rep, now, lockouts, lockout_days)
     rows.sort(key=lambda r: (not r["active"], KINDS.index(r["kind"]), r["since"] or 0))
     cols = {k: [r.get(k) for r in rows] for k in ALERT_COLUMNS}
     return pa.table(cols, schema=ALERT_SCHEMA)
@@ -328,6 +337,65 @@ def _night(
                     f"00:00-04:00 flow above {night_lpph:g} L per person per hour): "
                     "possible leak",
                     evidence=f"minimum night flow {vals} (population {pop})",
+                )
+            )
+    return out
+
+
+# --- repeated lockouts -------------------------------------------------------------
+
+
+def _lockouts(
+    rep: Report, now: int, least: int, within_days: float
+) -> list[dict[str, Any]]:
+    """Stretches of time in which `least` or more lockouts of one device fell in
+    the last `within_days` days: each window of `least` consecutive lockouts
+    closer than that holds from its last lockout until its first one is
+    `within_days` old; overlapping windows are one episode."""
+    from jkproto import objects as ob
+
+    out: list[dict[str, Any]] = []
+    span = within_days * DAY
+    by_dev: dict[str, list[dict[str, Any]]] = {}
+    for e in rep.result.events:
+        if e["event"] == LOCKOUT_EVENT and e["t"] <= now:
+            by_dev.setdefault(e["device"], []).append(e)
+    for dev, es in sorted(by_dev.items()):
+        es.sort(key=lambda e: (e["t"], e["boot"], e["seq"]))
+        t = [e["t"] for e in es]
+        runs: list[list[int]] = []  # [first lockout, last lockout, end time]
+        for i in range(len(t) - max(least, 1) + 1):
+            j = i + max(least, 1) - 1
+            if t[j] - t[i] >= span:
+                continue
+            if runs and t[j] <= runs[-1][2]:
+                runs[-1][1:] = [j, max(runs[-1][2], int(t[i] + span))]
+            else:
+                runs.append([i, j, int(t[i] + span)])
+        for i, j, end in runs:
+            run = es[i : j + 1]
+            why: dict[str, int] = {}
+            for e in run:
+                r = e["reason"]
+                name = ob.REASONS[r] if r < len(ob.REASONS) else str(r)
+                why[name] = why.get(name, 0) + 1
+            boots = sorted({e["boot"] for e in run})
+            hours = (t[j] - t[i]) / 3600
+            out.append(
+                _episode(
+                    "lockouts",
+                    t[i],
+                    end if end <= now else None,
+                    now,
+                    what=f"{len(run)} dry-run lockouts in {hours:.1f} hours "
+                    f"({least} or more within {within_days:g} "
+                    f"day{'' if within_days == 1 else 's'}): the borewell runs dry "
+                    "again and again, the source cannot keep up with the pumping",
+                    evidence=f"lockouts {_iso(t[i])} .. {_iso(t[j])} (device {dev} "
+                    f"boot {', '.join(map(str, boots))}); "
+                    + ", ".join(f"{k} {n}" for k, n in sorted(why.items()))
+                    + f"; longest retry wait {max(e['value'] for e in run)} s",
+                    **_where(_row_for(rep, dev, t[i]), dev),
                 )
             )
     return out

@@ -6,25 +6,27 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import IO, Any
 
 import click
+from click.core import ParameterSource
 
 from jkproto import objects as ob
 
 from ..decode.streams import problems_line
 from ..errors import JalkalError
-from ..registry import load_registry
+from ..registry import Registry, load_registry
 from . import plots
-from .alerts import alerts
+from .alerts import LOCKOUT_DAYS, LOCKOUTS, alerts
 from .alerts import to_text as alerts_text
 from .daily import DailyResult
-from .export import PARTS, build_parquet, export
-from .html import write_html
+from .export import PARTS, build_parquet, devices_in, export
+from .html import page_folder, write_html
 from .periods import build, periods
 from .quality import load_quality
 from .render import emit, to_csv, to_json, to_table, to_text, write_text
-from .sources import decode_sources, load_store
+from .sources import load_store, read_sources
 
 
 def run(
@@ -49,6 +51,8 @@ def run(
     silent_days: float = 2,
     night_lpph: float = 1.0,
     night_nights: int = 3,
+    lockouts: int = LOCKOUTS,
+    lockout_days: float = LOCKOUT_DAYS,
     parquet: str | None = None,
     dask: str | None = None,
     html: str | None = None,
@@ -56,7 +60,8 @@ def run(
     """`jalkal report`: decode (or load from a store), compute, print; warnings go
     to err. Daily rows by default; --period: period rows (periods.periods);
     --alerts: the escalation list (alerts.alerts). output: write there instead
-    of `out` (needed for parquet)."""
+    of `out` (needed for parquet). Raises JalkalError, saying why, when no day
+    could be reported."""
     out = out or sys.stdout
     err = err or sys.stderr
     if bool(paths) + bool(store) + bool(parquet) != 1:
@@ -66,41 +71,67 @@ def run(
         )
     if dask and not parquet:
         raise JalkalError("--dask runs the report over --parquet DIR; give both")
+    if keys and not paths:
+        raise JalkalError(
+            "--keys verifies frame files (SOURCE...); the frames of a store or an "
+            "export were verified when they were stored: leave --keys out"
+        )
     if period and show_alerts:
         raise JalkalError("give --period or --alerts, not both")
     if fmt == "parquet" and not output:
         raise JalkalError("--format parquet needs -o FILE")
+    if lockouts < 1 or lockout_days <= 0:
+        raise JalkalError("--lockouts must be 1 or more and --lockout-days above 0")
+    one_png = plots.plot_file(plot) if plot else False
+    if plot and html and Path(plot).resolve() == Path(html).resolve():
+        raise JalkalError("--html DIR holds the plots already; leave --plot out")
+    replaced = page_folder(html) if html else []
     when = _parse_as_of(as_of) if as_of else None
     reg = load_registry(villages)  # a bad registry fails before any decoding
     qual = None
     if quality:
         qual = load_quality(quality)
+    lines: list[str] = []  # what the reader must be told, for stderr
+    explained = 0  # frames that failed verification the lines already explain
     if parquet:  # an export (reports/export.py): DuckDB, or Dask with --dask
+        present = set(devices_in(parquet))
+        if not present:
+            raise JalkalError(
+                f"{parquet} holds no jalkal export (no date=.../device=.../ Parquet "
+                "files): give the folder `jalkal export --out` wrote; frame "
+                "files (.jkl logs) are read as SOURCE"
+            )
         engine = "dask" if dask else "duckdb"
         rep = build_parquet(parquet, reg, engine, dask, timeline=show_alerts)
         stats = ob.new_stats()
     else:
         if store:
             table, stats = load_store(store), ob.new_stats()
+            if table.num_rows == 0:
+                raise JalkalError(f"store {store} holds no frames: nothing to report")
+            devs = table.column("device").unique().to_pylist()
+            present = {ob.device_str(d) for d in devs}
         else:
-            table, stats = decode_sources(paths, keys)
+            src = read_sources(paths, keys)
+            table, stats, present = src.table, src.stats, src.devices
+            lines += src.notes
+            explained = src.explained
         rep = build(table, reg)
     res = rep.result
-    line = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
-    if line:
-        print(line, file=err)
-    if res.unverified:
-        print(
-            f"report: {res.unverified} frames failed MAC check, not counted", file=err
+    lines += _left_out(res, reg, present, explained)
+    decoded = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
+    if rep.days.num_rows == 0:
+        why = [decoded] if decoded else []
+        why = why + lines or ["no day of a registered device in the input"]
+        raise JalkalError(
+            "nothing to report: " + why[0]
+            if len(why) == 1
+            else "nothing to report:\n  " + "\n  ".join(why)
         )
-    for dev, nf in sorted(res.unknown.items()):
-        print(
-            f"report: device {dev} is not in the villages file ({nf} frames "
-            "skipped); add a row for it to report it",
-            file=err,
-        )
-    for note in res.notes:
-        print(f"report: {note}", file=err)
+    if decoded:
+        print(decoded, file=err)
+    for line in lines:
+        print(f"report: {line}", file=err)
     if period:
         tb = periods(
             rep.days, period, by, min_complete=min_complete, quality=qual, registry=reg
@@ -115,6 +146,8 @@ def run(
             silent_days=silent_days,
             night_lpph=night_lpph,
             night_nights=night_nights,
+            lockouts=lockouts,
+            lockout_days=lockout_days,
         )
         emit(tb, "alerts", fmt, out, output, lambda: alerts_text(tb))
     elif fmt == "parquet":
@@ -128,20 +161,52 @@ def run(
             else to_table(res.days, reg)
         )
         write_text(text, out, output)
-    if plot and plot.lower().endswith(".png"):  # the daily lpcd plot alone
+    if plot and one_png:  # the daily lpcd plot alone
         plots.daily_lpcd(plots.villages(rep.days), plot)
     elif plot:  # a folder: every plot (reports/plots.py)
-        plots.write_plots(rep, plot, by=by)
+        plots.write_plots(rep, plot, by=by, period=period or "day")
     if html:  # a static page with the tables and plots (reports/html.py)
+        if replaced:
+            print(
+                f"report: {html} holds an earlier page: replacing "
+                f"{', '.join(replaced)}",
+                file=err,
+            )
         alerts_kw = dict(
             as_of=when, fault_days=fault_days, low_days=low_days,
             silent_days=silent_days, night_lpph=night_lpph, night_nights=night_nights,
+            lockouts=lockouts, lockout_days=lockout_days,
         )  # fmt: skip
         write_html(
             rep, html, period=period or "month", by=by, min_complete=min_complete,
             quality=qual, alerts=alerts_kw if show_alerts else None,
         )  # fmt: skip
     return res
+
+
+def _left_out(
+    res: DailyResult, reg: Registry, present: set[str], explained: int
+) -> list[str]:
+    """What the report left out and why: frames that failed their MAC check (less
+    the `explained` ones), devices not in the registry, registered devices with
+    no frames in the input, and the day rules' notes."""
+    lines = []
+    unverified = res.unverified - explained
+    if unverified:
+        lines.append(f"{unverified} frames failed MAC check, not counted")
+    for dev, nf in sorted(res.unknown.items()):
+        lines.append(
+            f"device {dev} is not in the villages file ({nf} frames skipped); add "
+            "a row for it to report it"
+        )
+    for dev, rows in sorted(reg.by_device.items()):
+        if dev not in present:
+            names = ", ".join(sorted({v.village for v in rows}))
+            lines.append(
+                f"device {dev} ({names}) is in the villages file but has no frames "
+                "in the input"
+            )
+    return lines + res.notes
 
 
 def _parse_as_of(text: str) -> date | datetime:
@@ -156,6 +221,43 @@ def _parse_as_of(text: str) -> date | datetime:
         )
 
 
+ALERT_OPTIONS = ("as_of", "fault_days", "low_days", "silent_days", "night_lpph",
+                 "night_nights", "lockouts", "lockout_days")  # fmt: skip
+
+
+def _usage(ctx: click.Context, more: dict[str, Any], plot: str | None) -> None:
+    """Refuse options that would do nothing without another one."""
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (
+            ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None,
+        )  # fmt: skip
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    alone = [flag(n) for n in ALERT_OPTIONS if given(n)]
+    if alone and not more["show_alerts"]:
+        raise click.UsageError(
+            f"{', '.join(alone)} tune{'s' if len(alone) == 1 else ''} the "
+            "escalation list: give --alerts too, or leave "
+            f"{'it' if len(alone) == 1 else 'them'} out"
+        )
+    page = more["period"] or more["html"]
+    chart = plot and not plot.lower().endswith(".png")
+    if given("by") and not page and not (chart and more["by"] in ("district", "state")):
+        raise click.UsageError(
+            "--by groups the --period table and the --html page (and the band "
+            "chart of --plot DIR by district or state); give one of them, or "
+            "leave --by out"
+        )
+    if given("quality") and not page:
+        raise click.UsageError(
+            "--quality adds water tests to the JJM class of the --period table "
+            "and the --html page; give one of them, or leave --quality out"
+        )
+
+
 @click.command("report")
 @click.argument("paths", nargs=-1, metavar="SOURCE...")
 @click.option(
@@ -166,7 +268,11 @@ def _parse_as_of(text: str) -> date | datetime:
     help="Village registry CSV: device,village,population[,block,district,state,tz].",
 )
 @click.option(
-    "--keys", "keys", metavar="FILE", help="Keys file: count only verified frames."
+    "--keys",
+    "keys",
+    metavar="FILE",
+    help="Keys file: count only frames whose MAC it verifies (SOURCE files only; "
+    "without it, frames are counted unverified and the report says so).",
 )
 @click.option(
     "--format",
@@ -174,16 +280,27 @@ def _parse_as_of(text: str) -> date | datetime:
     type=click.Choice(["table", "json", "csv", "parquet"]),
     default="table",
     show_default=True,
+    help="Output format of the rows (parquet needs -o FILE).",
 )
-@click.option("-o", "output", metavar="OUT", help="Write here (parquet needs it).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="FILE",
+    help="Write the rows to FILE instead of the terminal (parquet needs it).",
+)
 @click.option(
     "--plot",
     "plot",
     metavar="DIR|FILE.png",
-    help="Also draw the plots into DIR (FILE.png: daily lpcd only).",
+    help="Also draw the plots into the folder DIR (FILE.png: the daily lpcd plot "
+    "alone).",
 )
 @click.option(
-    "--html", metavar="DIR", help="Also write a static report page (index.html)."
+    "--html",
+    metavar="DIR",
+    help="Also write a static report page, DIR/index.html and its plots (DIR new, "
+    "empty or an earlier page's).",
 )
 @click.option(
     "--store", "store", metavar="DB", help="Report from a store (jalkal serve's file)."
@@ -206,16 +323,47 @@ def _parse_as_of(text: str) -> date | datetime:
     type=click.Choice(["village", "block", "district", "state"]),
     default="village",
     show_default=True,
-    help="Group period rows by.",
+    help="Group the --period table and the --html page by (needs one of them).",
 )
-@click.option("--quality", metavar="FILE", help="Water tests: village,date,potable.")
 @click.option(
-    "--alerts", "show_alerts", is_flag=True, help="The escalation list instead."
+    "--quality",
+    metavar="FILE",
+    help="Water tests for the JJM class, CSV village,date,potable (with --period "
+    "or --html).",
 )
-@click.option("--as-of", metavar="DATE", help="Alerts as of [default: latest frame].")
-@click.option("--fault-days", type=float, default=3, show_default=True)
-@click.option("--low-days", type=int, default=3, show_default=True)
-@click.option("--silent-days", type=float, default=2, show_default=True)
+@click.option(
+    "--alerts",
+    "show_alerts",
+    is_flag=True,
+    help="The escalation list instead of the daily rows (the options below tune it).",
+)
+@click.option(
+    "--as-of",
+    metavar="DATE",
+    help="Alerts as of the end of this local day, or a UTC time 2026-03-31T12:00Z "
+    "[default: the latest frame].",
+)
+@click.option(
+    "--fault-days",
+    type=float,
+    default=3,
+    show_default=True,
+    help="Alert on a fault left open this many days.",
+)
+@click.option(
+    "--low-days",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Alert on this many consecutive complete days at or below 40 lpcd.",
+)
+@click.option(
+    "--silent-days",
+    type=float,
+    default=2,
+    show_default=True,
+    help="Alert on a device that sent no frame for this many days.",
+)
 @click.option(
     "--night-lpph",
     type=float,
@@ -223,8 +371,30 @@ def _parse_as_of(text: str) -> date | datetime:
     show_default=True,
     help="Night flow alert: litres per person per hour.",
 )
-@click.option("--night-nights", type=int, default=3, show_default=True)
+@click.option(
+    "--night-nights",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Night flow alert: on this many consecutive nights.",
+)
+@click.option(
+    "--lockouts",
+    type=click.IntRange(min=1),
+    default=LOCKOUTS,
+    show_default=True,
+    help="Alert on this many dry-run lockouts of a pump within --lockout-days.",
+)
+@click.option(
+    "--lockout-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=LOCKOUT_DAYS,
+    show_default=True,
+    help="Lockouts alert: the window, in days.",
+)
+@click.pass_context
 def report_cmd(
+    ctx: click.Context,
     paths: tuple[str, ...],
     villages: str,
     keys: str | None,
@@ -237,9 +407,11 @@ def report_cmd(
     --period for weeks, months, years per village, block, district or State with
     the JJM functionality class; --alerts for the escalation list.
 
-    SOURCE: frame files or directories (one stream, devices may be mixed), or
-    --store DB instead. A day with missing data is marked incomplete and gets no
-    lpcd or band. See docs/reports.md."""
+    SOURCE: frame files or directories (one stream, devices may be mixed; a copy
+    of a log is counted once), or --store DB or --parquet DIR instead. A day with
+    missing data is marked incomplete and gets no lpcd or band. Fails when no
+    day could be reported, saying why. See docs/reports.md."""
+    _usage(ctx, more, plot)
     run(paths, villages, keys, fmt, plot, store=store, **more)
 
 
@@ -253,7 +425,11 @@ def report_cmd(
     show_default=True,
     help="date=YYYY-MM-DD (day) or date=YYYY-MM (month) folders, then device=.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing DIR.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier export at DIR (anything else is refused).",
+)
 def export_cmd(store: str, out: str, partition: str, overwrite: bool) -> None:
     """The store's frames as Parquet, partitioned by date and device (hive style:
     DIR/date=2026-03-01/device=0a1b2c3d/part-0.parquet), for DuckDB, Dask or any

@@ -35,8 +35,10 @@ Rules (see also DESIGN.md, "Host rules"):
   later ``clock`` frame of the same boot) come later. Until then such a reading (or a
   gap frame with neither start nor ts) taints every day between the nearest timed
   frames of the same device before and after it in the stream.
-* Duplicate frames (same device, boot, seq, kind and t) count once. Frames that failed
-  their MAC check (``verified`` false) are not counted.
+* Duplicate frames (same device, boot, seq, kind and t) count once, the first copy in
+  stream order; a whole file of copies is left out before that, where the files are
+  read (decode.streams.read_stream), so no copy lands out of place in the stream.
+  Frames that failed their MAC check (``verified`` false) are not counted.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ in 8 hex digits. Frames without a clock (``ts`` null) go to
 ``date=__HIVE_DEFAULT_PARTITION__`` (read back as null). Inside a file, rows are in
 (boot, seq) order. The device column lives in the path only; readers get it back
 from the path (DuckDB ``hive_partitioning``, pyarrow ``partitioning="hive"``).
+``--overwrite`` replaces DIR only when it is an earlier export (those partitions
+and nothing else); anything else at DIR is refused, overwrite or not.
 
 ``jalkal report --parquet DIR`` reads that with DuckDB (only the registry's devices:
 the partition paths prune the rest) and ``--dask ADDRESS`` (or ``local``) runs the
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +61,10 @@ def export(
     """Write the store's frames to OUT as Parquet partitioned by date and device.
 
     The files are written into a temporary folder beside OUT and moved into place
-    at the end, so OUT is never half written. An existing OUT is refused unless
-    overwrite (then it is replaced as a whole)."""
+    at the end, so OUT is never half written. An existing OUT is replaced (as a
+    whole) only with overwrite and only when it is an earlier export: hive
+    partitions date=*/device=*/part-*.parquet and nothing else (an empty folder
+    too). Anything else is refused, overwrite or not."""
     import duckdb
 
     from ..ingest.store import SCHEMA, Store
@@ -66,11 +72,19 @@ def export(
     if partition not in PARTS:
         raise JalkalError(f"--partition must be day or month, got {partition!r}")
     dst = Path(out)
-    if dst.exists() and not overwrite:
-        raise JalkalError(f"{dst} exists; give --overwrite to replace it")
-    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if dst.exists() or dst.is_symlink():
+        other = not_export(dst)
+        if other is not None:
+            raise JalkalError(
+                f"{dst} exists and is not a jalkal export ({other}); export only "
+                "writes a new folder or replaces an earlier export: give another "
+                "--out"
+            )
+        if not overwrite:
+            raise JalkalError(f"{dst} exists; give --overwrite to replace it")
     with Store(store, read_only=True) as st:
+        work = _workdir(dst)
+        tmp = work / "new"
         n = st.count()
         rest = ", ".join(f'"{c}"' for c in SCHEMA.names if c != "device")
         sql = (
@@ -83,22 +97,70 @@ def export(
         try:
             with st.lock:
                 st.con.execute(sql)
+            row = st.con.execute("SELECT count(DISTINCT device) FROM frames").fetchone()
         except duckdb.Error as e:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
             raise JalkalError(f"export to {dst}: {str(e).splitlines()[0]}")
-        row = st.con.execute("SELECT count(DISTINCT device) FROM frames").fetchone()
         devices = int(row[0]) if row else 0
-    if n == 0:
-        tmp.mkdir(parents=True, exist_ok=True)
-    files = sum(1 for _ in tmp.rglob("*.parquet"))
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-        dst.rename(old)
+    old = work / "old"
+    try:
+        tmp.mkdir(exist_ok=True)  # an empty store: an empty export
+        shared(work, tmp)
+        files = sum(1 for _ in tmp.rglob("*.parquet"))
+        if dst.exists():
+            dst.rename(old)
         tmp.rename(dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(dst)
+    except OSError as e:
+        if old.exists() and not dst.exists():
+            old.rename(dst)  # the earlier export back in its place
+        raise JalkalError(f"cannot write {dst}: {e.strerror or e}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return Exported(frames=n, devices=devices, files=files, out=dst)
+
+
+def not_export(root: Path) -> str | None:
+    """None when root is what export writes (or an empty folder); otherwise the
+    first thing that says it is not."""
+    if root.is_symlink() or not root.is_dir():
+        return "not a folder"
+    try:
+        for p in root.rglob("*"):
+            rel = p.relative_to(root).parts
+            depth, name = len(rel), rel[-1]
+            if depth < 3:  # date=… then device=… folders
+                ok = p.is_dir() and name.startswith(("date=", "device=")[depth - 1])
+            else:  # their part files
+                ok = depth == 3 and p.is_file() and name.startswith("part-")
+                ok = ok and name.endswith(".parquet")
+            if p.is_symlink() or not ok:
+                return f"it holds {'/'.join(rel)}"
+    except OSError as e:
+        return f"cannot read it: {e.strerror or e}"
+    return None
+
+
+def shared(work: Path, root: Path) -> None:
+    """Give root and the folders under it the mode a new folder gets here (0777
+    less the umask, as mkdir gives; DuckDB makes its partition folders 0755)."""
+    probe = work / "probe"
+    probe.mkdir(0o777)
+    want = stat.S_IMODE(probe.stat().st_mode)
+    probe.rmdir()
+    for d in (root, *(p for p in root.rglob("*") if p.is_dir())):
+        os.chmod(d, want)
+
+
+def _workdir(dst: Path) -> Path:
+    """A new folder beside dst (so the final renames stay on one file system)."""
+    if not dst.parent.is_dir():
+        raise JalkalError(
+            f"cannot write {dst}: folder {dst.parent} does not exist; create it first"
+        )
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    except OSError as e:
+        raise JalkalError(f"cannot write {dst}: {e.strerror or e}")
 
 
 def _sql_path(p: Path) -> str:

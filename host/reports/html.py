@@ -4,8 +4,10 @@ DIR/index.html and the three plots beside it (host/plots.py). Plain HTML and CSS
 in one file: no JavaScript, no fonts or styles from the network, images by
 relative path, so the folder opens from a USB stick in any browser without a
 server (``file://``). The page holds: what the report covers, the period table
-(--period, default month, --by), the plots, the band counts per block, the
-alerts when --alerts is given, the daily rows (up to MAX_DAILY), and the notes.
+(--period, default month, --by), the plots, the band counts per block (over the
+days of the period table, so that the two agree), the alerts when --alerts is
+given, the daily rows (up to MAX_DAILY), and the notes. DIR is new, empty or an
+earlier page's (page_folder): nothing else in it is overwritten.
 Nothing on it depends on the time it was made, so the same data gives the same
 bytes.
 """
@@ -128,6 +130,37 @@ def period_section(tb: pa.Table, by: str) -> str:
     return table_html(head, rows)
 
 
+PAGE = "index.html"
+
+
+def page_folder(folder: str | Path) -> list[str]:
+    """The files of an earlier page in folder that writing a page there
+    replaces (empty: a new or empty folder). A folder that holds anything else
+    is refused: the page never overwrites what it did not write."""
+    out = Path(folder)
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise JalkalError(f"--html {out}: a file is there, not a folder")
+    try:
+        names = sorted(p.name for p in out.iterdir())
+    except OSError as e:
+        raise JalkalError(f"cannot read {out}: {e.strerror or e}")
+    if not names:
+        return []
+    mine = {PAGE, *plots.FILES}
+    other = [n for n in names if n not in mine]
+    if PAGE not in names or other:
+        odd = other or names
+        shown = ", ".join(odd[:3]) + (", ..." if len(odd) > 3 else "")
+        raise JalkalError(
+            f"--html {out}: the folder holds files that are not an earlier report "
+            f"page ({shown}); give a new or empty folder, or the folder of an "
+            f"earlier page ({PAGE} and its plots)"
+        )
+    return names
+
+
 def write_html(
     rep: Any,
     folder: str | Path,
@@ -143,12 +176,13 @@ def write_html(
     days: pa.Table = rep.days
     if days.num_rows == 0:
         raise JalkalError("no days to report: nothing for the HTML page")
+    page_folder(folder)
     out = Path(folder)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise JalkalError(f"cannot create {out}: {e.strerror or e}")
-    pngs = plots.write_plots(rep, out, by=by)
+    pngs = plots.write_plots(rep, out, by=by, period=period)
     dates = days.column("date").to_pylist()
     first, last = min(dates), max(dates)
     nvil = len(plots.villages(days))
@@ -182,7 +216,8 @@ def write_html(
         "the 55 lpcd (fully) and 40 lpcd lines; hatched days are incomplete.",
         "calendar.png": "Each day's lpcd in the JJM steps; grey with a cross: "
         "incomplete day; blank: outside the report.",
-        "bands.png": "Village-days in each band per block (or district).",
+        "bands.png": f"Village-days in each band per block (or district), over "
+        f"the days of the {period} table above.",
     }
     parts.append("<h2>Plots</h2>")
     for p in pngs:
@@ -193,8 +228,13 @@ def write_html(
             f"<figcaption>{html.escape(captions[p.name])}</figcaption></figure>"
         )
     level = by if by in ("district", "state") else "block"
-    counts = plots.band_counts(days, level)
-    parts.append(f"<h2>Days in each band by {level}</h2>")
+    # the days of the period table above, so that both count the same days
+    counts = plots.band_counts(days, level, period, rep.registry)
+    parts.append(
+        f"<h2>Days in each band by {level}</h2>"
+        f"<p>The village-days of the {html.escape(period)} table above (a day "
+        "with no data is incomplete).</p>"
+    )
     parts.append(
         table_html(
             [level, "fully", "partially", "non", "incomplete"],
@@ -271,7 +311,7 @@ def write_html(
             + "</ul>"
         )
     parts += ["</body>", "</html>", ""]
-    page = out / "index.html"
+    page = out / PAGE
 
     text = "\n".join(parts)
     atomic_write(str(page), lambda f: f.write(text.encode()))

@@ -13,7 +13,8 @@
 
 VillageSeries figures come from ``periods.periods(days, "day", "village")`` (a village
 with several meters is their sum, as in every report), band counts from
-``periods(days, "year", by)``. Colours are the Okabe-Ito palette (told apart
+``periods(days, period, by)`` summed (band_counts: the report's days, or the
+calendar days of the page's period table). Colours are the Okabe-Ito palette (told apart
 with any colour vision; hatching and crosses repeat what colour says). The output
 is deterministic: matplotlib's default style, DejaVu Sans at fixed sizes, fixed
 figure sizes and dpi, no software or date in the PNG metadata.
@@ -286,11 +287,17 @@ def _cell(w: int, wd: int) -> Any:
 
 
 def band_counts(
-    days: pa.Table | Sequence[dict[str, Any]], by: str = "block"
+    days: pa.Table | Sequence[dict[str, Any]],
+    by: str = "block",
+    period: str = "day",
+    registry: Any = None,
 ) -> list[tuple[str, dict[str, int]]]:
     """(label, {fully, partially, non, incomplete}) village-day counts per block
-    or district, over the report's days (periods(days, "day", by), summed)."""
-    tb = per.periods(days, "day", by)
+    or district: the period report's days_fully .. days_incomplete
+    (periods(days, period, by, registry=registry)) summed over its periods. With
+    period "day" these are the report's days; with "month" the calendar days of
+    its months, as the month table counts them."""
+    tb = per.periods(days, period, by, registry=registry)
     out: dict[str, dict[str, int]] = {}
     for r in tb.to_pylist():
         c = out.setdefault(where_label(r, by), dict.fromkeys(BANDS, 0))
@@ -304,12 +311,18 @@ def band_counts(
 BANDS = ("fully", "partially", "non", "incomplete")
 
 
-def bands(days: pa.Table | Sequence[dict[str, Any]], path: str | Path,
-          by: str = "block") -> Path:  # fmt: skip
-    """Stacked bars of village-days per band, one bar per block or district."""
+def bands(
+    days: pa.Table | Sequence[dict[str, Any]],
+    path: str | Path,
+    by: str = "block",
+    period: str = "day",
+    registry: Any = None,
+) -> Path:
+    """Stacked bars of village-days per band, one bar per block or district
+    (the counts of band_counts)."""
     from matplotlib.figure import Figure
 
-    rows = band_counts(days, by)
+    rows = band_counts(days, by, period, registry)
     if not rows:
         raise JalkalError("no days to plot")
     with _style():
@@ -348,11 +361,32 @@ def bands(days: pa.Table | Sequence[dict[str, Any]], path: str | Path,
     return out
 
 
-def write_plots(rep: Any, folder: str | Path, by: str = "village") -> list[Path]:
+def plot_file(target: str | Path) -> bool:
+    """Whether --plot TARGET names the daily lpcd plot alone (FILE.png) rather
+    than a folder for every plot; any other extension is refused (the folder
+    would be created under that name)."""
+    p = Path(target)
+    if p.suffix.lower() == ".png":
+        return True
+    if p.suffix and not p.is_dir():
+        raise JalkalError(
+            f"--plot takes a folder or a .png file, not {p.name}: the plots are "
+            f"PNG images (give {p.with_suffix('.png')} for the daily lpcd plot, "
+            f"or a folder such as {p.with_suffix('')} for all three)"
+        )
+    if p.exists() and not p.is_dir():
+        raise JalkalError(f"--plot {p}: a file is there, not a folder")
+    return False
+
+
+def write_plots(
+    rep: Any, folder: str | Path, by: str = "village", period: str = "day"
+) -> list[Path]:
     """The three plots of a report (periods.Report, or its days table) into
     folder (created). by: the level of the band chart (block unless district or
-    state is asked for)."""
+    state is asked for); period: the periods whose days it counts (band_counts)."""
     days = rep.days if hasattr(rep, "days") else rep
+    registry = getattr(rep, "registry", None)
     n = days.num_rows if isinstance(days, pa.Table) else len(days)
     if n == 0:
         raise JalkalError("no days to plot")
@@ -366,5 +400,5 @@ def write_plots(rep: Any, folder: str | Path, by: str = "village") -> list[Path]
     return [
         daily_lpcd(vs, out / FILES[0]),
         calendar(vs, out / FILES[1]),
-        bands(days, out / FILES[2], level),
+        bands(days, out / FILES[2], level, period, registry),
     ]

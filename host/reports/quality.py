@@ -20,6 +20,8 @@ def load_quality(path: str | Path) -> dict[tuple[str, ...], list[tuple[date, boo
         text = p.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise JalkalError(f"cannot read quality file {p}: {e.strerror or e}")
+    except UnicodeDecodeError:
+        raise JalkalError(f"quality file {p}: not text (a CSV expected)")
     return parse_quality(text, f"quality file {p}")
 
 

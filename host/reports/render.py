@@ -66,16 +66,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 def to_table(days: list[dict[str, Any]], reg: RegistryLike) -> str:
     head = (
-        "device",
-        "date",
-        "litres",
-        "pop",
-        "lpcd",
-        "band",
-        "pump h",
-        "compl",
-        "complete",
-    )
+        "device", "date", "litres", "population", "lpcd", "band", "pump hours",
+        "coverage", "complete",
+    )  # fmt: skip
     right = {2, 3, 4, 6, 7}
     if not days:
         return "no days to report\n"
@@ -85,12 +78,12 @@ def to_table(days: list[dict[str, Any]], reg: RegistryLike) -> str:
             (
                 r["device"],
                 r["date"],
-                "-" if r["litres"] is None else f"{r['litres']:.1f}",
-                str(r["population"]),
+                "-" if r["litres"] is None else f"{r['litres']:,.0f}",
+                f"{r['population']:,}",
                 "-" if r["lpcd"] is None else f"{r['lpcd']:.1f}",
                 r["band"] or "incomplete",
                 f"{r['pump_hours']:.2f}",
-                f"{r['completeness']:.3f}",
+                f"{r['completeness']:.1%}",
                 "yes" if r["complete"] else "no",
             )
             for r in sorted(rows, key=lambda r: (r["date"], r["device"]))
@@ -198,7 +191,16 @@ def fmt_cell(x: Any, spec: str = "") -> str:
 def text_table(
     head: Sequence[str], cells: Sequence[Sequence[str]], right: set[int]
 ) -> str:
-    width = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(len(head))]
+    """Columns padded to their widest cell, numbers (`right`) right-aligned. A head
+    may take two lines ("supply\nhours"): its first word on the first line, so the
+    table still starts with the first column's name."""
+    parts = [h.split("\n") for h in head]
+    depth = max(len(p) for p in parts)
+    heads = [[p[i] if i < len(p) else "" for p in parts] for i in range(depth)]
+    width = [
+        max(*(len(h[i]) for h in heads), *(len(c[i]) for c in cells))
+        for i in range(len(head))
+    ]
 
     def line(cs: Sequence[str]) -> str:
         return "  ".join(
@@ -206,53 +208,52 @@ def text_table(
             for i, x in enumerate(cs)
         ).rstrip()
 
-    return "\n".join([line(head), *(line(c) for c in cells)]) + "\n"
+    return "\n".join([*(line(h) for h in heads), *(line(c) for c in cells)]) + "\n"
 
 
 def to_text(tb: pa.Table, by: str = "village") -> str:
-    """The period table for a terminal: one line per group and period, the class
-    as quantity/regularity/quality -> functionality, then the note."""
+    """The period table for a terminal: one line per group and period; for a
+    village its class (quantity, regularity, quality -> class), then the note."""
     rows = tb.to_pylist()
     if not rows:
         return "no periods to report\n"
-    head = (
-        "period", by, "complete", "litres", "lpcd", "fully", "part", "non",
-        "incompl", "supply d", "supply h", "start sd", "pump h", "lockouts",
-        "power off h", "class", "note",
-    )  # fmt: skip
+    head = [
+        "period", by, "days\ncomplete", "litres", "mean\nlpcd", "days\nfully",
+        "days\npartially", "days\nnon", "days\nincomplete", "days\nsupplied",
+        "supply\nhours", "start\nspread", "pump\nhours", "lockouts",
+        "power off\nhours",
+    ]  # fmt: skip
+    village = by == "village"
+    if village:  # a group's note says how many villages are in each class
+        head += ["quantity", "regularity", "quality", "class"]
     cells = []
     for r in rows:
-        if by == "village":
-            cls = (
-                f"{r['functionality']} (qty {r['quantity']}, reg {r['regularity']}, "
-                f"quality {r['quality']})"
-                if r["functionality"]
-                else "insufficient data"
-            )
-        else:
-            cls = (
-                f"villages {r['villages_fully']}/{r['villages_partially']}/"
-                f"{r['villages_non']}/{r['villages_insufficient']} (f/p/n/?)"
-            )
+        cls = (
+            [r[k] or "-" for k in ("quantity", "regularity", "quality")]
+            + [r["functionality"] or "-"]
+            if village
+            else []
+        )
+        start = r["start_sd_min"]
         cells.append(
             (
                 r["period"],
                 where_label(r, by),
-                f"{r['days_complete']}/{r['days']}",
-                fmt_cell(r["litres"], ".1f"),
+                f"{r['days_complete']:,}/{r['days']:,}",
+                fmt_cell(r["litres"], ",.0f"),
                 fmt_cell(r["mean_lpcd"], ".1f"),
-                str(r["days_fully"]),
-                str(r["days_partially"]),
-                str(r["days_non"]),
-                str(r["days_incomplete"]),
-                str(r["days_with_supply"]),
-                fmt_cell(r["supply_hours"], ".1f"),
-                fmt_cell(r["start_sd_min"], ".0f"),
-                fmt_cell(r["pump_hours"], ".1f"),
-                str(r["lockouts"]),
-                fmt_cell(r["power_off_hours"], ".1f"),
-                cls,
+                f"{r['days_fully']:,}",
+                f"{r['days_partially']:,}",
+                f"{r['days_non']:,}",
+                f"{r['days_incomplete']:,}",
+                f"{r['days_with_supply']:,}",
+                fmt_cell(r["supply_hours"], ",.1f"),
+                "-" if start is None else f"{start:,.0f} min",
+                fmt_cell(r["pump_hours"], ",.1f"),
+                f"{r['lockouts']:,}",
+                fmt_cell(r["power_off_hours"], ",.1f"),
+                *cls,
                 r["note"] or "",
             )
         )
-    return text_table(head, cells, set(range(2, 15)))
+    return text_table([*head, "note"], cells, set(range(2, 15)))

@@ -30,6 +30,11 @@ from . import simulate, vboard
     "--out", required=True, metavar="DIR", help="Where to write sd/, truth.json…"
 )
 @click.option(
+    "--force", is_flag=True,
+    help="Write into a non-empty DIR that is not an earlier run's output (files "
+    "jalkal sim did not write are still never replaced or deleted).",
+)  # fmt: skip
+@click.option(
     "--display", "display_dir", metavar="DIR", help="Save display PNGs every 6 h."
 )
 @click.option(
@@ -43,13 +48,17 @@ def sim_cmd(
     seed: int | None,
     start: str | None,
     out: str,
+    force: bool,
     display_dir: str | None,
     uplink: str | None,
 ) -> None:
     """Simulate a village scheme: the real firmware on virtual time and a plant.
 
-    Writes DIR/sd/ (the SD card as the firmware wrote it), DIR/villages.csv,
-    DIR/keys.json and DIR/truth.json (exact litres per local day)."""
+    Writes DIR/sd/ (the SD card as the firmware wrote it), DIR/flash/,
+    DIR/villages.csv, DIR/keys.json, DIR/truth.json (exact litres per local day)
+    and DIR/.jalkal-sim (what it wrote: the next run into DIR replaces exactly
+    that). A non-empty DIR that is not an earlier run's output is refused unless
+    --force; a file jalkal sim did not write is never replaced or deleted."""
     from jksim import scenario, village
 
     if uplink is not None and not simulate.uplink_ok(uplink):
@@ -61,9 +70,12 @@ def sim_cmd(
         sc = scenario.load(scenario_name, days, seed, start)
     except scenario.ScenarioError as e:
         raise JalkalError(f"scenario: {e}")
+    except UnicodeDecodeError:
+        raise JalkalError(f"scenario {scenario_name}: not UTF-8 text (TOML expected)")
     outp = Path(out)
-    if outp.exists() and not outp.is_dir():
-        raise JalkalError(f"{out}: exists and is not a directory")
+    simulate.check_out(outp, force)
+    if display_dir:
+        simulate.check_display(Path(display_dir))
     t0 = time.perf_counter()
     label = (
         f"{sc['village']['name']} ({sc['name']}, {sc['days']} days, seed {sc['seed']})"
