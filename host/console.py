@@ -5,12 +5,58 @@ call (so a test runner's captured stream sees them)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO
 
 
 def say(msg: str = "", nl: bool = True) -> None:
     """One progress or warning line on standard error (nl=False: no newline)."""
     sys.stderr.write(msg + ("\n" if nl else ""))
     sys.stderr.flush()
+
+
+@contextmanager
+def progress(
+    label: str,
+    total: float,
+    enabled: bool | None = None,
+    file: IO[str] | None = None,
+    label_alone: bool = True,
+) -> Iterator[Callable[[float], None]]:
+    """A bar with the share done and the time left (rich) on standard error while
+    long work runs, when that is a terminal (or `enabled`); elsewhere (a log file,
+    a pipe, a test) the label once (unless not `label_alone`) and nothing more.
+    Yields advance(amount)."""
+    stream = file or sys.stderr
+    on = stream.isatty() if enabled is None else enabled
+    if not on:
+        if label_alone:
+            stream.write(label + "\n")
+            stream.flush()
+        yield lambda amount: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=Console(file=stream, force_terminal=True),
+        transient=True,  # the command's own summary follows
+    )
+    with bar:
+        task = bar.add_task(label, total=total)
+        yield lambda amount: bar.advance(task, amount)
 
 
 def show(msg: str = "") -> None:

@@ -32,8 +32,12 @@ from jalkal.errors import JalkalError
 from jalkal.field import flash, images
 
 ROOT = Path(__file__).resolve().parents[1]
+# the published images beside the project (../shared/esp-images), wherever the
+# clone sits on this machine's work tree; $JALKAL_ESP_IMAGES says otherwise
+_PLACES = [ROOT.parent / "shared" / "esp-images", Path("/work/shared/esp-images")]
 IMAGES = Path(
-    os.environ.get("JALKAL_ESP_IMAGES", ROOT.parent / "shared" / "esp-images")
+    os.environ.get("JALKAL_ESP_IMAGES")
+    or next((p for p in _PLACES if p.is_dir()), _PLACES[0])
 )
 V117 = "micropython/esp32-20210902-v1.17.bin"
 WRITABLE = {"ESP32", "ESP32-S3"}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from ..errors import JalkalError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_target
 from ..keys import load_keys, signers
 from .streams import (
     decode_paths,
@@ -49,6 +50,8 @@ def decode(
     """Decode raw frame streams (SD log files, upload captures) to JSON Lines.
 
     A directory means every file in it, sorted; all inputs form one stream."""
+    if out is not None:  # a target that cannot be written fails before the work
+        check_target(out, Path(out))
     objs, st = decode_paths(paths, keys)
     if fmt == "jsonl":
         lines = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objs)
@@ -84,6 +87,8 @@ def encode(infile: str | None, keys: str | None, out: str | None) -> None:
     Without --keys each object must carry its "mac"; with --keys the MAC is computed
     for every device in the file. A missing "prev" is chained from the previous
     frame of the same device and boot."""
+    if out is not None:
+        check_target(out, Path(out))
     sg = signers(load_keys(keys)) if keys else None
     if infile in (None, "-"):
         data = encode_objects(read_objects(sys.stdin, "<stdin>"), sg, "<stdin>")

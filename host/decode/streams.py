@@ -16,6 +16,7 @@ import numpy as np
 from jkproto import codec
 from jkproto import objects as ob
 
+from ..console import plural, progress
 from ..errors import JalkalError
 from ..fileio import atomic_write, input_files, read_bytes
 from ..keys import load_keys, signers
@@ -91,6 +92,9 @@ class Stream:
     repeats: list[Repeat] = field(default_factory=list)
 
 
+BIG = 16 << 20  # bytes of input worth a progress bar (about half a second's work)
+
+
 def read_stream(paths: Sequence[str], keys: str | None) -> Stream:
     """Every input file decoded as one stream (the chain runs across files), with
     copies recognised: frames are unique by (device, boot, seq), so a file whose
@@ -105,19 +109,24 @@ def read_stream(paths: Sequence[str], keys: str | None) -> Stream:
     data = [read_bytes(f) for f in files]
     found: list[FileFrames] = []
     none: set[int] = set()  # files without a frame
-    for i, (f, buf) in enumerate(zip(files, data, strict=True)):
-        tb = bulk.decode(buf).table
-        if tb.num_rows == 0:
-            (out.frameless if buf else out.empty).append(f)
-            none.add(i)
-        found.append(FileFrames.of(tb, buf))
-    skip = _repeats(files, found, out.repeats) | none
-    state = bulk.ChainState()
-    for i, f in enumerate(files):
-        if i in skip:
-            continue
-        out.tables.append(bulk.decode(data[i], sg, state, out.stats).table)
-        out.files.append(f)
+    size = sum(len(b) for b in data)
+    label = f"reading {plural(len(files), 'file')}, {size:,} bytes"
+    big = None if size >= BIG else False  # a terminal and a big input: a bar
+    with progress(label, 2 * size, enabled=big, label_alone=False) as done:
+        for i, (f, buf) in enumerate(zip(files, data, strict=True)):
+            tb = bulk.decode(buf).table
+            if tb.num_rows == 0:
+                (out.frameless if buf else out.empty).append(f)
+                none.add(i)
+            found.append(FileFrames.of(tb, buf))
+            done(len(buf))
+        skip = _repeats(files, found, out.repeats) | none
+        state = bulk.ChainState()
+        for i, f in enumerate(files):
+            if i not in skip:  # MACs checked and the chain followed
+                out.tables.append(bulk.decode(data[i], sg, state, out.stats).table)
+                out.files.append(f)
+            done(len(data[i]))
     return out
 
 

@@ -22,13 +22,14 @@ import json
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jkproto import objects as ob
 
-from ..console import plural, say
+from ..console import plural, progress, say
 from ..errors import JalkalError
 from .board import Board
 from .layout import CONFIG, RING, RING_HDR_FMT, RING_HDR_LEN, RING_MAGIC, SD_LOG, STATE
@@ -145,7 +146,9 @@ def _aside(r: Remote, what: str) -> Path:
     return d / r.local.name
 
 
-def copy_one(b: Board, r: Remote, progress: bool = True) -> Copied:
+def copy_one(
+    b: Board, r: Remote, advance: Callable[[float], None] | None = None
+) -> Copied:
     """Copy (or finish, or skip) one file; verified against the board's sha256."""
     r.local.parent.mkdir(parents=True, exist_ok=True)
     part = _aside(r, ".partial")
@@ -182,8 +185,8 @@ def copy_one(b: Board, r: Remote, progress: bool = True) -> Copied:
             f.write(data)
             f.flush()
             done += len(data)
-            if progress:
-                say(f"  {r.path}: {done:,} of {r.size:,} bytes")
+            if advance:
+                advance(len(data))
             b.keepalive()
     ok = part.stat().st_size == r.size and _sha(part) == board_sha
     if not ok:
@@ -287,10 +290,12 @@ def run(
         f"{device} to {out}",
     )
     copied = []
-    for i, r in enumerate(files, 1):
-        c = copy_one(b, r)
-        copied.append(c)
-        say(f"[{i}/{len(files)}] {describe(c)}")
+    # a bar with the time left on a terminal; the line per file stays (the record)
+    with progress("copying", total, label_alone=False) as advance:
+        for i, r in enumerate(files, 1):
+            c = copy_one(b, r, advance)
+            copied.append(c)
+            say(f"[{i}/{len(files)}] {describe(c)}")
     removed: list[str] = []
     kept: list[str] = []
     if clear_after and provisioned:  # a board of unknown identity: keep all

@@ -16,6 +16,7 @@ from jkproto import objects as ob
 
 from ..decode.streams import problems_line
 from ..errors import JalkalError
+from ..fileio import check_target
 from ..registry import Registry, load_registry
 from . import plots
 from .alerts import LOCKOUT_DAYS, LOCKOUTS, alerts
@@ -80,6 +81,8 @@ def run(
         raise JalkalError("give --period or --alerts, not both")
     if fmt == "parquet" and not output:
         raise JalkalError("--format parquet needs -o FILE")
+    if output:  # a target that cannot be written fails before the work
+        check_target(output, Path(output))
     if lockouts < 1 or lockout_days <= 0:
         raise JalkalError("--lockouts must be 1 or more and --lockout-days above 0")
     one_png = plots.plot_file(plot) if plot else False

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import click
 
+from .. import console
 from ..errors import JalkalError
 from . import simulate, vboard
 
@@ -80,14 +80,13 @@ def sim_cmd(
     label = (
         f"{sc['village']['name']} ({sc['name']}, {sc['days']} days, seed {sc['seed']})"
     )
-    with click.progressbar(
-        length=sc["days"] * 86400 * 1000, label=f"simulating {label}", file=sys.stderr,
-        show_eta=False,
-    ) as bar:  # fmt: skip
+    with console.progress(
+        f"simulating {label}", total=sc["days"] * 86400 * 1000
+    ) as advance:
         done = [0]
 
         def progress(t: int, end: int) -> None:
-            bar.update(t - done[0])
+            advance(t - done[0])
             done[0] = t
 
         def setup(v: village.Village) -> None:
