@@ -41,3 +41,27 @@ def test_a_terminal_can_be_told_no():
     with progress("x", total=1, file=out, enabled=False, label_alone=False) as advance:
         advance(1)
     assert out.getvalue() == ""
+
+
+def test_export_shows_duckdb_progress_on_a_terminal(tmp_path, monkeypatch):
+    import sys
+
+    import duckdb
+    import pytest
+
+    from jalkal.reports import export
+
+    out = Tty()
+    monkeypatch.setattr(sys, "stderr", out)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT range AS x FROM range(2000000)")
+    dst = tmp_path / "x.parquet"
+    export._copy(
+        con,
+        f"COPY (SELECT x * 2 AS y FROM t ORDER BY x DESC) TO '{dst}' (FORMAT PARQUET)",
+        "exporting 2,000,000 frames",
+    )
+    assert dst.stat().st_size > 0
+    assert "exporting 2,000,000 frames" in out.getvalue() and "left" in out.getvalue()
+    with pytest.raises(duckdb.Error):  # the worker's failure reaches the caller
+        export._copy(con, "COPY (SELECT * FROM nowhere) TO 'x' (FORMAT PARQUET)", "x")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..console import duration, say
+from ..console import duration, progress, say
 from ..errors import JalkalError
 from .board import Board, BoardError
 from .layout import CONFIG, FLASH
@@ -366,14 +366,17 @@ def stage(b: Board, bld: Build, p: Plan) -> None:
         b.copy(f"{APP}/{p.active}/{f.name}", f"{base}/{f.name}")
     sent = 0
     total = sum(len(f.data) for f in p.upload)
-    for i, f in enumerate(p.upload, 1):
-        say(
-            f"  [{i}/{len(p.upload)}] {f.name:<22} {len(f.data):>7,} bytes "
-            f"({_kb(sent + len(f.data))} of {_kb(total)})"
-        )
-        b.write(f"{base}/{f.name}", f.data)
-        sent += len(f.data)
-        b.keepalive()
+    # a bar with the time left on a terminal; the line per file stays (the record)
+    with progress("copying", total, label_alone=False) as advance:
+        for i, f in enumerate(p.upload, 1):
+            say(
+                f"  [{i}/{len(p.upload)}] {f.name:<22} {len(f.data):>7,} bytes "
+                f"({_kb(sent + len(f.data))} of {_kb(total)})"
+            )
+            b.write(f"{base}/{f.name}", f.data)
+            sent += len(f.data)
+            advance(len(f.data))
+            b.keepalive()
     got = b.hashes(base)
     for f in bld.files:
         h = got.get(f"{base}/{f.name}")

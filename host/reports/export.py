@@ -30,7 +30,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..console import progress
 from ..errors import JalkalError
 from ..registry import Registry
 from . import daily, daily_bulk, periods
@@ -96,7 +99,7 @@ def export(
         )
         try:
             with st.lock:
-                st.con.execute(sql)
+                _copy(st.con, sql, f"exporting {n:,} frames")
             row = st.con.execute("SELECT count(DISTINCT device) FROM frames").fetchone()
         except duckdb.Error as e:
             shutil.rmtree(work, ignore_errors=True)
@@ -117,6 +120,35 @@ def export(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Exported(frames=n, devices=devices, files=files, out=dst)
+
+
+def _copy(con: Any, sql: str, label: str) -> None:
+    """Run the COPY; on a terminal, with a bar and the time left from DuckDB's own
+    progress of the query (read from this thread while another one runs it)."""
+    if not sys.stderr.isatty():
+        con.execute(sql)
+        return
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            con.execute(sql)
+        except BaseException as e:  # handed to the caller's thread
+            failed.append(e)
+
+    t = threading.Thread(target=work, daemon=True)
+    with progress(label, 100.0, label_alone=False) as advance:
+        t.start()
+        shown = 0.0
+        while t.is_alive():
+            t.join(0.2)
+            done = con.query_progress()  # percent; -1 before it starts
+            if done > shown:
+                advance(done - shown)
+                shown = done
+        advance(100.0 - shown)
+    if failed:
+        raise failed[0]
 
 
 def not_export(root: Path) -> str | None:
