@@ -18,11 +18,13 @@ on MicroPython or on the board's helpers, the answer is the one the helper code 
   `Board.exec` raises it; `size` of a folder is 0, of nothing -1; `hashes` of a
   missing folder is {}; `makedirs` never fails (`_jk_mkdirs` ignores OSError).
 - `sd(pins)`: "card" when a card is mounted at /sd (`sd="card"`). When nothing is
-  mounted there (`sd="none"`: no card, or the firmware could not mount it) the answer
-  is "folder", whether or not a /sd folder exists: `_jk_sd` compares
-  `os.statvfs('/sd')` with `os.statvfs('/')`, and littlefs's statvfs ignores its path
-  (micropython extmod/vfs_lfsx.c: `(void)path_in`), so the two are equal and the
-  helper never reaches its mount attempt. (The virtual board's statvfs raises ENOENT
+  mounted there (`sd="none"`: no card, or the firmware could not mount it),
+  `os.statvfs('/sd')` equals `os.statvfs('/')` (littlefs's statvfs ignores its path:
+  micropython extmod/vfs_lfsx.c, `(void)path_in`), so `_jk_sd` tries to mount the
+  card with the config's pins. With no card that fails (`machine.SDCard` raises
+  OSError 16 on an ESP32: micropython issues #10634, #8217), and the answer is
+  "folder" when a /sd folder sits on the flash, else "none: OSError(16,)" (without
+  `machine`: "none: ImportError(...)"). (The virtual board's statvfs raises ENOENT
   for a missing path, which a board never does.)
 - Board-side expressions (`exec` / `eval`): exactly the ones the tools send, each
   answered as the real helper would (the literal goes through `repr` and back, as
@@ -121,7 +123,7 @@ EMULATED = {
     "_jk_cat": "a9bc2a34cfbd3165",
     "_jk_size": "b07e7941f5072aa9",
     "_jk_wdt": "6b01c3de80a651c2",
-    "_jk_sd": "2ea4fb35152f59d2",
+    "_jk_sd": "dc8de320e203e93a",
     "_jk_has_machine": "b8729be27264d195",
     "_jk_has_uart": "b733cf2aed86994f",
     "_jk_at": "fe4bcc1ad00d5956",
@@ -742,8 +744,14 @@ class FakeBoard:
     def sd(self, pins: dict[str, Any]) -> str:
         self.helpers()
         # statvfs('/sd') != statvfs('/') only when a card is mounted there; with
-        # nothing mounted, littlefs answers for '/' and _jk_sd says "folder"
-        return "card" if self.sd_state == "card" else "folder"
+        # nothing mounted, _jk_sd tries the mount, which fails without a card
+        if self.sd_state == "card":
+            return "card"
+        if "/sd" in self.dirs:
+            return "folder"
+        if not self.machine:
+            return "none: ImportError(\"no module named 'machine'\",)"
+        return "none: OSError(16,)"
 
     # --- reset
 

@@ -600,15 +600,21 @@ def test_doctor_without_an_sd_card(tmp_path, source_prep):
     assert "/sd/.jalkal-doctor" not in {e[-1] for e in fb.effects}  # no write test
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="board.HELPERS _jk_sd takes equal statvfs('/sd') and statvfs('/') for a "
-    "folder; on an ESP32 littlefs ignores the path, so a missing card reads as one",
-)
 def test_doctor_says_a_missing_card_is_not_found(tmp_path, source_prep):
     fb = healthy_board(tmp_path, source_prep, sd="none")
     checks, _head = doctor.run(fb, restart=False)
-    assert by_name(checks)["SD card"].detail.startswith("not found")
+    sd = by_name(checks)["SD card"]
+    assert sd.status == doctor.BAD and sd.detail.startswith("not found"), sd
+    assert "OSError(16,)" in sd.detail  # what the failed mount said
+
+
+def test_doctor_says_a_plain_sd_folder_is_no_card(tmp_path, source_prep):
+    """No card, but someone made a /sd folder on the flash: said as such."""
+    fb = healthy_board(tmp_path, source_prep, sd="none")
+    fb.put("/sd/log/20260301.jkl", b"")
+    checks, _head = doctor.run(fb, restart=False)
+    sd = by_name(checks)["SD card"]
+    assert sd.status == doctor.BAD and "folder on the internal flash" in sd.detail, sd
 
 
 def test_doctor_relay_test_only_when_dry_run_is_safe(tmp_path, source_prep):

@@ -144,7 +144,6 @@ def _jk_sd(p):
     try:
         if os.statvfs('/sd') != os.statvfs('/'):
             return 'card'
-        return 'folder'
     except OSError:
         pass
     try:
@@ -155,7 +154,13 @@ def _jk_sd(p):
         os.mount(sd, '/sd')
         return 'card'
     except Exception as e:
-        return 'none: ' + (repr(e) if str(e) else type(e).__name__)
+        why = 'none: ' + (repr(e) if str(e) else type(e).__name__)
+    try:
+        if os.stat('/sd')[0] & 0x4000:
+            return 'folder'
+    except OSError:
+        pass
+    return why
 _jk_wdt()
 """ % (READ_CHUNK,)  # fmt: skip
 
