@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-  -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" -e "^$" || true
+  -c constraints.txt -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" -e "^$" || true
 "$PY" -c "import jalkal, jkproto" || { echo "install: jalkal did not install" >&2; exit 1; }
 echo "install: jalkal $("$PY" -c 'import jalkal; print(jalkal.__version__)') (python deps ok)"
 # MicroPython ESP32 stubs for type-checking the firmware against the board's API,

@@ -326,7 +326,9 @@ def days_parquet(
             n_workers=2,
             threads_per_worker=1,
             processes=processes,
-            dashboard_address=":0",
+            # scheduler, workers (as processes) and dashboard: this machine only
+            **({"host": "127.0.0.1"} if processes else {}),
+            dashboard_address="127.0.0.1:0",
         )
         if local
         else None
