@@ -425,10 +425,10 @@ class Board:
 
     def sd(self, pins: dict[str, Any]) -> str:
         """The SD card at /sd: "card" (mounted, by the firmware or now with the
-        config's pins), "folder" (/sd is a plain folder on the flash), or
-        "none: why"."""
+        config's GPIO numbers), "folder" (a folder on the flash), or "none: why"."""
         self.helpers()
-        return str(self.eval(f"_jk_sd({lit(pins)})"))
+        gpio = {k: n for k, n in pins.items() if type(n) is int}
+        return str(self.eval(f"_jk_sd({lit(gpio)})"))
 
     # --- reset
 

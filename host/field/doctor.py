@@ -125,6 +125,10 @@ class Doctor:
         problems = []
         if bad:
             problems.append("refused: " + ", ".join(map(str, bad)))
+        pins = cfg["pins"]  # each goes into board code: a GPIO number or none
+        odd = [k for k in pins if pins[k] is not None and pull.gpio(pins, k) is None]
+        if odd:
+            problems.append("pins not a GPIO number: " + ", ".join(map(repr, odd)))
         if missing:
             problems.append("config.json has no " + ", ".join(missing))
         elif cfg["device"] == "00000000" or not cfg["key"]:
@@ -183,7 +187,7 @@ class Doctor:
         self.add("firmware", BAD, f"{where}: " + "; ".join(what), fix)
 
     def sd(self) -> None:
-        pins = self.cfg.get("pins") or {}
+        pins = pull.gpios(self.cfg.get("pins"), pull.SD_PINS)
         state = self.b.sd(pins)
         self.sd_state = state
         why, fix = self.sd_pins(pins)
@@ -314,11 +318,11 @@ class Doctor:
                  "the firmware also sets it from the network")  # fmt: skip
 
     def modem(self) -> None:
-        pins = self.cfg.get("pins") or {}
+        pins = pull.gpios(self.cfg.get("pins"), ("modem_tx", "modem_rx"))
         if self.raw_cfg is None:
             self.add("modem", NA, f"{self.no_config}: the modem's pins are not known")
             return
-        if "modem_tx" not in pins or "modem_rx" not in pins:
+        if len(pins) < 2:
             self.add("modem", NA, "the board has no modem pins in config.json")
             return
         if not self.b.eval("_jk_has_uart()"):
@@ -326,8 +330,8 @@ class Doctor:
                      "(virtual board)")  # fmt: skip
             return
         ans = self.b.eval(
-            f"_jk_at({pins['modem_tx']}, {pins['modem_rx']}, {MODEM_BAUD}, "
-            "(b'AT', b'AT+CPIN?', b'AT+CREG?', b'AT+CSQ'))"
+            "_jk_at(%d, %d, %d, (b'AT', b'AT+CPIN?', b'AT+CREG?', b'AT+CSQ'))"
+            % (pins["modem_tx"], pins["modem_rx"], MODEM_BAUD)
         )
         at, cpin, creg, csq = (a.decode(errors="replace") for a in ans)
         if "OK" not in at:
@@ -455,7 +459,7 @@ class Doctor:
             self.add("meters", OK, text)
 
     def relay(self) -> None:
-        pins = self.cfg.get("pins") or {}
+        pins = pull.gpios(self.cfg.get("pins"), ("relay", "sw_dry"))
         if "relay" not in pins:
             self.add("relay test", BAD, "no relay pin in config.json")
             return
@@ -467,7 +471,7 @@ class Doctor:
         if (
             dry is not None
             and self.b.eval(
-                f"(lambda m: m.Pin({dry}, m.Pin.IN).value())(__import__('machine'))"
+                "(lambda m: m.Pin(%d, m.Pin.IN).value())(__import__('machine'))" % dry
             )
             == sense
         ):

@@ -54,7 +54,6 @@ def set_rtc(t: time.struct_time) -> str:
 
 def relay_pulse(pin: int, active: int, seconds: int) -> str:
     """Code that closes the relay on pin for `seconds`, then opens it."""
-    return (
-        f"import machine, time\nr = machine.Pin({pin}, machine.Pin.OUT)\n"
-        f"r.value({active})\ntime.sleep({seconds})\nr.value({1 - active})"
-    )
+    code = "import machine, time\nr = machine.Pin(%d, machine.Pin.OUT)\n"
+    code += "r.value(%d)\ntime.sleep(%d)\nr.value(%d)"
+    return code % (pin, active, seconds, 1 - active)  # %d: numbers only

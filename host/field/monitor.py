@@ -5,7 +5,8 @@ The monitor only listens: it opens PORT (as mpremote would, through pyserial's
 (`--restart`: Ctrl-C, then a soft reset from the friendly REPL, so the boot is seen).
 The firmware keeps running and the pump keeps being controlled.
 
-Lines the board prints are shown as they come. A line `jkf <hex>` is one frame as the
+Lines the board prints are shown as they come, their control characters (terminal
+escape sequences) as text. A line `jkf <hex>` is one frame as the
 firmware logged it: it is decoded with the host decoder (and its MAC checked with
 --keys) and shown as one line: time, device/boot#seq, kind and fields.
 """
@@ -26,6 +27,14 @@ from .board import SETTLE
 
 FRAME_LINE = re.compile(rb"^jkf ([0-9a-fA-F]+)\s*$")
 SKIP = {"device", "boot", "seq", "kind", "ts", "time", "uptime_s", "prev", "mac"}
+# C0 controls but tab, DEL and C1 (0x9b is a CSI): a terminal would act on them
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """A line the board printed, safe on a terminal: each control character (an
+    escape sequence's ESC, a carriage return, a bell) shown as text, e.g. \\x1b."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def frame_text(
@@ -128,7 +137,7 @@ class Printer:
             self.out.write(f"{stamp} {text}\n")
         else:
             self.lines += 1
-            self.out.write(f"{stamp} | {line.decode('utf-8', 'replace')}\n")
+            self.out.write(f"{stamp} | {visible(line.decode('utf-8', 'replace'))}\n")
         self.out.flush()
 
     def flush(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from .layout import CONFIG, RING, RING_HDR_FMT, RING_HDR_LEN, RING_MAGIC, SD_LOG
 
 CHUNK = 32768  # bytes per read from the board (then appended to NAME.part)
 SD_PINS = ("sd_cs", "sd_sck", "sd_miso", "sd_mosi")  # config.json's, to mount a card
+MAX_GPIO = 48  # the highest GPIO of the chips in boards/ (ESP32-S3)
+DEVICE_ID = re.compile(r"[0-9a-f]{8}")  # as jalkal provision writes it
 
 
 @dataclass
@@ -54,6 +57,38 @@ class Copied:
     new_bytes: int
     verified: bool
     stats: dict[str, int] = field(default_factory=dict)
+
+
+def gpio(pins: Any, role: str) -> int | None:
+    """config.json's pin for a role when it is a GPIO number (an int 0-48), else
+    None: the only form a configured pin takes in code sent to the board."""
+    v = pins.get(role) if isinstance(pins, dict) else None
+    return v if type(v) is int and 0 <= v <= MAX_GPIO else None
+
+
+def gpios(pins: Any, roles: tuple[str, ...]) -> dict[str, int]:
+    """The roles' pins that are GPIO numbers (see gpio), by role."""
+    return {r: n for r in roles if (n := gpio(pins, r)) is not None}
+
+
+def plain_name(name: Any) -> bool:
+    """A name from the board's listing that is one file name here: no folder part,
+    not "." or "..", no control character."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\:")
+        and all(c >= " " and not "\x7f" <= c <= "\x9f" for c in name)
+    )
+
+
+def inside(out: Path, *parts: str) -> Path:
+    """out/parts, refused unless it stays inside out (no "..", no absolute part)."""
+    p = out.joinpath(*parts)
+    top = os.path.abspath(out)
+    if os.path.commonpath([top, os.path.abspath(p)]) != top:
+        raise JalkalError(f"{p}: outside {out}, not written")
+    return p
 
 
 def read_json(b: Board, path: str) -> Any:
@@ -94,26 +129,34 @@ def board_today(b: Board, tz_offset_min: int) -> int | None:
 
 def remote_files(b: Board, out: Path, pins: dict[str, Any]) -> tuple[list[Remote], str]:
     """The logs on the board and where each goes; how the SD card was found."""
-    sd = b.sd(pins)
+    sd = b.sd(gpios(pins, SD_PINS))
     files: list[Remote] = []
     for name, is_dir, size in sorted(b.listdir(SD_LOG)):
-        if is_dir or not name.endswith(".jkl"):
+        if is_dir or not str(name).endswith(".jkl") or not named(name, SD_LOG):
             continue
         stem = name[:-4]
         day = int(stem) if stem.isdigit() and len(stem) == 8 else 0
-        files.append(
-            Remote(f"{SD_LOG}/{name}", size, out / "sd" / "log" / name, "sd", day)
-        )
+        local = inside(out, "sd", "log", name)
+        files.append(Remote(f"{SD_LOG}/{name}", size, local, "sd", day))
     for name, is_dir, size in sorted(b.listdir(RING)):
-        if is_dir or not name.endswith(".jkl") or size < RING_HDR_LEN:
+        if is_dir or not str(name).endswith(".jkl") or size < RING_HDR_LEN:
+            continue
+        if not named(name, RING):
             continue
         path = f"{RING}/{name}"
         head = b.read(path, 0, RING_HDR_LEN)
         if head[:4] != RING_MAGIC:
             continue  # torn before its header was whole: an empty slot
         gen = struct.unpack(RING_HDR_FMT, head)[1]
-        files.append(Remote(path, size, out / "ring" / f"g{gen:08d}.jkl", "ring"))
+        files.append(Remote(path, size, inside(out, "ring", f"g{gen:08d}.jkl"), "ring"))
     return files, sd
+
+
+def named(name: Any, folder: str) -> bool:
+    """Whether a listed name is a plain file name; saying so when it is not."""
+    if not plain_name(name):
+        say(f"  skipped {name!r} in {folder}: not a plain file name")
+    return plain_name(name)
 
 
 def _sha(path: Path, n: int | None = None) -> str:
@@ -268,21 +311,27 @@ def run(
 ) -> PullResult:
     """Copy a connected board's logs into OUT_DIR/<device>/, verified.
 
-    A board without /config.json was never provisioned: JalkalError saying so, after
-    copying whatever logs it holds (none is cleared from it)."""
+    A board without /config.json was never provisioned, and one whose config gives
+    no device id of 8 lowercase hex digits has no identity: JalkalError saying so,
+    after copying whatever logs it holds into OUT_DIR/unknown/ (none is cleared)."""
     provisioned = b.size(CONFIG) >= 0
     cfg = read_json(b, CONFIG) if provisioned else None
     cfg = cfg if isinstance(cfg, dict) else {}
-    device = str(cfg.get("device") or "unknown")
-    out = Path(out_dir) / device
+    device = cfg.get("device")
+    known = isinstance(device, str) and DEVICE_ID.fullmatch(device) is not None
+    out = inside(Path(out_dir), str(device) if known else "unknown")
+    problem = "" if known else unprovisioned(b.port)
+    if provisioned and not known:
+        problem = bad_device(b.port, device)
     pins = cfg.get("pins") or {}
     files, sd = remote_files(b, out, pins)
-    if not provisioned and not files:
+    if problem and not files:
         if restart:
             b.restart(1.0)
-        raise JalkalError(f"nothing to pull: {unprovisioned(b.port)}")
+        raise JalkalError(f"nothing to pull: {problem}")
     if sd.startswith("none"):
-        why = sd[6:] if all(k in pins for k in SD_PINS) else "no SD pins in config.json"
+        has = len(gpios(pins, SD_PINS)) == len(SD_PINS)
+        why = sd[6:] if has else "no SD pins in config.json"
         say(f"SD card not mounted ({why}): pulling the flash ring only")
     total = sum(r.size for r in files)
     say(
@@ -298,7 +347,7 @@ def run(
             say(f"[{i}/{len(files)}] {describe(c)}")
     removed: list[str] = []
     kept: list[str] = []
-    if clear_after and provisioned:  # a board of unknown identity: keep all
+    if clear_after and not problem:  # a board of unknown identity: keep all
         tz = int(cfg.get("tz_offset_min", 330))
         today = board_today(b, tz)
         go, kept = clearable(copied, today, cfg, board_state(b))
@@ -311,8 +360,8 @@ def run(
     if restart:
         b.restart(1.0)  # the firmware runs again, as after power-on
     res = PullResult(out, copied, removed, kept, sd)
-    if not provisioned:
-        raise JalkalError(f"{totals(res)}, into {out}; but {unprovisioned(b.port)}")
+    if problem:
+        raise JalkalError(f"{totals(res)}, into {out}; but {problem}")
     return res
 
 
@@ -322,6 +371,16 @@ def unprovisioned(port: str) -> str:
         f"the board on {port} has no /config.json: it was never provisioned. Give it "
         "its identity with jalkal provision --board BOARD ... --out DIR, then "
         f"jalkal deploy --port {port} --config DIR/config.json"
+    )
+
+
+def bad_device(port: str, device: Any) -> str:
+    """What to say of a board whose config.json gives no usable device id."""
+    what = "no device id" if device is None else f"device {device!r}"
+    return (
+        f"the board on {port} has {what} in /config.json, not 8 lowercase hex "
+        "digits: its logs are not filed under it. Make its config.json again with "
+        f"jalkal provision, then jalkal deploy --port {port} --config DIR/config.json"
     )
 
 

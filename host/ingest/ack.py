@@ -29,6 +29,7 @@ STATUS = {
     "unknown_device": 403, "bad_mac": 403, "wrong_device": 403,
     "unsupported_version": 400, "malformed_frame": 400, "malformed_body": 400,
     "conflict": 409, "broken_chain": 409, "too_large": 413, "internal_error": 500,
+    "store_error": 503,  # the COMMIT failed (a full disk): send again later
     # refused by the server before the store sees the body
     "not_found": 404, "method_not_allowed": 405, "length_required": 411,
     "unsupported_media_type": 415, "timeout": 408, "bad_topic": 400,
@@ -101,8 +102,9 @@ class IngestResult:
         return REASONS[int(self.outcome[bad[0]])] if bad.size else None
 
     def status(self) -> int:
-        """HTTP status: 200 when any frame was acknowledged, else the 4xx of the
-        body-level error or of the first rejected frame's reason."""
+        """HTTP status: 200 when any frame was acknowledged, else the status of the
+        body-level error (503 for a failed COMMIT) or of the first rejected frame's
+        reason."""
         if self.error is None and self.acked:
             return 200
         return STATUS.get(self.first_reason() or "malformed_body", 400)

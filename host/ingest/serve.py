@@ -141,16 +141,19 @@ class Handler(BaseHTTPRequestHandler):
         if path != HEALTH_PATH:
             self._wrong_method()
             return
+        n: int | None = None
         try:
-            n = self.server.store.count()
+            n, failure = self.server.store.count(), self.server.store.failure
         except Exception as e:  # the store is gone: say so, keep serving
-            self._send(
-                500,
-                {link.OK: False, link.ERROR: "internal_error", link.MESSAGE: str(e)},
-            )
+            failure = f"the store failed: {str(e).splitlines()[0]}"
+        doc = {link.OK: True, link.FRAMES: n, "version": __version__,
+               "max_body": self.server.max_body}  # fmt: skip
+        if failure is None:
+            self._send(200, doc)
             return
-        self._send(200, {link.OK: True, link.FRAMES: n, "version": __version__,
-                         "max_body": self.server.max_body})  # fmt: skip
+        doc.update({link.OK: False, link.ERROR: "store_error", link.MESSAGE: failure})
+        self._send(STATUS["store_error"], doc)
+        self.server.log(f"http {self.client_address[0]}: health: {failure}", 1)
 
     def do_POST(self) -> None:  # noqa: N802
         try:
@@ -346,6 +349,9 @@ class MqttIngest:
                 res = self.store.ingest(body, via="mqtt", device=device)
             except Exception as e:  # store failure: no ack, the sender re-sends
                 self.log(f"mqtt {msg.topic}: internal error: {e!r}; not acknowledged")
+                return
+            if res.error == "store_error":  # an empty ack would read as refused
+                self.log(f"mqtt {msg.topic}: {res.message}; not acknowledged")
                 return
         ack = json.dumps(res.to_json(), separators=(",", ":"))
         client.publish(link.ACK_TOPIC % dev, ack, qos=1)

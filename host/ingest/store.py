@@ -25,15 +25,17 @@ Outcomes per frame (see docs/uplink.md for the whole contract):
 
 A body that is not exactly CRC-valid frames back to back (garbage, a torn or
 corrupted frame, an empty body) is refused as a whole (``malformed_body``): nothing
-of it is stored, the sender re-sends the batch.
-"""
+of it is stored, the sender re-sends the batch. So is a batch whose COMMIT failed
+(a full disk): ``store_error`` with DuckDB's words, in ``failure`` until one works."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 import zlib
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,7 @@ _TAIL = [
     ("received", pa.timestamp("s")), ("via", pa.string()),
 ]  # fmt: skip
 SCHEMA = pa.schema(_HEAD + _PAYLOAD + _TAIL)
+_DAMAGED = ("not a valid DuckDB database", "Corrupt database", "Could not read enough")
 NOT_NULL = {"device", "boot", "seq", "kind", "flags", "t", "prev", "mac", "version",
             "length", "frame", "received", "via"}  # fmt: skip
 
@@ -134,13 +137,18 @@ class FastSigner(c.Signer):
 
 
 def _open_error(path: Path, e: Exception) -> JalkalError:
-    msg = str(e)
-    if "lock" in msg.lower():
+    msg = str(e).splitlines()[0]
+    if "Could not set lock on file" in msg:  # DuckDB names the holder's PID
+        who = p[0] if (p := re.search(r"PID \d+", msg)) else "a running `jalkal serve`?"
         return JalkalError(
-            f"store {path} is in use by another process (a running `jalkal serve`?); "
+            f"store {path} is in use by another process ({who}); "
             "DuckDB lets one process open a store file at a time: stop it first"
         )
-    return JalkalError(f"cannot open store {path}: {msg.splitlines()[0]}")
+    if any(m in msg for m in _DAMAGED):
+        fix = "restore it from a backup or move it aside"
+        return JalkalError(f"cannot open store {path}: not a DuckDB file or "
+                           f"damaged: {fix} ({msg})")  # fmt: skip
+    return JalkalError(f"cannot open store {path}: {msg}")
 
 
 class Store:
@@ -168,6 +176,7 @@ class Store:
             raise _open_error(self.path, e)
         self.lock = threading.Lock()
         self.max_body = MAX_BODY
+        self.failure: str | None = None  # a failed commit's error, until one works
         self.set_keys(keys or {})
         try:
             if read_only:
@@ -283,13 +292,19 @@ class Store:
         """Check and store one upload batch; return after the COMMIT.
 
         device: the device an MQTT topic names (frames of others are rejected)."""
+        import duckdb
+
         t0 = time.perf_counter()
         res = IngestResult(body_bytes=len(body), body_crc32=zlib.crc32(body))
         try:
             prep = self._prepare(body, res, device)
             if prep is not None:
                 with self.lock:
-                    self._check_and_insert(prep, res, via)
+                    try:
+                        self._check_and_insert(prep, res, via)
+                    except duckdb.Error as e:  # nothing of the batch is stored
+                        self.failure = f"the store failed: {str(e).splitlines()[0]}"
+                        raise BodyError("store_error", self.failure) from e
         except BodyError as e:
             res.outcome = np.zeros(0, np.int8)
             res.error, res.message = e.reason, e.message
@@ -432,11 +447,10 @@ class Store:
         n = sel.num_rows
         off = sel.column("offset").to_numpy()
         ln = sel.column("length").to_numpy().astype(np.int64)
+        offsets = np.r_[0, np.cumsum(ln)].astype(np.int32)
         if (off[1:] == off[:-1] + ln[:-1]).all():  # contiguous: one slice, no copy
-            offsets = np.r_[0, np.cumsum(ln)].astype(np.int32)
             data = pa.py_buffer(body)[int(off[0]) : int(off[-1] + ln[-1])]
         else:
-            offsets = np.r_[0, np.cumsum(ln)].astype(np.int32)
             a = np.frombuffer(body, np.uint8)
             idx = np.repeat(off - offsets[:-1], ln) + np.arange(int(offsets[-1]))
             data = pa.py_buffer(a[idx].tobytes())
@@ -471,8 +485,10 @@ class Store:
                 self.con.execute("INSERT INTO frames SELECT * FROM jalkal_rows")
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                with suppress(Exception):  # a failed COMMIT has ended it
+                    self.con.execute("ROLLBACK")
                 raise
+            self.failure = None
         finally:
             self.con.unregister("jalkal_rows")
 
