@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -163,6 +164,29 @@ def _vboard_port(block: Block, work: Path, vboards: dict, request) -> str:
     return vboards[block.doc].port
 
 
+def run(command: str, work: Path, timeout: float = 300) -> str:
+    """What `command` prints (both streams), in its own process group: a command
+    that does not end in time (a server an example should not start) is killed
+    with everything it started, and the test fails."""
+    proc = subprocess.Popen(
+        ["bash", "-c", "exec 2>&1\n" + command],
+        cwd=work, env=_env(work), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"`$ {command}` did not end within {timeout:g} s (killed)")
+    finally:
+        try:  # anything it left running in the background
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return out
+
+
 @pytest.mark.parametrize("block", RUN, ids=lambda b: b.id)
 def test_console_example(
     block: Block, workdirs: dict[Path, Path], vboards: dict, request
@@ -177,18 +201,18 @@ def test_console_example(
     )
     for step in block.steps:
         command = PTS.sub(port, step.command) if port else step.command
-        r = subprocess.run(
-            ["bash", "-c", "exec 2>&1\n" + command],
-            cwd=work, env=_env(work), capture_output=True, text=True, timeout=300,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        got = r.stdout.splitlines()
+        got = run(command, work).splitlines()
         assert matches(step.expected, got), (
             f"{block.id}: `$ {step.command}` printed:\n"
             + "\n".join(got)
             + "\n--- the document says:\n"
             + "\n".join(step.expected)
         )
+
+
+def test_a_command_that_does_not_end_is_killed(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="did not end"):
+        run("sleep 30 & sleep 30", tmp_path, timeout=0.5)
 
 
 def test_skipped_examples_say_why() -> None:
