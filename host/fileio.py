@@ -36,6 +36,17 @@ def read_bytes(p: Path) -> bytes:
         raise JalkalError(f"cannot read {p}: {e.strerror or e}")
 
 
+def read_text(p: Path, what: str, expected: str, encoding: str = "utf-8-sig") -> str:
+    """The text of an input file (`what`: "keys file", …); a one-line error when it
+    cannot be read or is not UTF-8 text (`expected`: what it should hold)."""
+    try:
+        return p.read_text(encoding=encoding)
+    except OSError as e:
+        raise JalkalError(f"cannot read {what} {p}: {e.strerror or e}")
+    except UnicodeDecodeError:
+        raise JalkalError(f"{what} {p}: not UTF-8 text ({expected} expected)")
+
+
 SECRET_MODE = 0o600  # a key, or a config that holds one: owner-only
 SHARED_MODE = 0o666  # anything else: what the umask leaves of this, as `cp` does
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from jkproto import codec
 
 from .errors import JalkalError
+from .fileio import read_text
 
 _DEVICE = re.compile(r"^[0-9a-f]{8}$")
 _KEY = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -34,12 +35,7 @@ def parse_keys(doc: object, where: str = "keys file") -> dict[str, bytes]:
 def load_keys(path: str | Path) -> dict[str, bytes]:
     """Read and check a keys file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise JalkalError(f"cannot read keys file {p}: {e.strerror or e}")
-    except UnicodeDecodeError:
-        raise JalkalError(f"keys file {p}: not UTF-8 text (JSON expected)")
+    text = read_text(p, "keys file", "JSON", encoding="utf-8")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:

@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import JalkalError
+from .fileio import read_text
 
 DEFAULT_TZ = "Asia/Kolkata"
 REQUIRED = ("device", "village", "population")
@@ -248,12 +249,7 @@ def village_of(rec: dict[str, str], where: str) -> Village:
 def load_registry(path: str | Path) -> Registry:
     """Read and check a villages.csv registry."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise JalkalError(f"cannot read villages file {p}: {e.strerror or e}")
-    except UnicodeDecodeError:
-        raise JalkalError(f"villages file {p}: not UTF-8 text (CSV expected)")
+    text = read_text(p, "villages file", "CSV")
     return parse_registry(text, f"villages file {p}")
 
 

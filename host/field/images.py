@@ -208,9 +208,9 @@ def _segments(
     return end + 1, app
 
 
-def parse_image(data: bytes, at: int, name: str) -> Image:
-    """The ESP image at file offset `at`; ImageError saying what is wrong."""
-    where = f"{name}" if at == 0 else f"{name} (image at {at:#x})"
+def _header(data: bytes, at: int, where: str) -> bytes:
+    """The image header at file offset `at`; ImageError (cut short) if the file
+    ends first."""
     head = data[at : at + HEADER_LEN]
     if len(head) < HEADER_LEN:
         raise ImageError(
@@ -218,6 +218,13 @@ def parse_image(data: bytes, at: int, name: str) -> Image:
             "cut short (an interrupted copy?)",
             CUT_SHORT,
         )
+    return head
+
+
+def parse_image(data: bytes, at: int, name: str) -> Image:
+    """The ESP image at file offset `at`; ImageError saying what is wrong."""
+    where = f"{name}" if at == 0 else f"{name} (image at {at:#x})"
+    head = _header(data, at, where)
     magic, nseg, _mode, size_freq, _entry = struct.unpack_from("<BBBBI", head)
     if magic != IMAGE_MAGIC:
         raise ImageError(
@@ -274,13 +281,7 @@ def _is_esp8266(data: bytes, at: int) -> bool:
 
 def _image_chip(data: bytes, at: int, name: str) -> Chip:
     """The chip the image at `at` is for; ImageError for any other chip."""
-    head = data[at : at + HEADER_LEN]
-    if len(head) < HEADER_LEN:
-        raise ImageError(
-            f"{name}: {len(head)} bytes, too short for an image header: the file is "
-            "cut short (an interrupted copy?)",
-            CUT_SHORT,
-        )
+    head = _header(data, at, name)
     chip_id = struct.unpack_from("<H", head, 12)[0]
     label = chip_label(chip_id) if head[23] in (0, 1) else None
     if label is None:  # no ESP32-family header

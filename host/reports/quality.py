@@ -10,18 +10,14 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import JalkalError
+from ..fileio import read_text
 
 
 def load_quality(path: str | Path) -> dict[tuple[str, ...], list[tuple[date, bool]]]:
     """A water-quality CSV: village,date,potable[,block,district,state] (potable:
     yes/no). Returns (state, district, block, village) -> [(date, potable)]."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise JalkalError(f"cannot read quality file {p}: {e.strerror or e}")
-    except UnicodeDecodeError:
-        raise JalkalError(f"quality file {p}: not text (a CSV expected)")
+    text = read_text(p, "quality file", "CSV")
     return parse_quality(text, f"quality file {p}")
 
 
