@@ -71,12 +71,23 @@ class Signer:
         self._ipad = bytes(b ^ 0x36 for b in key) + b"\x36" * 32
         self._opad = bytes(b ^ 0x5C for b in key) + b"\x5c" * 32
 
-    def mac(self, msg):
+    def digest(self, msg):
+        """The whole HMAC-SHA256 (32 bytes)."""
         h = hashlib.sha256(self._ipad)
         h.update(msg)
         o = hashlib.sha256(self._opad)
         o.update(h.digest())
-        return o.digest()[:MAC_LEN]
+        return o.digest()
+
+    def mac(self, msg):
+        return self.digest(msg)[:MAC_LEN]
+
+
+def mqtt_password(signer):
+    """The device's MQTT password (its user name is its id, 8 hex digits): 32 hex
+    digits (128 bits) derived from its key, so the board needs no second secret and
+    the host can write the broker's password file from the keys file."""
+    return binascii.hexlify(signer.digest(b"jalkal mqtt password")[:16])
 
 
 def seal(buf, n, signer=None, mac=None):

@@ -17,7 +17,8 @@ import pytest
 from uplink_util import DEV, KEY, frames
 
 from jalkal.errors import JalkalError
-from jalkal.ingest.serve import IngestHTTPServer, Log
+from jalkal.ingest.httpd import IngestHTTPServer
+from jalkal.ingest.log import Log
 from jalkal.ingest.store import MAX_BODY, Store
 
 KEYS = {f"{DEV:08x}": KEY}

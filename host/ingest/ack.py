@@ -3,6 +3,7 @@ HTTP status, and the acknowledgement body the board reads (docs/uplink.md)."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,7 @@ class IngestResult:
     seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))
     offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     length: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    signer: Any = None  # the key of the answer's device (store.ingest sets it)
     error: str | None = None  # body-level reason (malformed_body, too_large…)
     message: str | None = None
     seconds: float = 0.0
@@ -184,3 +186,19 @@ class IngestResult:
                 + ")"
             )
         return s
+
+
+def refused(reason: str, message: str, body: bytes = b"") -> IngestResult:
+    """The answer to a request refused as a whole (the same JSON as any answer)."""
+    res = IngestResult(body_bytes=len(body), body_crc32=zlib.crc32(body))
+    res.error, res.message = reason, message
+    return res
+
+
+def batch_line(via: str, who: str, res: IngestResult) -> tuple[str, int]:
+    """One log line per batch; level 0 (always shown) when something was refused."""
+    line = (
+        f"{via} {who}: {res.body_bytes} B, {res.summary()} in "
+        f"{res.seconds * 1e3:.1f} ms"
+    )
+    return line, 0 if (res.error or res.rejected) else 1

@@ -199,7 +199,7 @@ class MqttSender:
     def __init__(self, url: str, timeout: float, retries: int):
         import paho.mqtt.client as mqtt
 
-        from .serve import parse_mqtt_url
+        from .mqttsub import parse_mqtt_url
 
         self.host, self.port = parse_mqtt_url(url)
         self.url, self.timeout, self.retries = url, timeout, retries
