@@ -21,15 +21,19 @@ STORED, DUPLICATE = 0, 1
 REASONS = (
     "stored", "duplicate", "unknown_device", "bad_mac", "wrong_device",
     "unsupported_version", "malformed_frame", "conflict", "broken_chain",
+    "future_boot",
 )  # fmt: skip
 (UNKNOWN_DEVICE, BAD_MAC, WRONG_DEVICE, UNSUPPORTED_VERSION, MALFORMED_FRAME,
- CONFLICT, BROKEN_CHAIN) = range(2, len(REASONS))  # fmt: skip
+ CONFLICT, BROKEN_CHAIN, FUTURE_BOOT) = range(2, len(REASONS))  # fmt: skip
 
 # HTTP status of a request in which no frame was acknowledged, by (first) reason
 STATUS = {
     "unknown_device": 403, "bad_mac": 403, "wrong_device": 403,
     "unsupported_version": 400, "malformed_frame": 400, "malformed_body": 400,
-    "conflict": 409, "broken_chain": 409, "too_large": 413, "internal_error": 500,
+    "conflict": 409, "broken_chain": 409, "future_boot": 409, "too_large": 413,
+    "internal_error": 500,
+    "throttled": 429,  # too many failed MACs from this device or source: wait
+    "busy": 503,  # the server is at its connection cap: send again later
     "store_error": 503,  # the COMMIT failed (a full disk): send again later
     # refused by the server before the store sees the body
     "not_found": 404, "method_not_allowed": 405, "length_required": 411,
@@ -44,6 +48,7 @@ MESSAGES = {
     "malformed_frame": "payload shorter than its kind needs",
     "conflict": "another frame with the same (device, boot, seq) is stored",
     "broken_chain": "prev does not match the stored neighbour in the chain",
+    "future_boot": "boot number implausibly far ahead of the device's stored boots",
 }
 
 
