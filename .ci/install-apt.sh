@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: socat (the virtual board's pseudo-terminal) and
 # mosquitto (a real MQTT broker on loopback) and chromium (headless: the HTML
-# report's screenshot test). Idempotent and quiet: installs only
+# report's screenshot test) and postgresql (a private cluster made by initdb in a
+# temporary folder; no system service is started). Idempotent and quiet: installs only
 # what is missing, runs `apt-get update` first when it has to install.
 set -euo pipefail
 need=()
 command -v socat >/dev/null 2>&1 || need+=(socat)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 if [ "${#need[@]}" -eq 0 ]; then
-  echo "install-apt: socat, mosquitto and chromium present"
+  echo "install-apt: socat, mosquitto, chromium and postgresql present"
   exit 0
 fi
 SUDO=()
