@@ -4,6 +4,7 @@ call (so a test runner's captured stream sees them)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -97,3 +98,14 @@ def duration(seconds: float) -> str:
     small, small_name = UNITS[i + 1]
     big, part = n // size, n % size // small
     return plural(big, name) + (f" {plural(part, small_name)}" if part else "")
+
+
+# C0 controls but tab, DEL and C1 (0x9b is a CSI): a terminal would act on them
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text from a board (a line it printed, a config string, a file name), safe
+    on a terminal: each control character (an escape sequence's ESC, a carriage
+    return, a bell, a newline) shown as text, e.g. \\x1b."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -98,6 +98,7 @@ def test_complete_days_exact_litres_lpcd_band():
         "village": "Rampur", "device": "0a1b2c3d", "date": "2026-03-01",
         "litres": 27500.0, "population": 500, "lpcd": 55.0, "band": "fully",
         "pump_hours": 12.0, "completeness": 1.0, "complete": True,
+        "implausible_litres": 0.0,
     }  # fmt: skip
     assert (days[2]["litres"], days[2]["lpcd"], days[2]["band"]) == (
         24000.0, 48.0, "partially",
@@ -375,7 +376,7 @@ def test_cli_json(files, capsys):
     assert json.loads(cap.out) == {"days": daily(log.table(), REG)}
     assert list(json.loads(cap.out)["days"][0]) == [
         "village", "device", "date", "litres", "population", "lpcd", "band",
-        "pump_hours", "completeness", "complete",
+        "pump_hours", "completeness", "complete", "implausible_litres",
     ]  # fmt: skip
     assert "device 11223344 is not in the villages file" in cap.err
 
@@ -391,6 +392,7 @@ def test_cli_csv(files, capsys):
         "village": "Rampur", "device": "0a1b2c3d", "date": "2026-03-01",
         "litres": "27500.0", "population": "500", "lpcd": "55.0", "band": "fully",
         "pump_hours": "12.0", "completeness": "1.0", "complete": "true",
+        "implausible_litres": "0.0",
     }  # fmt: skip
 
 

@@ -284,6 +284,27 @@ def columns() -> list[str]:
     return cols + tail.split()
 
 
+def named_columns() -> set[str]:
+    """The columns whose values are names from a code table (and `time`)."""
+    out = {"kind", "time"}
+    for fields in ob.FIELDS.values():
+        out.update(name for name, t in fields if isinstance(t, tuple))
+    return out
+
+
+def _column(pa: Any, vals: list[Any], text: bool) -> Any:
+    """One column of write_table. A name column is always text, and a code this
+    reader's tables do not know (a kind or code-table entry newer than it: SPEC
+    "Versions and evolution") is its decimal number there; any other column whose
+    values mix types is text too, rather than no table at all."""
+    if text:
+        return pa.array([None if v is None else str(v) for v in vals], pa.string())
+    try:
+        return pa.array(vals)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in vals], pa.string())
+
+
 def write_table(objs: list[dict[str, Any]], fmt: str, out: str | None) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -299,8 +320,9 @@ def write_table(objs: list[dict[str, Any]], fmt: str, out: str | None) -> None:
         rows.append(r)
     data = {c: [r.get(c) for r in rows] for c in cols}
     arrays = {}
+    named = named_columns()
     for c, vals in data.items():
-        arr = pa.array(vals)
+        arr = _column(pa, vals, c in named)
         if pa.types.is_null(arr.type):
             arr = arr.cast(pa.string())
         if c in ("ts", "start") and fmt == "parquet":

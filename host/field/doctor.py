@@ -19,7 +19,7 @@ from typing import Any
 from jkproto import codec
 from jkproto import objects as ob
 
-from ..console import duration, plural
+from ..console import duration, plural, visible
 from ..errors import JalkalError
 from . import deploy, layout, pull
 from .board import Board
@@ -509,11 +509,13 @@ def _csq(text: str) -> int | None:
 
 
 def render(checks: list[Check], head: str) -> str:
-    lines = [head]
+    """The report; what the board said in it (config, file names, errors) with
+    its control characters (an escape's ESC) as text, as `jalkal monitor`."""
+    lines = [visible(head)]
     for c in checks:
-        lines.append(f"{c.status} {c.name:<12} {c.detail}")
+        lines.append(visible(f"{c.status} {c.name:<12} {c.detail}"))
         if c.status == BAD and c.fix:
-            lines.append(f"  {'':<12} fix: {c.fix}")
+            lines.append(visible(f"  {'':<12} fix: {c.fix}"))
     n = {s: sum(1 for c in checks if c.status == s) for s in (OK, BAD, NA)}
     lines.append(
         f"{len(checks)} checks: {n[OK]} {OK}, {n[BAD]} {BAD}, {n[NA]} {NA} "

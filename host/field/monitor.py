@@ -21,20 +21,13 @@ from typing import IO, Any
 from jkproto import codec
 from jkproto import objects as ob
 
+from ..console import visible
 from ..errors import JalkalError
 from ..keys import load_keys, signers
 from .board import SETTLE
 
 FRAME_LINE = re.compile(rb"^jkf ([0-9a-fA-F]+)\s*$")
 SKIP = {"device", "boot", "seq", "kind", "ts", "time", "uptime_s", "prev", "mac"}
-# C0 controls but tab, DEL and C1 (0x9b is a CSI): a terminal would act on them
-CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """A line the board printed, safe on a terminal: each control character (an
-    escape sequence's ESC, a carriage return, a bell) shown as text, e.g. \\x1b."""
-    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def frame_text(

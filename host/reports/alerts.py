@@ -15,6 +15,8 @@ One row per episode (rules in docs/reports.md, "Alerts"):
   consecutive nights (water running all night: a possible leak).
 * ``lockouts``: ``lockouts`` or more dry-run lockouts of a pump within
   ``lockout_days`` days (the source cannot keep up with the pump).
+* ``implausible``: a device-day with reading intervals whose pulses imply a flow
+  above the meter's maximum (plausible.py): a forged frame or a faulty meter.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..registry import Village, zone
 from .daily import NON_LPCD
 from .periods import Report, village_day
 
-KINDS = ("open_fault", "low_supply", "silent", "night_flow", "lockouts")
+KINDS = ("open_fault", "low_supply", "silent", "night_flow", "lockouts", "implausible")
 LOCKOUTS = 4  # lockouts within LOCKOUT_DAYS that make an alert (docs/reports.md)
 LOCKOUT_DAYS = 1.0
 LOCKOUT_EVENT = 7  # jkproto event `lockout`: a dry-run (or no-flow) lockout entered
@@ -91,6 +93,7 @@ def alerts(
     rows += _silent(rep, now, silent_days)
     rows += _night(rep, now, night_lpph, night_nights)
     rows += _lockouts(rep, now, lockouts, lockout_days)
+    rows += _implausible(rep, now)
     rows.sort(key=lambda r: (not r["active"], KINDS.index(r["kind"]), r["since"] or 0))
     cols = {k: [r.get(k) for r in rows] for k in ALERT_COLUMNS}
     return pa.table(cols, schema=ALERT_SCHEMA)
@@ -398,6 +401,43 @@ def _lockouts(
                     **_where(_row_for(rep, dev, t[i]), dev),
                 )
             )
+    return out
+
+
+# --- implausible readings --------------------------------------------------------
+
+
+def _implausible(rep: Report, now: int) -> list[dict[str, Any]]:
+    """One episode per device and local day with implausible intervals, from the
+    first one's start to the last one's reading; active while no reading of the
+    device came after it (the meter may still be reading nonsense)."""
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for x in rep.result.implausible:
+        if x["t"] <= now:
+            by.setdefault((x["device"], x["date"]), []).append(x)
+    out = []
+    for (dev, day), xs in sorted(by.items()):
+        last = rep.result.seen.get(dev, (0, 0))[1]
+        litres = sum(x["litres"] for x in xs)
+        ev = "; ".join(
+            f"reading boot {x['boot']} seq {x['seq']} {_iso(x['t'])}: "
+            f"{x['pulses']:,} pulses in {x['t'] - x['from_t']} s = {x['m3h']:,.0f} m3/h"
+            + (" (a spike: the next reading came back down)" if x["spike"] else "")
+            for x in xs[:3]
+        ) + (f"; {len(xs) - 3} more" if len(xs) > 3 else "")
+        out.append(
+            _episode(
+                "implausible",
+                xs[0]["from_t"],
+                xs[-1]["t"] if min(last, now) > xs[-1]["t"] else None,
+                now,
+                what=f"{len(xs)} reading interval(s) on {day} implied more than "
+                f"{xs[0]['max_m3h']:g} m3/h through the supply meter (a forged "
+                f"frame or a faulty meter): {litres:,.0f} litres not counted",
+                evidence=ev,
+                **_where(_row_for(rep, dev, xs[0]["t"]), dev),
+            )
+        )
     return out
 
 

@@ -25,6 +25,7 @@ from .daily import DailyResult
 from .export import PARTS, build_parquet, devices_in, export
 from .html import page_folder, write_html
 from .periods import build, periods
+from .plausible import DEFAULT_MAX_FLOW_M3H
 from .quality import load_quality
 from .render import emit, to_csv, to_json, to_table, to_text, write_text
 from .sources import load_store, read_sources
@@ -57,12 +58,14 @@ def run(
     parquet: str | None = None,
     dask: str | None = None,
     html: str | None = None,
+    max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
 ) -> DailyResult:
     """`jalkal report`: decode (or load from a store), compute, print; warnings go
     to err. Daily rows by default; --period: period rows (periods.periods);
     --alerts: the escalation list (alerts.alerts). output: write there instead
-    of `out` (needed for parquet). Raises JalkalError, saying why, when no day
-    could be reported."""
+    of `out` (needed for parquet). max_flow_m3h: the supply meters' maximum
+    flow; an interval above it is not counted (plausible.py). Raises
+    JalkalError, saying why, when no day could be reported."""
     out = out or sys.stdout
     err = err or sys.stderr
     if bool(paths) + bool(store) + bool(parquet) != 1:
@@ -83,6 +86,8 @@ def run(
         raise JalkalError("--format parquet needs -o FILE")
     if output:  # a target that cannot be written fails before the work
         check_target(output, Path(output))
+    if not max_flow_m3h > 0:
+        raise JalkalError("--max-flow-m3h must be above 0")
     if lockouts < 1 or lockout_days <= 0:
         raise JalkalError("--lockouts must be 1 or more and --lockout-days above 0")
     one_png = plots.plot_file(plot) if plot else False
@@ -105,7 +110,9 @@ def run(
                 "files (.jkl logs) are read as SOURCE"
             )
         engine = "dask" if dask else "duckdb"
-        rep = build_parquet(parquet, reg, engine, dask, timeline=show_alerts)
+        rep = build_parquet(
+            parquet, reg, engine, dask, timeline=show_alerts, max_flow_m3h=max_flow_m3h
+        )
         stats = ob.new_stats()
     else:
         if store:
@@ -119,7 +126,7 @@ def run(
             table, stats, present = src.table, src.stats, src.devices
             lines += src.notes
             explained = src.explained
-        rep = build(table, reg)
+        rep = build(table, reg, max_flow_m3h)
     res = rep.result
     lines += _left_out(res, reg, present, explained)
     decoded = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
@@ -333,6 +340,14 @@ def _usage(ctx: click.Context, more: dict[str, Any], plot: str | None) -> None:
     metavar="FILE",
     help="Water tests for the JJM class, CSV village,date,potable (with --period "
     "or --html).",
+)
+@click.option(
+    "--max-flow-m3h",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_MAX_FLOW_M3H,
+    show_default=True,
+    help="The supply meters' maximum flow: a reading interval above it is not "
+    "counted and its day is flagged.",
 )
 @click.option(
     "--alerts",

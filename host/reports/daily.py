@@ -15,6 +15,11 @@ Rules (see also DESIGN.md, "Host rules"):
   the device's stream; with no such boot frame (or a 0 K-factor) litres are unknown.
   Day D's litres = sum of the interval litres of the readings in (D 00:00, D+1 00:00],
   i.e. total(D+1 00:00) - total(D 00:00) when the K-factor is constant.
+* An interval whose pulses imply a flow above the meter's maximum (K-factor x
+  ``max_flow_m3h``, default 60 m3/h: a forged frame, a faulty meter) counts 0 litres;
+  its litres are the day's ``implausible_litres`` and the day is incomplete. One
+  absurd reading (a spike: the next total comes back down) is stepped over: the
+  interval around it is counted. The rules are in plausible.py.
 * Pump hours = sum of ``pump_s`` of the day's readings / 3600.
 * Completeness: the board writes readings on the wall-clock grid, at UTC multiples
   of ``interval_s`` (boot frame; 900 s without one). expected = grid times in
@@ -22,8 +27,9 @@ Rules (see also DESIGN.md, "Host rules"):
   day; completeness = present / expected (0..1, 3 decimals). ``complete`` is true
   only when: both midnight readings exist, every expected reading is present, the
   interval is the same for the whole day, the K-factor is known, no ``gap`` frame
-  (either meter) falls in or covers the day, no total went backwards in the day, and
-  no reading without a clock (time quality "none") may belong to the day.
+  (either meter) falls in or covers the day, no total went backwards in the day, no
+  interval in the day is implausible, and no reading without a clock (time quality
+  "none") may belong to the day.
 * ``litres`` is given (as the best estimate) whenever both midnight readings exist and
   the K-factor is known, even for an incomplete day; otherwise it is null. ``lpcd``
   and ``band`` are null on every incomplete day: a day without full data is never
@@ -58,18 +64,18 @@ from jkproto import objects as ob
 
 from ..registry import Registry, Village, as_registry, zone
 from .frames import Cols, Frames, columns
+from .plausible import DEFAULT_MAX_FLOW_M3H, implausible, intervals
+from .windows import covered, day_index, taint_days
 
 FULLY_LPCD = 55
 NON_LPCD = 40
 DEFAULT_INTERVAL_S = 900
-M32 = 1 << 32
-BACKWARDS = 1 << 31  # a difference mod 2**32 this large is a total going down
 NIGHT_S = 4 * 3600  # the night window: 00:00-04:00 local
 POWER_RESETS = (1, 6)  # boot after power_on / brownout: the board was without power
 
 COLUMNS = (
     "village", "device", "date", "litres", "population", "lpcd", "band",
-    "pump_hours", "completeness", "complete",
+    "pump_hours", "completeness", "complete", "implausible_litres",
 )  # fmt: skip
 # the daily detail (periods.DAY_COLUMNS): COLUMNS plus these
 DETAIL = (
@@ -105,25 +111,33 @@ class DailyResult:
     outside: dict[str, int] = field(default_factory=dict)  # device -> days no row
     # per device: (boot, time of its first timed frame), in time order
     boots: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    # implausible intervals (plausible.py): device, date, boot, seq, t (the
+    # reading), from_t (the one before), pulses, litres, m3h, spike, max_m3h
+    implausible: list[dict[str, Any]] = field(default_factory=list)
+    max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H
 
 
-def daily(frames: Frames, registry: RegistryLike) -> list[dict[str, Any]]:
+def daily(
+    frames: Frames, registry: RegistryLike, max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H
+) -> list[dict[str, Any]]:
     """One dict per (device, local day): the keys of COLUMNS, sorted by village,
     date, device.
 
     frames: the Arrow table of ``bulk.decode`` (or several concatenated) or the
     objects ``jalkal decode`` prints, in stream order. registry: a Registry, or
     device id -> Village (or a mapping with village, population and optionally
-    tz)."""
-    return compute(frames, registry).days
+    tz). max_flow_m3h: the supply meters' maximum flow (plausible.py)."""
+    return compute(frames, registry, max_flow_m3h).days
 
 
-def compute(frames: Frames, registry: RegistryLike) -> DailyResult:
+def compute(
+    frames: Frames, registry: RegistryLike, max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H
+) -> DailyResult:
     """daily() plus the detail, events, clock fix-ups and what was left out:
-    unknown devices, MAC failures, advice."""
+    unknown devices, MAC failures, implausible intervals, advice."""
     reg = as_registry(registry)
     cols = columns(frames)
-    res = DailyResult(days=[])
+    res = DailyResult(days=[], max_flow_m3h=float(max_flow_m3h))
     res.unverified = int(np.count_nonzero(cols.ok & ~cols.verified))
     cols = cols.take(np.flatnonzero(cols.ok & cols.verified))
     cols = cols.take(_dedup(cols))
@@ -273,49 +287,6 @@ def band_of(lpcd: float) -> str:
     return "non"
 
 
-def _day_index(b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Day i with b[i] < t <= b[i+1] (may be -1 or len(b) - 1: out of range)."""
-    return np.searchsorted(b, t, side="left") - 1
-
-
-def _taint(b: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.ndarray:
-    """Days whose window (b[i], b[i+1]] meets some closed stretch [lo_t, hi_t]."""
-    nd = b.size - 1
-    lo = _day_index(b, lo_t)
-    hi = np.maximum(_day_index(b, hi_t), lo)
-    keep = (hi >= 0) & (lo < nd)
-    diff = np.zeros(nd + 1, np.int64)
-    np.add.at(diff, np.clip(lo[keep], 0, nd - 1), 1)
-    np.add.at(diff, np.clip(hi[keep], 0, nd - 1) + 1, -1)
-    return np.cumsum(diff[:-1]) > 0
-
-
-def _covered(b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Seconds of each day window [b[i], b[i+1]) inside the union of [lo, hi)."""
-    nd = b.size - 1
-    keep = hi > lo
-    if not keep.any():
-        return np.zeros(nd, np.int64)
-    o = np.argsort(lo[keep], kind="stable")
-    lo, hi = lo[keep][o], hi[keep][o]
-    # merge overlapping stretches: a new stretch starts where lo passes every hi so far
-    top = np.maximum.accumulate(hi)
-    new = np.concatenate(([True], lo[1:] > top[:-1]))
-    grp = np.cumsum(new) - 1
-    mlo = lo[new]
-    mhi = np.zeros(mlo.size, np.int64)
-    np.maximum.at(mhi, grp, hi)
-    cum = np.concatenate(([0], np.cumsum(mhi - mlo)))
-
-    def upto(x: np.ndarray) -> np.ndarray:  # covered seconds before x
-        k = np.searchsorted(mlo, x, side="right") - 1
-        kk = np.maximum(k, 0)
-        part = np.clip(x - mlo[kk], 0, mhi[kk] - mlo[kk])
-        return np.where(k >= 0, cum[kk] + part, 0)
-
-    return np.asarray(upto(b[1:]) - upto(b[:-1]), np.int64)
-
-
 def _device_days(
     f: Cols, rows: list[Village], res: DailyResult
 ) -> list[dict[str, Any]]:
@@ -349,21 +320,24 @@ def _device_days(
     rsel = rsel[np.argsort(f.t[rsel], kind="stable")]
     rt, rp = f.t[rsel], f.supply[rsel]
     rps, riv, rk = f.pump_s[rsel], iv_all[rsel], k_all[rsel]
-    rd = _day_index(b, rt)
+    rd = day_index(b, rt)
     inr = (rd >= 0) & (rd < nd)
     rdi = rd[inr]
 
-    # interval pulses: differences mod 2**32; the first reading has no interval
-    inc = np.zeros(rt.size, np.int64)
-    back = np.zeros(rt.size, bool)
-    if rt.size > 1:
-        d = (rp[1:] - rp[:-1]) % M32
-        back[1:] = d >= BACKWARDS
-        inc[1:] = np.where(back[1:], 0, d)
+    # interval pulses: differences mod 2**32 (the first reading has no interval),
+    # implausible ones left out (plausible.py)
+    ivs = intervals(rt, rp, rk, res.max_flow_m3h)
+    inc, back = ivs.inc, ivs.back
     taint = np.zeros(nd, bool)
     bi = np.flatnonzero(back)
     if bi.size:
-        taint |= _taint(b, rt[bi - 1] + 1, rt[bi])
+        taint |= taint_days(b, rt[bi - 1] + 1, rt[bi])
+    odd = inr & (ivs.bad | ivs.bridged)
+    taint[rd[odd]] = True
+    found, note = implausible(ivs, rt, rk, rd, f.boot[rsel], f.seq[rsel], dates,
+                              dev, res.max_flow_m3h)  # fmt: skip
+    res.implausible += found
+    res.notes += note
 
     # gap frames: [start, start + seconds]; unknown length ends at the frame's own
     # time; unknown start: the frame's own time
@@ -375,7 +349,7 @@ def _device_days(
     lo_t = np.concatenate((gs[known], gt[own]))
     hi_t = np.concatenate((end[known], gt[own]))
     if lo_t.size:
-        taint |= _taint(b, lo_t, hi_t)
+        taint |= taint_days(b, lo_t, hi_t)
 
     # readings without a clock (and gap frames placed nowhere) may belong to any day
     # between the timed frames of this device around them in the stream
@@ -385,7 +359,7 @@ def _device_days(
         nxt = np.minimum.accumulate(np.where(timed, idx, n)[::-1])[::-1][loose]
         lo_t = np.where(prev >= 0, f.t[np.maximum(prev, 0)] + 1, b[0])
         hi_t = np.where(nxt < n, f.t[np.minimum(nxt, n - 1)] - 1, b[-1])
-        taint |= _taint(b, lo_t, np.maximum(hi_t, lo_t))
+        taint |= taint_days(b, lo_t, np.maximum(hi_t, lo_t))
 
     # the interval of a day: the one in effect for its last reading (or the latest
     # reading before it); mixed intervals within a day make it incomplete
@@ -406,7 +380,7 @@ def _device_days(
     on = inr.copy()
     on[inr] = (rt[inr] % iv_day[rdi] == 0) & (riv[inr] == iv_day[rdi])
     grid_t = np.unique(rt[on])
-    present = np.bincount(_day_index(b, grid_t), minlength=nd)
+    present = np.bincount(day_index(b, grid_t), minlength=nd)
     expected = b[1:] // iv_day - b[:-1] // iv_day
     off_grid = (b[1:] % iv_day != 0) | (b[:-1] % iv_day != 0)
     if off_grid.any():
@@ -425,9 +399,14 @@ def _device_days(
     good = inr & (rk > 0)
     pairs, inv = np.unique(np.stack([rd[good], rk[good]]), axis=1, return_inverse=True)
     sums = np.bincount(inv.reshape(-1), weights=inc[good], minlength=pairs.shape[1])
+    bsums = np.bincount(inv.reshape(-1), weights=ivs.bad_pulses[good],
+                        minlength=pairs.shape[1])  # fmt: skip
     litres: list[Fraction] = [Fraction(0)] * nd
-    for (day, k), s in zip(pairs.T.tolist(), sums.tolist(), strict=True):
+    held: list[Fraction] = [Fraction(0)] * nd  # implausible litres
+    for (day, k), s, h in zip(pairs.T.tolist(), sums.tolist(), bsums.tolist(),
+                              strict=True):  # fmt: skip
         litres[day] += Fraction(int(s) * 1000, k)
+        held[day] += Fraction(int(h) * 1000, k)
 
     if rt.size and k_all[rsel[0]] <= 0 and not has_cfg[rsel[0]]:
         notes.append(
@@ -447,7 +426,7 @@ def _device_days(
 
     # events by day
     ev = (f.kind == c.EVENT) & timed
-    ed = _day_index(b, f.t[ev])
+    ed = day_index(b, f.t[ev])
     ein = (ed >= 0) & (ed < nd)
     lockouts = np.bincount(ed[ein], weights=f.event[ev][ein] == 7, minlength=nd)
     raised = np.bincount(ed[ein], weights=f.event[ev][ein] == 3, minlength=nd)
@@ -461,13 +440,13 @@ def _device_days(
     nomains = inr & ((f.inputs[rsel] & 0x10) == 0)
     off_lo = np.concatenate((f.t[before], rt[nomains] - riv[nomains]))
     off_hi = np.concatenate((f.t[pb], rt[nomains]))
-    power_off = _covered(b, off_lo, off_hi)
+    power_off = covered(b, off_lo, off_hi)
 
     # the night (00:00-04:00): every grid reading present, the smallest flow
     follows = np.zeros(rt.size, bool)  # the reading one interval before is there
     follows[1:] = rt[:-1] == rt[1:] - riv[1:]
     night = on & (rt <= b[np.clip(rd, 0, nd - 1)] + NIGHT_S) & (rk > 0)
-    night &= follows & ~back
+    night &= follows & ~back & ~ivs.bad & ~ivs.bridged
     n_night = np.bincount(rd[night], minlength=nd)
     lph = np.full(rt.size, np.inf)
     lph[night] = inc[night] * 1000 / rk[night] * 3600 / riv[night]
@@ -504,6 +483,7 @@ def _device_days(
                 "pump_hours": round_half_up(Fraction(int(pump[i]), 3600), 2),
                 "completeness": round_half_up(frac, 3),
                 "complete": complete,
+                "implausible_litres": round_half_up(held[i], 1),
                 "block": v.block,
                 "district": v.district,
                 "state": v.state,

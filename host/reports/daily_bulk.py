@@ -17,7 +17,8 @@ the same code as from the store. A device is regular when, over all its frames:
 * no boot after a power loss (reset ``power_on``/``brownout``) except the first
   frame (power-off hours then come from the ``mains`` input alone);
 * its readings are in time order in the stream, at distinct times, all on the
-  board's grid (UTC multiples of ``interval_s``), and no total goes backwards;
+  board's grid (UTC multiples of ``interval_s``), no total goes backwards and no
+  interval is implausible (plausible.py: the same test, vectorised here);
 * local midnight is on that grid on every day of its span.
 
 For such a device every rule of host/daily.py reduces to sums and counts per
@@ -43,6 +44,7 @@ from jkproto import objects as ob
 from ..registry import Registry, Village, as_registry, zone
 from . import daily, periods
 from .frames import TABLE_COLUMNS
+from .plausible import BACKWARDS, DEFAULT_MAX_FLOW_M3H, M32, too_fast
 
 # the frame columns the daily table needs (the store's names)
 COLUMNS = [x for x in TABLE_COLUMNS if x != "status"]
@@ -132,9 +134,14 @@ class _Zones:
         return out
 
 
-def days(frames: pa.Table, registry: Registry | Mapping[str, Any]) -> Days:
+def days(
+    frames: pa.Table,
+    registry: Registry | Mapping[str, Any],
+    max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
+) -> Days:
     """The DAY_COLUMNS table of every registered device in frames (a table with
-    the store's columns, at least COLUMNS; device as the 32-bit number)."""
+    the store's columns, at least COLUMNS; device as the 32-bit number);
+    max_flow_m3h: the supply meters' maximum flow (plausible.py)."""
     reg = as_registry(registry)
     if frames.num_rows == 0:
         return Days(periods.DAY_SCHEMA.empty_table())
@@ -195,9 +202,10 @@ def days(frames: pa.Table, registry: Registry | Mapping[str, Any]) -> Days:
     dt = np.zeros(isr.size, np.int64)
     dt[1:] = rt[1:] - rt[:-1]
     inc = np.zeros(isr.size, np.int64)
-    inc[1:] = (rp[1:] - rp[:-1]) % daily.M32
+    inc[1:] = (rp[1:] - rp[:-1]) % M32
     del rp
-    bad |= _by_device(same & ((dt <= 0) | (inc >= daily.BACKWARDS)), rdi, nd)
+    bad |= _by_device(same & ((dt <= 0) | (inc >= BACKWARDS)), rdi, nd)
+    bad |= _by_device(same & too_fast(inc, kf[rdi], dt, max_flow_m3h), rdi, nd)
     bad |= _by_device(rt % np.maximum(iv[rdi], 1) != 0, rdi, nd)
     inc[~same] = 0
     dt[~same] = 0
@@ -244,7 +252,7 @@ def days(frames: pa.Table, registry: Registry | Mapping[str, Any]) -> Days:
     fb: daily.DailyResult | None = None
     if out.fallback:
         rows = np.flatnonzero((known & bad)[di])
-        fb = daily.compute(frames.take(pa.array(rows)), reg)
+        fb = daily.compute(frames.take(pa.array(rows)), reg, max_flow_m3h)
         tables.append(periods.days_table(fb.detail))
     if fb is not None:
         tail = len(fb.outside) + (1 if fb.placed else 0) + len(fb.unplaced)
@@ -410,6 +418,7 @@ class _Regular:
                 pa.float64(),
             ),
             "complete": pa.array(comp, pa.bool_()),
+            "implausible_litres": pa.array(np.zeros(sel.size), pa.float64()),
             "block": text("block"),
             "district": text("district"),
             "state": text("state"),

@@ -45,6 +45,7 @@ from ..console import progress
 from ..errors import JalkalError
 from ..registry import Registry
 from . import daily, daily_bulk, periods
+from .plausible import DEFAULT_MAX_FLOW_M3H
 
 PARTS = ("day", "month")
 _FMT = {"day": "%Y-%m-%d", "month": "%Y-%m"}
@@ -291,9 +292,11 @@ def _empty() -> pa.Table:
     return pa.schema([SCHEMA.field(c) for c in daily_bulk.COLUMNS]).empty_table()
 
 
-def _batch(root: str, devices: list[str], reg: Registry) -> daily_bulk.Days:
+def _batch(
+    root: str, devices: list[str], reg: Registry, max_flow_m3h: float
+) -> daily_bulk.Days:
     """One Dask task: its devices' files read with pyarrow, their days."""
-    return daily_bulk.days(load_arrow(root, devices), reg)
+    return daily_bulk.days(load_arrow(root, devices), reg, max_flow_m3h)
 
 
 def days_parquet(
@@ -303,6 +306,7 @@ def days_parquet(
     scheduler: str | None = None,
     batch: int | None = None,
     processes: bool = True,
+    max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
 ) -> daily_bulk.Days:
     """The daily table of the registry's devices over an export.
 
@@ -312,7 +316,7 @@ def days_parquet(
     processes unless processes is False), the parts put together."""
     want = sorted(set(devices_in(root)) & {v.device.lower() for v in registry})
     if engine == "duckdb":
-        return daily_bulk.days(load_duckdb(root, want), registry)
+        return daily_bulk.days(load_duckdb(root, want), registry, max_flow_m3h)
     if engine != "dask":
         raise JalkalError(f"engine must be duckdb or dask, got {engine!r}")
     try:
@@ -337,7 +341,10 @@ def days_parquet(
         with Client(cluster if cluster is not None else scheduler) as client:
             size = batch or max(1, -(-len(want) // (4 * max(1, _workers(client)))))
             parts = [want[i : i + size] for i in range(0, len(want), size)]
-            tasks = [dask.delayed(_batch)(str(root), p, registry) for p in parts]
+            tasks = [
+                dask.delayed(_batch)(str(root), p, registry, max_flow_m3h)
+                for p in parts
+            ]
             got = dask.compute(*tasks, scheduler=client)
     finally:
         if cluster is not None:
@@ -377,14 +384,15 @@ def build_parquet(
     engine: str = "duckdb",
     scheduler: str | None = None,
     timeline: bool = False,
+    max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
 ) -> periods.Report:
     """periods.Report of the registry's devices over an export: the daily table
     from days_parquet (timeline False), or build() over the frames read by DuckDB
     when the timeline is needed (alerts: events, last frames)."""
     if timeline:
         want = [v.device for v in registry]
-        return periods.build(load_duckdb(root, want), registry)
-    d = days_parquet(root, registry, engine, scheduler)
+        return periods.build(load_duckdb(root, want), registry, max_flow_m3h)
+    d = days_parquet(root, registry, engine, scheduler, max_flow_m3h=max_flow_m3h)
     res = daily.DailyResult(days=[], unknown=d.unknown, notes=d.notes)
     rows = d.table.select(list(daily.COLUMNS)).to_pylist()
     for r in rows:

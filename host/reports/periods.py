@@ -21,6 +21,7 @@ from ..errors import JalkalError
 from ..registry import Registry, as_registry
 from .daily import DailyResult, band_of, compute
 from .frames import Frames
+from .plausible import DEFAULT_MAX_FLOW_M3H
 from .quality import quality_of
 
 PERIODS = ("day", "week", "month", "year")
@@ -35,7 +36,8 @@ DAY_SCHEMA = pa.schema(
         ("litres", pa.float64()), ("population", pa.int64()), ("lpcd", pa.float64()),
         ("band", pa.string()), ("pump_hours", pa.float64()),
         ("completeness", pa.float64()), ("complete", pa.bool_()),
-        ("block", pa.string()), ("district", pa.string()), ("state", pa.string()),
+        ("implausible_litres", pa.float64()), ("block", pa.string()),
+        ("district", pa.string()), ("state", pa.string()),
         ("tz", pa.string()), ("supply_hours", pa.float64()),
         ("supply_start_min", pa.int64()), ("lockouts", pa.int64()),
         ("power_off_hours", pa.float64()), ("faults_raised", pa.int64()),
@@ -112,12 +114,17 @@ def days_table(detail: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.table(cols, schema=DAY_SCHEMA)
 
 
-def build(frames: Frames, registry: Registry | Mapping[str, Any]) -> Report:
-    """The daily detail of every registered device (daily.compute) as tables."""
+def build(
+    frames: Frames,
+    registry: Registry | Mapping[str, Any],
+    max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
+) -> Report:
+    """The daily detail of every registered device (daily.compute) as tables;
+    max_flow_m3h: the supply meters' maximum flow (plausible.py)."""
     from jkproto import objects as ob
 
     reg = as_registry(registry)
-    res = compute(frames, reg)
+    res = compute(frames, reg, max_flow_m3h)
     un = {k: [u[k] for u in res.unplaced] for k in UNPLACED_SCHEMA.names[:6]}
     un["after"] = [u["after_t"] for u in res.unplaced]
     un["before"] = [u["before_t"] for u in res.unplaced]
