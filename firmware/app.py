@@ -20,7 +20,7 @@ REASON_CODES = {
     "power_return": 10, "power_loss": 11, "wire_break": 12, "retry": 13, "boot": 14,
     "sd_fail": 15, "modem": 16, "relay_stuck": 17, "min_off": 18, "auto": 19,
     "manual": 20, "config": 21, "clock": 22, "crash": 23, "counter": 24,
-    "bad_pin": 25,
+    "bad_pin": 25, "bad_ack": 26,
 }  # fmt: skip
 STATE_CODES = {"boot": 0, "idle": 1, "run": 2, "lockout": 3, "fault": 4, "off": 5}
 LONG_PRESS_MS = 3000

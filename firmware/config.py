@@ -32,7 +32,8 @@ DEFAULTS = {
     "modem": "",  # sim800 | sim7000 | sim7600 (the board file's "modem"); "" = none
     "modem_pwrkey_active": 0,  # 1 where a transistor drives PWRKEY (LilyGO boards)
     "apn": "internet",
-    "uplink_url": "",  # http://HOST:PORT, or mqtt://HOST:PORT (SIM7600); "" = none
+    "uplink_url": "",  # http://HOST:PORT; SIM7600: also https://, mqtt://, mqtts://
+    "uplink_cert_sha256": "",  # https/mqtts: SHA-256 of /server.pem (64 hex), pinned
     "uplink_s": 3600,  # between uploads while all is well
     "uplink_batch_bytes": 1024,  # frames per POST (a buffer of this size)
     "uplink_retry_s": 120,  # first back-off after a failure, doubling...
@@ -103,6 +104,8 @@ def _ok(key, v):
         return _is_hex(v, 8)
     if key == "key":
         return _is_hex(v, 64)
+    if key == "uplink_cert_sha256":
+        return v == "" or _is_hex(v, 64)
     if key == "board":
         return isinstance(v, str) and 0 < len(v) < 64
     if key == "pins":
@@ -119,7 +122,8 @@ def _ok(key, v):
         ok = ok and all(" " < ch <= "~" and ch not in '"\\' for ch in v)
         if key == "apn" or not v:
             return ok and len(v) < 64
-        return ok and v[:7] in ("http://", "mqtt://") and len(v) > 7
+        i = v.find("://")
+        return ok and v[:i] in ("http", "https", "mqtt", "mqtts") and len(v) > i + 3
     if key in ("sms_to", "sms_allow"):
         ok = isinstance(v, list) and len(v) <= 4
         for n in v if ok else ():
@@ -163,8 +167,14 @@ def validate(raw):
     if cfg["max_run_s"] <= cfg["no_flow_s"]:
         bad.append("max_run_s")
         cfg["max_run_s"] = DEFAULTS["max_run_s"]
-    if cfg["uplink_url"][:4] == "mqtt" and cfg["modem"] != "sim7600":
-        bad.append("uplink_url")  # MQTT: the SIM7600's own client only
+    u = cfg["uplink_url"]
+    tls = u[:8] in ("https://", "mqtts://")
+    if (u[:4] == "mqtt" or tls) and cfg["modem"] != "sim7600":
+        bad.append("uplink_url")  # MQTT and TLS: the SIM7600's own clients only
+        cfg["uplink_url"] = ""
+    elif tls and not cfg["uplink_cert_sha256"]:  # TLS pins the server's certificate
+        if "uplink_cert_sha256" not in bad:
+            bad.append("uplink_cert_sha256")
         cfg["uplink_url"] = ""
     if cfg["sms_allow"] and not cfg["sms_pin"]:
         bad.append("sms_pin")  # commands need the PIN: none is taken without it

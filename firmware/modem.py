@@ -60,6 +60,7 @@ class Modem:
         self.dead = 0
         self.on = False
         self.cycles = 0  # power cycles of a modem that stopped answering
+        self.pin = ""  # https/mqtts: SHA-256 of the server's certificate (tls.py)
 
     # --- the wire
     def _take(self):
@@ -234,11 +235,18 @@ class Modem:
     # --- HTTP
     async def http_start(self, url):
         await self.at(b"+HTTPTERM")  # a session left open by a reset: ERROR is fine
+        if url[4] == 115:  # https:// (SIM7600): the server's certificate pinned
+            from .tls import setup  # self.pin: its SHA-256 (uplink.start)
+
+            if not await setup(self):
+                return False
         return (
             await self.at(b"+HTTPINIT")
             and (self.s76 or await self.at(b'+HTTPPARA="CID",1'))
             and await self.at(b'+HTTPPARA="URL","%s"' % url)
             and await self.at(b'+HTTPPARA="CONTENT","application/octet-stream"')
+            # SSL context 0, the default anyway: an ERROR here changes nothing
+            and (url[4] != 115 or await self.at(b'+HTTPPARA="SSLCFG","0"') is not None)
         )
 
     async def post(self, n, send):

@@ -1,13 +1,17 @@
-# MQTT through the SIM7600's own client (AT+CMQTT...), for uplink_url mqtt://HOST:PORT:
-# a batch is published with QoS 1 on the device's up topic and the server's JSON
-# answer comes back on its ack topic (jkproto.link, docs/uplink.md), read as over
-# HTTP. Loaded only for an mqtt:// uplink. Same calls as the modem's HTTP ones.
+# MQTT through the SIM7600's own client (AT+CMQTT...), for uplink_url mqtt://HOST:PORT
+# (mqtts://: over TLS, the server's certificate pinned, tls.py): a batch is
+# published with QoS 1 on the device's up topic and the server's JSON answer comes
+# back on its ack topic (jkproto.link, docs/uplink.md), read as over HTTP. The
+# broker login: the device id and a password derived from its key
+# (jkproto.codec.mqtt_password). Loaded only for an mqtt(s):// uplink. Same calls
+# as the modem's HTTP ones.
 from .modem import fields
 
 
 class Mqtt:
-    def __init__(self, modem, device):
+    def __init__(self, modem, device, signer=None):
         self.m = modem
+        self.signer = signer  # the device key's (codec.Signer): the password
         # jkproto.link.UP_TOPIC and ACK_TOPIC, spelt out (a module costs heap);
         # tests/test_link.py holds these to link's
         self.up = b"jalkal/v1/%s/up" % device  # device: its id, 8 hex digits
@@ -31,10 +35,24 @@ class Mqtt:
 
     async def http_start(self, url):
         m = self.m
+        s = url[4] == 115  # mqtts://
+        if s:
+            from .tls import setup
+
+            if not await setup(m):
+                return False
         await m.at(b"+CMQTTSTART", 5000)  # ERROR: already started
-        await m.at(b'+CMQTTACCQ=0,"%s"' % self.cid)  # ERROR: client already there
+        # server type 1: SSL/TLS (§16.2.3); ERROR: the client is there already
+        await m.at(b'+CMQTTACCQ=0,"%s"%s' % (self.cid, b",1" if s else b""))
+        # the address is tcp:// with TLS too (§16.2.9); user name and password
+        c = b'+CMQTTCONNECT=0,"tcp://%s",60,1' % url[7 + s :]
+        if self.signer:
+            from jkproto.codec import mqtt_password
+
+            c += b',"%s","%s"' % (self.cid[2:], mqtt_password(self.signer))
         return (
-            await self._urc(b'+CMQTTCONNECT=0,"tcp://%s",60,1' % url[7:], b"+CMQTTCON")
+            (not s or await m.at(b"+CMQTTSSLCFG=0,0"))  # cleared by a failed CONNECT
+            and await self._urc(c, b"+CMQTTCON")
             and await self._put(b"+CMQTTSUBTOPIC=0,%d,1", self.ack)
             and await self._urc(b"+CMQTTSUB=0", b"+CMQTTSUB:")
         )

@@ -3,7 +3,10 @@
 # them; a power cut mid-send re-sends, and the server keeps one copy. Sessions back
 # off exponentially after a failure and are capped per hour and per day, with a daily
 # byte budget on top: SIM data costs money. The session also reads the signal, sets
-# the clock from the network and carries the SMS alerts and commands.
+# the clock from the network and carries the SMS alerts and commands. An answer moves
+# the cursor only when its sig verifies with the device's key for this very batch
+# (protocol/SPEC.md "Uplink"): a forged or replayed answer is no answer.
+import hashlib
 import os
 
 from jkproto import codec, local_day
@@ -18,48 +21,70 @@ OVERHEAD_B = 1000
 FIRST_S = 60  # after boot the pump logic goes first
 REG_MS = 120000  # network registration
 SKIP1, FEWER, SKIPALL = -1, -2, -3
+BADSIG = -4  # an answer whose sig does not verify: no answer, send again later
 CLOCK_NET = 2  # time quality: set from the network
 # state["up"]: cursor (day file, its offset, nodate.jkl offset, ring generation,
 # its offset), then the day, its sessions and air bytes (the caps survive reboots)
 UP = [0, 0, 0, 0, 0, 0, 0, 0]
 
 
-def _num(body, key):
-    # the integer after key in the server's JSON answer, or None. The keys are
+def _val(body, key):
+    # the value after key in the server's JSON answer: a number's digits or a
+    # string's text, None when key is absent or the string is cut off. The keys are
     # jkproto.link's field names, spelt out here (a module costs heap on the board);
     # tests/test_link.py holds every wire literal of the firmware to link's
-    i = body.find(key) + len(key)
+    i = body.find(key)
+    if i < 0:
+        return None
+    i += len(key)
     while body[i : i + 1] == b" ":
         i += 1
+    q = body[i : i + 1] == b'"'
+    i += q
     j = i
-    while j < len(body) and 47 < body[j] < 58:
+    while j < len(body) and (body[j] != 34 if q else 47 < body[j] < 58):
         j += 1
-    return int(body[i:j]) if j > i >= len(key) else None
+    return bytes(body[i:j]) if j < len(body) or not q else None
 
 
-def verdict(status, body, n, nf):
-    """The server's answer (docs/uplink.md) to nf frames in n body bytes: the
-    bytes acknowledged (a prefix); SKIP1 / SKIPALL when the first / every frame is
-    refused for good (bad MAC, unknown device...); FEWER: send fewer at once; None:
-    send again later (no answer, server trouble, a body damaged on the way)."""
-    if status == 200:
-        a = _num(body, b'"acked_bytes":')
-        if a is None or a > n:
-            return FEWER  # the answer did not fit the modem's buffer
-        return a or SKIP1  # 0: the first frame was refused, later ones taken
+def verdict(status, body, n, nf, sha=b"", signer=None, device=""):
+    """The server's answer (docs/uplink.md) to nf frames in n body bytes of SHA-256
+    sha: the bytes acknowledged (a prefix); SKIP1 / SKIPALL when the first / every
+    frame is refused for good (bad MAC, conflict...); FEWER: send fewer at once;
+    None: send again later (no answer, server trouble, a body damaged on the way);
+    BADSIG: an answer whose sig does not verify with signer (device's key) for
+    this batch: forged, another batch's, or a server without the key; as None.
+    Only the signed numbers decide, never the status: a status is not signed."""
     if status == 413:
         return FEWER
-    if status < 400 or status > 499 or status in (408, 429):
+    if not status or status // 100 not in (2, 4) or status in (408, 429):
         return None
-    # 4xx: nothing acknowledged; "frames": 0 when the body was refused as a whole
-    f = _num(body, b'"frames":')
-    return None if not f else SKIPALL if f == nf else SKIP1
+    try:
+        f = int(_val(body, b'"frames":'))
+        s = int(_val(body, b'"stored":'))
+        d = int(_val(body, b'"duplicate":'))
+        a = int(_val(body, b'"acked_bytes":'))
+        g = _val(body, b'"sig":') + b""  # TypeError when there is none
+        e = (_val(body, b'"error":') or b"").decode()
+        msg = codec.ack_msg(device, sha, n, f, s, d, a, e)
+    except (TypeError, ValueError):  # a field missing or unreadable
+        # cut short by the modem's buffer: fewer frames make a shorter answer
+        return FEWER if status == 200 and b"}" not in body[-2:] else BADSIG
+    if signer is None or codec.ack_sig(signer, msg) != g:
+        return BADSIG
+    if a > n or not (a or f):
+        return None  # refused as a whole (damaged on the way, the store failed)
+    if a:
+        return a  # this much of the body is on the server
+    # the first frame refused for good; every frame when none was taken
+    return SKIPALL if f == nf and not s + d else SKIP1
 
 
 class Uplink:
     def __init__(
-        self, cfg, clock, modem, log, state, save, event, set_time, sms=None, link=None
-    ):
+        self, cfg, clock, modem, log, state, save, event, set_time, sms=None,
+        link=None, signer=None,
+    ):  # fmt: skip
         self.cfg = cfg
         self.clock = clock
         self.modem = modem
@@ -87,6 +112,9 @@ class Uplink:
         self.faulty = False
         self.last_ok = None  # uptime of the last good upload session
         self.skipped = 0  # frames the server refused for good
+        self.signer = signer  # the device's key: answers are signed with it
+        self.badsig = 0  # answers whose sig did not verify
+        self.sha = b""  # SHA-256 of the last body sent
         self.rng = int(cfg["device"], 16) | 1
         self.batch = self.best = None
         self.nf = 0
@@ -184,14 +212,18 @@ class Uplink:
         # the batch's frames: written out, or the end of the last one within upto
         # body bytes (their count in self.nf)
         acc = pos = self.nf = 0
+        h = write and hashlib.sha256()  # of the body as it was sent
         for o, k in codec.scan(self.buf, 0, self.batch[3]):
             if self.nf == self.batch[4] or acc + k > upto:
                 break
             if write:
                 write(self.mv[o : o + k])
+                h.update(self.mv[o : o + k])
             acc += k
             pos = o + k
             self.nf += 1
+        if h:
+            self.sha = h.digest()
         return pos
 
     def _ack(self, v):
@@ -273,9 +305,16 @@ class Uplink:
                 break
             u[7] += blen + OVERHEAD_B
             st = await link.post(blen, self._frames)
-            v = st and verdict(st, m.body[: m.blen], blen, nf)
+            v = st and verdict(
+                st, m.body[: m.blen], blen, nf, self.sha, self.signer, cfg["device"]
+            )
+            if v == BADSIG:  # counted; raised once: forged, or the key is not known
+                if not self.badsig:
+                    self.event("fault_raised", "bad_ack", st)
+                self.badsig += 1
+                v = None
             if v == FEWER and nf == 1:
-                v = blen if st == 200 else SKIP1  # 200: this one was taken
+                v = None  # one frame cannot be fewer: later (an answer moves nothing)
             if v == FEWER:
                 self.limit = max(1, nf // 2)
             elif v is None or not self._ack(v):
@@ -347,6 +386,7 @@ def start(ctl):
 
     cfg, clock = ctl.cfg, ctl.clock
     modem = Modem(m[0], clock, cfg["modem"], m[1], cfg["modem_pwrkey_active"])
+    modem.pin = cfg["uplink_cert_sha256"]  # https/mqtts (tls.py)
     sms = link = None
     if cfg["sms_to"] or cfg["sms_allow"]:
         from .sms import for_controller
@@ -355,7 +395,7 @@ def start(ctl):
     if cfg["uplink_url"][:4] == "mqtt":
         from .mqtt import Mqtt
 
-        link = Mqtt(modem, cfg["device"].encode())
+        link = Mqtt(modem, cfg["device"].encode(), ctl.enc.signer)
 
     def set_time(utc_s):
         step = clock.set_utc(utc_s, CLOCK_NET)
@@ -368,7 +408,7 @@ def start(ctl):
         ctl.store.save(ctl.state)
 
     up = Uplink(cfg, clock, modem, ctl.log, ctl.state, save, ctl.event, set_time,
-                sms, link)  # fmt: skip
+                sms, link, ctl.enc.signer)  # fmt: skip
     if ctl.hal.reset_cause() in (1, 6):  # power-on or brown-out reset: power is back
         up.alert("power back")
     return up

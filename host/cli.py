@@ -87,6 +87,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "style: DIR/date=2026-03-01/device=0a1b2c3d/part-0.parquet), for "
         "DuckDB, Dask or any Parquet reader.",
     ),
+    "broker": (
+        "jalkal.field.command",
+        "broker_cmd",
+        "Write Mosquitto's password file, ACL file and config for every device of a "
+        "keys file and the servers' accounts.",
+    ),
     "serve": (
         "jalkal.ingest.command",
         "serve_cmd",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 from jkproto import codec
@@ -41,6 +43,24 @@ def load_keys(path: str | Path) -> dict[str, bytes]:
     except json.JSONDecodeError as e:
         raise JalkalError(f"keys file {p}: not JSON (line {e.lineno}: {e.msg})")
     return parse_keys(doc, f"keys file {p}")
+
+
+def check_private(path: str | Path, override: str = "--insecure-keys-file") -> None:
+    """Refuse a keys file that group or others may read or write (as ssh refuses
+    an open private key); `override` names the option that accepts it anyway."""
+    p = Path(path)
+    if os.name != "posix":  # pragma: no cover - no such modes elsewhere
+        return
+    try:
+        mode = stat.S_IMODE(p.stat().st_mode)
+    except OSError:
+        return  # load_keys says what is wrong with it
+    if mode & 0o077:
+        raise JalkalError(
+            f"keys file {p} is open to other users (mode {mode:04o}): anyone who can "
+            f"read it can forge every device's frames; run `chmod 600 {p}` "
+            f"(or pass {override} to serve it anyway)"
+        )
 
 
 def signers(keys: dict[str, bytes]) -> dict[str, codec.Signer]:

@@ -90,6 +90,29 @@ def mqtt_password(signer):
     return binascii.hexlify(signer.digest(b"jalkal mqtt password")[:16])
 
 
+ACK_TAG = "jalkal-ack/1"  # the signed answer's domain and version (SPEC.md "Uplink")
+ACK_SIG_LEN = 8  # bytes of HMAC-SHA256 in an answer's sig (16 hex digits)
+
+
+def ack_msg(device, sha256, body_bytes, frames, stored, duplicate, acked_bytes, error):
+    """The ASCII message an upload answer's sig signs (protocol/SPEC.md "Uplink").
+    device: 8 lowercase hex digits (str); sha256: the SHA-256 digest (32 bytes) of
+    the body as the sender sent it (not its CRC-32: frames that end in their own
+    CRC-32 give every body of the same frame lengths the same CRC-32); error: the
+    answer's error field, "" when it has none. Fields joined by one space."""
+    h = binascii.hexlify(sha256).decode()
+    return (
+        "%s %s %s %d %d %d %d %d %s"
+        % (ACK_TAG, device, h, body_bytes, frames, stored, duplicate, acked_bytes,
+           error)
+    ).encode()  # fmt: skip
+
+
+def ack_sig(signer, msg):
+    """An answer's sig: hex digits (bytes) of HMAC-SHA256(key, msg)[0:ACK_SIG_LEN]."""
+    return binascii.hexlify(signer.digest(msg)[:ACK_SIG_LEN])
+
+
 def seal(buf, n, signer=None, mac=None):
     """Write the length, MAC and CRC of the frame in buf[0:n]; return the MAC."""
     if n < MIN_LEN or n > MAX_LEN:

@@ -27,3 +27,5 @@ REASONS = "reasons"  # {reason: rejected frames}
 ERRORS = "errors"  # the first rejected frames, one object each
 ERROR = "error"  # the body's or the first rejected frame's reason
 MESSAGE = "message"
+DEVICE = "device"  # 8 hex digits: the device whose key signs the answer
+SIG = "sig"  # 16 hex digits: HMAC-SHA256(device key, codec.ack_msg(...))[0:8]

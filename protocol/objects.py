@@ -25,7 +25,7 @@ REASONS = (
     "none", "tank_low", "tank_full", "overflow", "dry_run", "max_run", "no_flow",
     "button", "command", "sms", "power_return", "power_loss", "wire_break", "retry",
     "boot", "sd_fail", "modem", "relay_stuck", "min_off", "auto", "manual",
-    "config", "clock", "crash", "counter", "bad_pin",
+    "config", "clock", "crash", "counter", "bad_pin", "bad_ack",
 )  # fmt: skip
 METERS = ("source", "supply")
 STATES = ("boot", "idle", "run", "lockout", "fault", "off")

@@ -2,9 +2,11 @@
 # answers the AT command set the firmware uses, byte by byte at the line rate with
 # realistic delays on the virtual clock, and can fail like a real one: registration
 # that never comes, a dropped PDP context, garbled or missing answers, a hang until
-# power-cycled, and network outages. Its HTTP POSTs go to a real server (post());
-# virtual time stands still meanwhile. Runs under CPython and MicroPython (the HTTP
-# client is imported only when a POST is made).
+# power-cycled, and network outages. Its HTTP POSTs go to a real server (post()),
+# over TLS for https:// URLs, verifying the server against the root CA downloaded
+# with AT+CCERTDOWN as AT+CSSLCFG set it; its MQTT client logs in to a real broker
+# (MqttLink). Virtual time stands still meanwhile. Runs under CPython and
+# MicroPython (the HTTP, TLS and MQTT clients are imported only when used).
 import binascii
 
 from .hw import SimPin, SimUart
@@ -107,14 +109,39 @@ def deliver_pdu(sender, text, scts=(26, 3, 1, 10, 0, 0, 22), udh=b""):
     )
 
 
-def http_post(url, body, timeout_s=10.0):
+# SIM7600 HTTP(S) <errcode>s (AT Command Manual V3.00 §13.3.2): the handshake
+# failed, the CA file is missing
+HANDSHAKE_FAILED, CA_MISSED = 715, 719
+# +CMQTTCONNECT <err>s (§16.3.1): socket connect failed, CONNACK refusals 1-5 as
+# 27-31 (bad user name or password 30, not authorized 31), handshake failed, no
+# certificate set
+MQ_SOCK, MQ_REFUSED, MQ_HANDSHAKE, MQ_NO_CERT = 3, 26, 32, 33
+
+
+def http_post(url, body, timeout_s=10.0, tls=None):
     """(status, answer bytes, air bytes) of a real POST over loopback; (601, b"", 0)
-    when the server cannot be reached (SIM800: network error)."""
+    when the server cannot be reached (SIM800: network error); tls: (ssl context,
+    SNI) for an https:// URL, (715, b"", 0) when its handshake fails."""
     import http.client
     from urllib.parse import urlsplit
 
     u = urlsplit(url.decode() if isinstance(url, bytes) else url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout_s)
+    if tls is not None:
+        import ssl
+
+        conn = http.client.HTTPSConnection(
+            u.hostname, u.port or 443, timeout=timeout_s, context=tls[0]
+        )
+        try:
+            conn.connect()
+        except ssl.SSLError:
+            conn.close()
+            return HANDSHAKE_FAILED, b"", 0
+        except OSError:
+            conn.close()
+            return 601, b"", 0
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout_s)
     # the headers a SIM800 sends with AT+HTTPACTION=1
     headers = {
         "Content-Type": "application/octet-stream",
@@ -168,6 +195,7 @@ class SimModem:
         self.outage = False
         self.hung = False
         self.inbox = []  # [index, sender, text, pdu(, read)]
+        self.certs = {}  # AT+CCERTDOWN: file name -> bytes (kept in its flash)
         self.reg_n = {}  # AT+CREG=<n> etc. (2: the cell too), saved as by AT&W
         self.sent = []  # (number, text) of every SMS sent
         self.http_log = []
@@ -196,6 +224,7 @@ class SimModem:
         if getattr(self, "mq", None) and "link" in self.mq:
             self.mq["link"].close()
         self.mq = None
+        self.ssl = {}  # AT+CSSLCFG: context -> {parameter: value} (not saved)
         self.sms_to = None
         self.text_mode = False  # AT+CMGF: PDU mode after a power-on (27.005 3.2.3)
         self.http = None
@@ -295,7 +324,9 @@ class SimModem:
                 self.data.append(c)
                 self.data_left -= 1
                 if not self.data_left:
-                    if self.data_to:  # an MQTT topic or payload after its prompt
+                    if isinstance(self.data_to, bytes):  # AT+CCERTDOWN's file
+                        self.certs[self.data_to] = bytes(self.data)
+                    elif self.data_to:  # an MQTT topic or payload after its prompt
                         self.mq[self.data_to] = bytes(self.data)
                     self._say(OK)
             elif self.sms_to is not None:
@@ -318,7 +349,8 @@ class SimModem:
     def command(self, cmd):
         head = cmd.upper()
         for prefix, fn in (
-            (b"+CMQTT", self.cmd_mqtt),
+            (b"+CMQTT", self.cmd_mqtt), (b"+CCERT", self.cmd_cert),
+            (b"+CSSLCFG", self.cmd_ssl),
             (b"+HTTP", self.cmd_http), (b"+SAPBR", self.cmd_sapbr),
             (b"+CMG", self.cmd_sms), (b"+C", self.cmd_c),
         ):  # fmt: skip
@@ -456,7 +488,14 @@ class SimModem:
         if not self.bearer or not self.registered():
             return self._say(b"\r\n+HTTPACTION: 1,601,0\r\n", 3000)
         body = bytes(self.data)
-        status, answer, air = self.post(self.http.get(b"URL", b""), body)
+        url = self.http.get(b"URL", b"")
+        if self.s76 and url[:8].lower() == b"https://":
+            tls = self._tls(int(self.http.get(b"SSLCFG", b"0") or 0))
+            if not isinstance(tls, tuple):
+                return self._say(b"\r\n+HTTPACTION: 1,%d,0\r\n" % tls, 3000)
+            status, answer, air = self.post(url, body, tls=tls)
+        else:
+            status, answer, air = self.post(url, body)
         self.posts += 1
         self.air_bytes += air
         del self.http_log[:-3]  # the last 4
@@ -464,6 +503,77 @@ class SimModem:
         self.answer = answer
         ms = 800 + len(body) // 5 + len(answer) // 5  # GPRS: ~40 kbit/s
         self._say(b"\r\n+HTTPACTION: 1,%d,%d\r\n" % (status, len(answer)), ms)
+
+    # --- certificates and SSL contexts (SIM7600, AT Command Manual V3.00 §10.2)
+    def cmd_cert(self, head, cmd):
+        if not self.s76:
+            return self._say(ERR)
+        arg = cmd[cmd.find(b"=") + 1 :]
+        if head == b"+CCERTLIST":  # §10.2.14: a line per file, then OK
+            out = b"".join(b'+CCERTLIST: "%s"\r\n' % n for n in sorted(self.certs))
+            return self._say((b"\r\n" + out if out else b"") + OK)
+        if head.startswith(b"+CCERTDOWN="):  # §10.2.13: ">", the bytes, OK
+            name, _, n = arg.rpartition(b",")
+            name = name.strip(b'"')
+            if not (_cert_name(name) and n.isdigit() and 0 < int(n) <= 10240):
+                return self._say(ERR)
+            self.data_left = int(n)
+            self.data = bytearray()
+            self.data_to = name
+            return self._say(b"\r\n>", 50)
+        if head.startswith(b"+CCERTDELE="):  # §10.2.15
+            name = arg.strip(b'"')
+            return self._say(OK if self.certs.pop(name, None) is not None else ERR)
+        self._say(ERR)
+
+    def cmd_ssl(self, head, cmd):
+        # §10.2.12 AT+CSSLCFG="<parameter>",<ctx>,<value>: these parameters
+        if not self.s76 or not head.startswith(b"+CSSLCFG="):
+            return self._say(ERR)
+        f = cmd[9:].split(b",")
+        k = f[0].strip(b'"').lower()
+        top = {b"sslversion": 4, b"authmode": 3, b"ignorelocaltime": 1,
+               b"enablesni": 1, b"negotiatetime": 300}  # fmt: skip
+        if len(f) != 3 or not f[1].isdigit() or int(f[1]) > 9:
+            return self._say(ERR)
+        v = f[2].strip(b'"')
+        if k in top:
+            if not v.isdigit() or int(v) > top[k]:
+                return self._say(ERR)
+            v = int(v)
+        elif k == b"cacert":
+            if not _cert_name(v):
+                return self._say(ERR)
+        else:
+            return self._say(ERR)
+        self.ssl.setdefault(int(f[1]), {})[k] = v
+        self._say(OK)
+
+    def _tls(self, n):
+        """(ssl context, SNI) as SSL context n is set, or the HTTP(S) errcode when
+        it cannot be made (CA_MISSED: server authentication without its CA file).
+        The documents describe the server check as the root CA's (authmode 1), with
+        no host name check: the pinned certificate is what authenticates."""
+        import ssl
+
+        c = self.ssl.get(n, {})
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        if c.get(b"sslversion", 4) == 3:  # 3: TLS 1.2 only; 4: all
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if c.get(b"authmode", 0) in (1, 2):
+            pem = self.certs.get(c.get(b"cacert"))
+            if pem is None:
+                return CA_MISSED
+            try:
+                ctx.load_verify_locations(cadata=pem.decode("latin-1"))
+            except (ssl.SSLError, ValueError):
+                return HANDSHAKE_FAILED
+            if c.get(b"ignorelocaltime", 1):  # the default: no time check
+                ctx.verify_flags |= 0x200000  # OpenSSL X509_V_FLAG_NO_CHECK_TIME
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx, bool(c.get(b"enablesni", 0))
 
     # --- MQTT (SIM7600): the module's client, here paho-mqtt to a real broker
     def cmd_mqtt(self, head, cmd):
@@ -484,21 +594,15 @@ class SimModem:
                 self.data = bytearray()
                 self.data_to = name.decode().lower()
                 return self._say(b"\r\n>", 50)
-        if head.startswith(b"+CMQTTACCQ="):
-            mq["id"] = args[1].strip(b'"').decode()
+        if head.startswith(b"+CMQTTACCQ="):  # <index>,<id>[,<server_type>]
+            mq["id"] = args[1].strip(b' "').decode()
+            mq["tls"] = len(args) > 2 and args[2].strip() == b"1"  # 1: SSL/TLS
+            return self._say(OK)
+        if head.startswith(b"+CMQTTSSLCFG="):  # <session>,<ssl context>
+            mq["ctx"] = int(args[1])
             return self._say(OK)
         if head.startswith(b"+CMQTTCONNECT="):
-            hostport = args[1].strip(b'"')[6:].decode()  # tcp://HOST:PORT
-            err = 0
-            if not self.registered():
-                err = 3
-            else:
-                try:
-                    mq["link"] = MqttLink(hostport, mq.get("id", "jk"))
-                    self.air_bytes += 60 + 4 + 7 * 40  # CONNECT, CONNACK, TCP
-                except OSError:
-                    err = 32
-            return self._say(OK + b"\r\n+CMQTTCONNECT: 0,%d\r\n" % err, 1500)
+            return self._connect(mq, [a.strip(b' "') for a in args])
         link = mq.get("link")
         if head == b"+CMQTTSUB=0":
             ok = link is not None and link.subscribe(mq.get("subtopic", b""))
@@ -519,6 +623,35 @@ class SimModem:
                 OK + (b"\r\n+CMQTTSTOP: 0\r\n" if self.mq is None else b"")
             )
         self._say(ERR)
+
+    def _connect(self, mq, args):
+        # §16.2.9: <index>,"tcp://HOST:PORT",<keepalive>,<clean>[,<user>[,<pass>]]
+        hostport = args[1][6:].decode()  # "tcp://" with TLS too
+        login = [a.decode() for a in args[4:6]]
+        err, extra = 0, 60 + sum(len(a) for a in login)
+        if not self.registered():
+            err = MQ_SOCK
+        else:
+            tls = None
+            if mq.get("tls"):
+                # the context AT+CMQTTSSLCFG named, else the client's index (0);
+                # the setting is cleared by a failed CONNECT (§16.2.5)
+                tls = self._tls(mq.pop("ctx", 0))
+                if not isinstance(tls, tuple):
+                    err = MQ_NO_CERT if tls == CA_MISSED else MQ_HANDSHAKE
+                extra += 2 * 1500  # the handshake: certificates both ways
+            if not err:
+                if mq.get("link") is not None:
+                    mq.pop("link").close()
+                try:
+                    kw = {"tls": tls} if tls else {}
+                    mq["link"] = MqttLink(hostport, mq.get("id", "jk"), *login, **kw)
+                    self.air_bytes += extra + 4 + 7 * 40  # CONNECT, CONNACK, TCP
+                except MqttRefused as e:
+                    err = MQ_REFUSED + e.rc
+                except OSError as e:
+                    err = MQ_HANDSHAKE if _is_ssl(e) else MQ_SOCK
+        return self._say(OK + b"\r\n+CMQTTCONNECT: 0,%d\r\n" % err, 1500)
 
     def _publish(self, link):
         mq = self.mq
@@ -597,11 +730,38 @@ def _str(v):
     return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else v
 
 
-class MqttLink:
-    """The module's MQTT client: paho-mqtt on a real broker, clean session, QoS 1
-    (CPython only)."""
+def _cert_name(name):
+    # §10.2.13: 5 to 128 bytes, of type .pem or .der
+    return 5 <= len(name) <= 128 and name[-4:].lower() in (b".pem", b".der")
 
-    def __init__(self, hostport, client_id, timeout_s=10.0):
+
+def _is_ssl(e):
+    import ssl
+
+    return isinstance(e, ssl.SSLError)
+
+
+class MqttRefused(OSError):
+    """The broker answered CONNACK with return code rc (MQTT 3.1.1 §3.2.2.3: 4 bad
+    user name or password, 5 not authorized)."""
+
+    def __init__(self, rc):
+        super().__init__("MQTT connection refused: %d" % rc)
+        self.rc = rc
+
+
+# paho-mqtt 2 gives a refusal as an MQTT 5 reason code; MQTT 3.1.1's own for it
+_CONNACK = {128: 5, 132: 1, 133: 2, 134: 4, 135: 5, 136: 3}
+
+
+class MqttLink:
+    """The module's MQTT client: paho-mqtt on a real broker, clean session, QoS 1,
+    the user name and password given, over TLS with tls (ssl context, SNI): the
+    handshake fails with an ssl.SSLError, a login the broker refuses with
+    MqttRefused (CPython only)."""
+
+    def __init__(self, hostport, client_id, user=None, password=None, tls=None,
+                 timeout_s=10.0):  # fmt: skip
         import queue
 
         import paho.mqtt.client as mqtt
@@ -612,12 +772,22 @@ class MqttLink:
         self.c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
         )
+        if user is not None:
+            self.c.username_pw_set(user, password)
+        if tls is not None:
+            self.c.tls_set_context(tls[0])
+            self.c.tls_insecure_set(True)  # no host name check (see SimModem._tls)
+        rc = []
+        self.c.on_connect = lambda c, u, f, reason, p: rc.append(reason.value)
         self.c.on_message = lambda c, u, msg: self.got.put((msg.topic, msg.payload))
-        self.c.connect(host, int(port), 60)
+        self.c.connect(host, int(port), 60)  # TLS: the handshake is made here
         self.c.loop_start()
-        if not self._until(self.c.is_connected):
+        if not self._until(lambda: rc):
             self.close()
             raise OSError("MQTT broker did not answer")
+        if rc[0]:
+            self.close()
+            raise MqttRefused(_CONNACK.get(rc[0], rc[0] if rc[0] < 6 else 5))
 
     def _until(self, cond):
         import time

@@ -6,6 +6,7 @@ new config keys are checked."""
 import json
 
 from conftest import REPO
+from signed_ack import answer
 from test_app import KEY, T0, Plant, boot, make_cfg, read_log
 
 from jkfw import config
@@ -18,20 +19,25 @@ OWNER = "+919876543210"
 
 
 class Ack:
-    """A server that takes every frame (the contract of docs/uplink.md)."""
+    """A server that takes every frame (the contract of docs/uplink.md), its
+    answers signed with the device's key."""
 
     def __init__(self):
         self.frames = {}
         self.signer = codec.Signer(KEY)
 
     def __call__(self, url, body):
-        n = 0
-        for o, k in codec.scan(bytes(body)):
-            f = bytes(body[o : o + k])
+        n = nf = new = 0
+        body = bytes(body)
+        for o, k in codec.scan(body):
+            f = body[o : o + k]
+            nf += 1
             if codec.verify(f, 0, k, self.signer):
+                new += codec.unpack_head(f)[5:7] not in self.frames
                 self.frames[codec.unpack_head(f)[5:7]] = f
                 n += k
-        return 200, b'{"ok":true,"acked":[],"acked_bytes":%d}' % n, len(body) + 1000
+        ans = answer(KEY, body, nf, new, n and nf - new, n)
+        return 200, ans, len(body) + 1000
 
 
 def rig(tmp_path, rtc=True, sms=False, level=0.2, draw_lpm=40, **over):

@@ -215,7 +215,7 @@ def test_http_refuses_other_urls(given):
 
 def test_serve_hands_the_address_on(monkeypatch, tmp_path, capsys):
     got = []
-    monkeypatch.setattr(serve, "run", lambda *a: got.append(a[2]))
+    monkeypatch.setattr(serve, "run", lambda *a, **k: got.append(a[2]))
     base = ["serve", "--store", str(tmp_path / "s"), "--keys", "k.json"]
     assert main([*base, "--http", "http://127.0.0.1:0"]) == 0
     assert main([*base, "--http", "127.0.0.1:0"]) == 0

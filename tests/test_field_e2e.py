@@ -73,7 +73,7 @@ def test_provision_deploy_doctor_pull_report(tools, tmp_path):
     try:
         rc, out, err = jalkal("deploy", "--port", vb.port, "--config", cfg,
                               "--boot-wait", 2, check=0)  # fmt: skip
-        assert "copied 25 of 25 files" in err, err
+        assert "copied 32 of 32 files" in err, err
         assert "the board runs jkfw 0.1.0 build" in err and "/app/a" in err, err
     finally:
         assert vb.stop() == 0
@@ -88,7 +88,7 @@ def test_provision_deploy_doctor_pull_report(tools, tmp_path):
         got = marks(out)
         assert got["MicroPython"].startswith("✓ MicroPython  1.27.0"), out
         assert got["config"].startswith(f"✓ config       device {device}"), out
-        assert "all 25 files match" in got["firmware"], out
+        assert "all 32 files match" in got["firmware"], out
         assert got["SD"].startswith("✓ SD card      mounted"), out
         assert got["flash"].startswith("✓ flash"), out
         assert got["switches"].startswith("✓ switches     dry off"), out
@@ -115,7 +115,7 @@ def test_provision_deploy_doctor_pull_report(tools, tmp_path):
         # deploying the same again copies nothing and boots the same slot
         rc, out, err = jalkal("deploy", "--port", vb.port, "--config", cfg,
                               "--boot-wait", 2, check=0)  # fmt: skip
-        assert "copied 0 of 25 files, 0.0 KB; 25 unchanged; config.json unchanged" in (
+        assert "copied 0 of 32 files, 0.0 KB; 32 unchanged; config.json unchanged" in (
             err
         ), err
         assert "firmware unchanged in /app/a" in err, err

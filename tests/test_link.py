@@ -116,7 +116,18 @@ def wire_copies(text: str) -> list[str]:
 FIRMWARE = sorted((REPO / "firmware").glob("*.py"))
 # the wire literals the board sends or reads, by module, built from link's names
 SPELT = {
-    "uplink.py": [link.PATH, '"%s":' % link.ACKED_BYTES, '"%s":' % link.FRAMES],
+    "uplink.py": [link.PATH]
+    + [
+        '"%s":' % f
+        for f in (
+            link.FRAMES,
+            link.STORED,
+            link.DUPLICATE,
+            link.ACKED_BYTES,
+            link.SIG,
+            link.ERROR,
+        )
+    ],  # fmt: skip
     "mqtt.py": [link.UP_TOPIC, link.ACK_TOPIC, '"%s":[]' % link.ACKED],
     "modem.py": ['+HTTPPARA="CONTENT","%s"' % link.CONTENT_TYPE],
 }
@@ -157,13 +168,38 @@ def test_the_http_url_ends_in_the_path():
     assert up.url == b"http://example.org:8080" + link.PATH.encode()
 
 
-def test_the_answer_is_read_by_its_field_names():
-    from jkfw.uplink import SKIPALL, verdict
+def signed(body: bytes, frames: int, stored: int, acked: int, error: str = "") -> bytes:
+    """An answer built from link's names, signed with the device's key (KEY)."""
+    import hashlib
 
-    ans = json.dumps({link.OK: True, link.ACKED_BYTES: 40}).encode()
-    assert verdict(200, ans, 80, 2) == 40
-    ans = json.dumps({link.FRAMES: 2, link.ERROR: "bad_mac"}).encode()
-    assert verdict(403, ans, 80, 2) == SKIPALL
+    from jkproto import codec
+
+    msg = codec.ack_msg("0a1b2c3d", hashlib.sha256(body).digest(), len(body), frames,
+                        stored, 0, acked, error)  # fmt: skip
+    sig = codec.ack_sig(codec.Signer(KEY), msg).decode()
+    doc = {link.OK: not error, link.FRAMES: frames, link.STORED: stored,
+           link.DUPLICATE: 0, link.ACKED_BYTES: acked, link.SIG: sig,
+           link.DEVICE: "0a1b2c3d"}  # fmt: skip
+    if error:
+        doc[link.ERROR] = error
+    return json.dumps(doc).encode()
+
+
+KEY = bytes(range(32))
+BODY = bytes(80)
+
+
+def test_the_answer_is_read_by_its_field_names():
+    import hashlib
+
+    from jkfw.uplink import SKIPALL, verdict
+    from jkproto import codec
+
+    sg, crc = codec.Signer(KEY), hashlib.sha256(BODY).digest()
+    ans = signed(BODY, 2, 1, 40)
+    assert verdict(200, ans, 80, 2, crc, sg, "0a1b2c3d") == 40
+    ans = signed(BODY, 2, 0, 0, "bad_mac")
+    assert verdict(403, ans, 80, 2, crc, sg, "0a1b2c3d") == SKIPALL
 
 
 def test_the_mqtt_topics_are_the_links():
@@ -188,22 +224,31 @@ def test_the_same_names_in_micropython(mpy):
 
 @pytest.mark.micropython
 def test_the_board_builds_the_same_wire_bytes_in_micropython(mpy):
-    """bytes % bytes and str.encode as MicroPython does them."""
+    """bytes % bytes and str.encode as MicroPython does them; the answer's sig
+    checked there as here."""
+    import hashlib
+
     from conftest import compiled, firmware_files
 
-    from jkfw.uplink import SKIPALL
+    from jkfw.uplink import BADSIG, SKIPALL
 
     script = """
 import json
 from jkfw.mqtt import Mqtt
 from jkfw.uplink import verdict
+from jkproto.codec import Signer
 q = Mqtt(None, b"0a1b2c3d")
+sg = Signer(bytes(range(32)))
+sha = %r
 print(json.dumps([q.up.decode(), q.ack.decode(),
-                  verdict(200, bytearray(b'{"ok":true,"acked_bytes": 40}'), 80, 2),
-                  verdict(403, b'{"frames":2,"rejected":2}', 80, 2)]))
-"""
+                  verdict(200, bytearray(%r), 80, 2, sha, sg, "0a1b2c3d"),
+                  verdict(403, %r, 80, 2, sha, sg, "0a1b2c3d"),
+                  verdict(200, b'{"ok":true,"acked_bytes": 40}', 80, 2, sha, sg, "")]))
+""" % (hashlib.sha256(BODY).digest(), signed(BODY, 2, 1, 40),
+       signed(BODY, 2, 0, 0, "bad_mac"))  # fmt: skip
     out = json.loads(mpy.run(script, compiled(firmware_files())))
-    assert out == [link.UP_TOPIC % "0a1b2c3d", link.ACK_TOPIC % "0a1b2c3d", 40, SKIPALL]
+    assert out == [link.UP_TOPIC % "0a1b2c3d", link.ACK_TOPIC % "0a1b2c3d", 40,
+                   SKIPALL, BADSIG]  # fmt: skip
 
 
 def test_the_board_neither_imports_nor_carries_link():

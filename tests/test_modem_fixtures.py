@@ -406,3 +406,206 @@ def test_simulated_sim800_answers_have_the_documented_shape():
     )
     assert shape(got[5]).replace(b"REC UNREAD", b"REC READ") == shape(text)
     assert got[6] == answer("sim800.cpowd")
+
+
+# --- the MQTT login and TLS with the server's certificate pinned (SOURCES-sim7600.md)
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+
+
+def pinned(monkeypatch, tmp_path, data=PEM):
+    """The board's /server.pem (here in tmp_path) and its SHA-256 as config holds it."""
+    import hashlib
+
+    from jkfw import tls
+
+    p = tmp_path / "server.pem"
+    p.write_bytes(data)
+    monkeypatch.setattr(tls, "CERT", str(p))
+    return hashlib.sha256(data).hexdigest()
+
+
+def tls_steps(pin, listed=False):
+    name = b"jk%s.pem" % pin[:12].encode()
+    listing = answer("sim7600.ccertlist").replace(b"ca_cert.der", name)
+    steps = [
+        Step(b"AT+CCERTLIST", listing if listed else answer("sim7600.ccertlist.empty"))
+    ]
+    if not listed:
+        steps.append(Step(b'AT+CCERTDOWN="%s",%d' % (name, len(PEM)),
+                          chunks("sim7600.ccertdown"), raw=len(PEM)))  # fmt: skip
+    for cmd in (b'"sslversion",0,3', b'"authmode",0,1', b'"enableSNI",0,1',
+                b'"cacert",0,"%s"' % name):  # fmt: skip
+        steps.append(Step(b"AT+CSSLCFG=" + cmd, OK))
+    return name, steps
+
+
+def tls_wire(pin, listed=False):
+    name = b"jk%s.pem" % pin[:12].encode()
+    down = b"" if listed else b'AT+CCERTDOWN="%s",%d\r' % (name, len(PEM)) + PEM
+    return (
+        b"AT+CCERTLIST\r" + down + b'AT+CSSLCFG="sslversion",0,3\r'
+        b'AT+CSSLCFG="authmode",0,1\rAT+CSSLCFG="enableSNI",0,1\r'
+        b'AT+CSSLCFG="cacert",0,"%s"\r' % name
+    )
+
+
+def signer():
+    from jkproto import codec
+
+    return codec.Signer(bytes(range(32)))
+
+
+def mqtt_start_steps(connect, tls=False):
+    return [
+        Step(b"AT+CMQTTSTART", answer("sim7600.cmqttstart")),
+        Step(b"AT+CMQTTACCQ=0,", answer("sim7600.cmqttaccq" + (".ssl" if tls else ""))),
+        *([Step(b"AT+CMQTTSSLCFG=0,0", answer("sim7600.cmqttsslcfg"))] if tls else []),
+        Step(b"AT+CMQTTCONNECT=0,", connect, delay_ms=500),
+        Step(b"AT+CMQTTSUBTOPIC=0,", chunks("sim7600.cmqttsubtopic"), raw=22),
+        Step(b"AT+CMQTTSUB=0", answer("sim7600.cmqttsub")),
+    ]  # fmt: skip
+
+
+def test_mqtt_login_with_the_devices_credentials_as_the_manual_writes_it():
+    from jkproto.codec import mqtt_password
+
+    clock, s, m = rig("sim7600", mqtt_start_steps(answer("sim7600.cmqttconnect.login")))
+    q = Mqtt(m, b"0a1b2c3d", signer())
+    assert run(clock, q.http_start(b"mqtt://127.0.0.1:1883")) is True
+    assert s.unexpected == [] and s.steps == []
+    pw = mqtt_password(signer())
+    line = b'AT+CMQTTCONNECT=0,"tcp://127.0.0.1:1883",60,1,"0a1b2c3d","%s"\r' % pw
+    assert line in bytes(s.wire)
+    # the documented syntax: quoted user name and password after <clean_session>
+    assert shape(line) == shape(REC["sim7600.cmqttconnect.login"]["command"].encode())
+
+
+def test_a_refused_login_ends_the_session():
+    clock, s, m = rig(
+        "sim7600", mqtt_start_steps(answer("sim7600.cmqttconnect.bad-login"))
+    )
+    q = Mqtt(m, b"0a1b2c3d", signer())
+    assert not run(clock, q.http_start(b"mqtt://127.0.0.1:1883"))
+    assert b"CMQTTSUB" not in bytes(s.wire)
+
+
+def test_mqtts_downloads_the_pinned_certificate_once(monkeypatch, tmp_path):
+    pin = pinned(monkeypatch, tmp_path)
+    for listed in (False, True):  # the second session finds it in the module
+        _name, steps = tls_steps(pin, listed)
+        steps += mqtt_start_steps(answer("sim7600.cmqttconnect.tls"), tls=True)
+        clock, s, m = rig("sim7600", steps)
+        m.pin = pin
+        assert run(clock, Mqtt(m, b"0a1b2c3d").http_start(b"mqtts://10.0.0.1:8883"))
+        assert s.unexpected == [] and s.steps == []
+        assert bytes(s.wire).startswith(
+            tls_wire(pin, listed) + b"AT+CMQTTSTART\r"
+            b'AT+CMQTTACCQ=0,"jk0a1b2c3d",1\rAT+CMQTTSSLCFG=0,0\r'
+            b'AT+CMQTTCONNECT=0,"tcp://10.0.0.1:8883",60,1\r'
+        )
+
+
+@pytest.mark.parametrize("what", ["other file", "no file"])
+def test_a_certificate_that_is_not_the_pinned_one_is_never_used(
+    monkeypatch, tmp_path, what
+):
+    pin = pinned(monkeypatch, tmp_path, PEM.replace(b"MIIB", b"MIIC"))
+    if what == "no file":
+        (tmp_path / "server.pem").unlink()
+    else:
+        pin = pinned(monkeypatch, tmp_path, PEM)
+        (tmp_path / "server.pem").write_bytes(PEM.replace(b"MIIB", b"MIIC"))
+    clock, s, m = rig("sim7600", [Step(b"AT+HTTPTERM", OK)])
+    m.pin = pin
+    assert not run(clock, m.http_start(b"https://10.0.0.1/v1/frames"))
+    assert bytes(s.wire) == b"AT+HTTPTERM\r"  # nothing of TLS, nothing sent
+    clock, s, m = rig("sim7600", [])
+    m.pin = pin
+    assert not run(clock, Mqtt(m, b"0a1b2c3d").http_start(b"mqtts://10.0.0.1:8883"))
+    assert bytes(s.wire) == b""
+
+
+def test_https_post_and_a_failed_handshake_as_documented(monkeypatch, tmp_path):
+    pin = pinned(monkeypatch, tmp_path)
+    url = b"https://10.0.0.1:8443/v1/frames"
+    _name, steps = tls_steps(pin)
+    steps = [Step(b"AT+HTTPTERM", answer("sim7600.httpterm")), *steps,
+             Step(b"AT+HTTPINIT", answer("sim7600.httpinit")),
+             Step(b'AT+HTTPPARA="URL","https://', answer("sim7600.httppara.url-https")),
+             Step(b'AT+HTTPPARA="CONTENT"', OK),
+             Step(b'AT+HTTPPARA="SSLCFG"', answer("sim7600.httppara.sslcfg")),
+             Step(b"AT+HTTPDATA=", chunks("sim7600.httpdata"), raw=1),
+             Step(b"AT+HTTPACTION=1", answer("sim7600.httpaction.error-715")),
+    ]  # fmt: skip
+    clock, s, m = rig("sim7600", steps)
+    m.pin = pin
+    assert run(clock, m.http_start(url)) is True
+    assert run(clock, m.post(1, lambda w: w(b"x"))) == 715 and m.blen == 0
+    assert s.unexpected == [] and s.steps == []
+    sslcfg = b'AT+HTTPPARA="SSLCFG","0"\r'
+    assert (
+        sslcfg.rstrip(b"\r") == REC["sim7600.httppara.sslcfg"]["command"][:-1].encode()
+    )
+    assert bytes(s.wire).startswith(
+        b"AT+HTTPTERM\r" + tls_wire(pin) + b"AT+HTTPINIT\r"
+        b'AT+HTTPPARA="URL","%s"\r'
+        % url
+        + b'AT+HTTPPARA="CONTENT","application/octet-stream"\r'
+        + sslcfg
+    )
+
+
+def test_simulated_certificate_commands_answer_as_documented():
+    name = b"client_key.pem"
+    got = sim_answer("sim7600", [
+        b"ATE0\r", b"AT+CCERTLIST\r", b'AT+CCERTDOWN="%s",4\r' % name, b"abcd",
+        b'AT+CCERTDOWN="ca_cert.der",2\r', b"ok", b"AT+CCERTLIST\r",
+        b'AT+CCERTDOWN="client_key.der",20000\r', b'AT+CCERTDOWN="key.txt",4\r',
+        b'AT+CSSLCFG="sslversion",0,3\r', b'AT+CSSLCFG="authmode",0,1\r',
+        b'AT+CSSLCFG="enableSNI",0,1\r', b'AT+CSSLCFG="cacert",0,"ca_cert.der"\r',
+        b'AT+CSSLCFG="sslversion",1,1\r', b'AT+CSSLCFG="authmode",0,7\r',
+        b'AT+CCERTDELE="server_ca.der"\r', b'AT+CCERTDELE="ca_cert.der"\r',
+    ])  # fmt: skip
+    assert got[1] == answer("sim7600.ccertlist.empty")
+    assert got[2] + got[3] == answer("sim7600.ccertdown")
+    assert got[6] == answer("sim7600.ccertlist")
+    assert got[7] == got[8] == answer("sim7600.ccertdown.error")
+    for g in got[9:13]:
+        assert g == answer("sim7600.csslcfg.tls12")
+    assert got[13] == answer("sim7600.csslcfg.example")
+    assert got[14] == answer("sim7600.ccertdown.error")  # authmode is 0-3
+    assert got[15] == answer("sim7600.ccertdown.error")  # no such file
+    assert got[16] == answer("sim7600.ccertdele")
+
+
+def test_simulated_connect_answers_the_manuals_errors(monkeypatch):
+    from jksim import modem as simmodem
+
+    def refuse(rc):
+        def link(*a, **kw):
+            raise simmodem.MqttRefused(rc)
+
+        return link
+
+    def setup(sm):
+        sm.mq = {"id": "jk0a1b2c3d"}
+
+    cmd = REC["sim7600.cmqttconnect.bad-login"]["command"].encode()
+    for rc, rid in (
+        (4, "sim7600.cmqttconnect.bad-login"),
+        (0, "sim7600.cmqttconnect.login"),
+    ):
+        monkeypatch.setattr(
+            simmodem, "MqttLink", refuse(rc) if rc else lambda *a, **k: 1
+        )
+        got = sim_answer("sim7600", [b"ATE0\r", cmd], setup)[1]
+        assert got == answer(rid)
+
+    # TLS with no certificate set: 33; a wrong one: 32 (tests/test_modem_tls.py)
+    def tls_setup(sm):
+        sm.mq = {"id": "jk0a1b2c3d", "tls": True}
+        sm.ssl = {0: {b"authmode": 1, b"cacert": b"server.pem"}}
+
+    got = sim_answer("sim7600", [b"ATE0\r", cmd], tls_setup)[1]
+    assert got == answer("sim7600.cmqttconnect.bad-login").replace(b"0,30", b"0,33")

@@ -59,6 +59,7 @@ WRITES = {
     ("decode", "out"), ("encode", "out"), ("report", "output"), ("report", "plot"),
     ("report", "html"), ("sim", "out"), ("sim", "display_dir"), ("export", "out"),
     ("provision", "out"), ("provision", "keys"), ("provision", "villages"),
+    ("broker", "out"),
 }  # fmt: skip
 
 KINDS = (
@@ -114,6 +115,8 @@ def baseline(name: str, w: Path, t: Path, flag: bool) -> dict[str, object]:
     if name == "provision":
         return {"board": "esp32-devkitc-sim800l", "village": "Rampur",
                 "population": 500, "out": str(t / "prov"), "force": flag}  # fmt: skip
+    if name == "broker":
+        return {"keys": keys, "out": str(t / "mq")}
     raise AssertionError(f"no valid run of {name} known: add one to baseline()")
 
 

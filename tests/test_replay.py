@@ -77,7 +77,7 @@ def test_rejected_frames_make_replay_fail(tmp_path, capsys):
     finally:
         s.stop()
     cap = capsys.readouterr()
-    assert "50 stored, 0 duplicate, 20 rejected (unknown_device 20)" in cap.out
+    assert "50 stored, 0 duplicate, 20 rejected (bad_mac 20)" in cap.out  # as sent
     assert "20 frames were rejected" in cap.err
     assert "1 truncated" in cap.err and "(not sent)" in cap.err
 

@@ -295,6 +295,7 @@ def test_export_into_a_missing_folder_is_one_line(store, tmp_path, capsys):
 def keys(tmp_path) -> Path:
     k = tmp_path / "k.json"
     k.write_text(json.dumps({"devices": {"0a1b2c3d": {"key": "00" * 32}}}))
+    k.chmod(0o600)  # serve refuses a keys file others may read
     return k
 
 

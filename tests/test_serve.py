@@ -121,7 +121,7 @@ def test_bad_requests_get_a_4xx_naming_the_reason(server):
         (post(server.http, b""), 400, "malformed_body"),
         (post(server.http, b"garbage" * 10), 400, "malformed_body"),
         (post(server.http, b"".join(good)[:-3]), 400, "malformed_body"),
-        (post(server.http, b"".join(frames(3, device=0x77))), 403, "unknown_device"),
+        (post(server.http, b"".join(frames(3, device=0x77))), 403, "bad_mac"),  # wire
         (post(server.http, b"".join(map(forge_mac, good))), 403, "bad_mac"),
         (post(server.http, frames(1, boot=22, seq=2, prev=0x4242)[0]), 200, None),
         (post(server.http, good[1]), 409, "broken_chain"),  # seq 1 vs stored seq 2

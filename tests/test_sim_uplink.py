@@ -58,6 +58,7 @@ def run(tmp_path, request):
     dev, key = identity(sc)  # the device's key, known before the run
     keys = tmp_path / "server-keys.json"
     keys.write_text(json.dumps({"devices": {dev: {"key": key.hex()}}}))
+    keys.chmod(0o600)  # serve refuses a keys file others may read
     mq = Mosquitto(tmp_path / "mq").start() if mqtt else None
     srv = Server(tmp_path, tmp_path / "store.duckdb", keys)
     out = tmp_path / "out"

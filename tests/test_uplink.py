@@ -1,15 +1,17 @@
 """Store and forward (firmware/uplink.py) over the simulated modem: a cursor over the
 frame log that moves only over acknowledged frames, re-sends after a power cut,
-steps over frames refused for good, backs off and stays under its caps."""
+steps over frames refused for good, backs off and stays under its caps. The fake
+server signs its answers with the device's key, as jalkal serve does."""
 
-import json
+import hashlib
 
 import pytest
+from signed_ack import answer
 
 from jkfw.logger import FrameLog
 from jkfw.modem import Modem
 from jkfw.store import Store
-from jkfw.uplink import FEWER, SKIP1, SKIPALL, Uplink, verdict
+from jkfw.uplink import BADSIG, FEWER, SKIP1, SKIPALL, Uplink, verdict
 from jkproto import codec, local_day
 from jksim.modem import fit
 from jksim.vclock import VirtualClock
@@ -40,11 +42,13 @@ def utc_day(ms):
 
 class Server:
     """The ingest contract of docs/uplink.md, in memory: one copy per (device, boot,
-    seq), acked_bytes = the acknowledged prefix of the body."""
+    seq), acked_bytes = the acknowledged prefix of the body; the answer signed with
+    ack_key (None: the device is unknown, its sig random)."""
 
     def __init__(self):
         self.frames = {}
-        self.signer = codec.Signer(KEY)
+        self.signer = codec.Signer(KEY)  # checks the frames' MACs
+        self.ack_key = KEY
         self.status = None  # force an HTTP status (e.g. 503)
         self.reachable = True
         self.posts = 0
@@ -66,8 +70,9 @@ class Server:
         body = bytes(body)
         frames = list(codec.scan(body))
         if sum(k for _o, k in frames) != len(body):
-            return 400, b'{"ok":false,"frames":0,"acked_bytes":0}', 0
-        acked = rejected = 0
+            ans = answer(self.ack_key, body, 0, 0, 0, 0, "malformed_body")
+            return 400, ans, 0
+        acked = rejected = stored = dups = 0
         prefix = True
         for o, k in frames:
             f = body[o : o + k]
@@ -76,18 +81,21 @@ class Server:
             key = (h[4], h[5], h[6])
             if ok and key in self.frames:
                 self.dups += 1
+                dups += 1
             elif ok:
                 self.frames[key] = f
+                stored += 1
             if ok and prefix:
                 acked += k
             if not ok:
                 rejected += 1
                 prefix = False
-        ans = json.dumps(
-            {"ok": rejected == 0, "frames": len(frames), "rejected": rejected,
-             "acked": [["0a1b2c3d", 1, 0, 1]] * self.pad, "acked_bytes": acked},
-            separators=(",", ":"),
-        ).encode()  # fmt: skip
+        # pad: one "acked" run per frame put first, as a server that wrote them
+        # before the signed fields would (the board keeps 160 bytes of an answer)
+        front = {"acked": [["0a1b2c3d", 1, 0, 1]] * len(frames)} if self.pad else None
+        error = "bad_mac" if rejected else ""
+        ans = answer(self.ack_key, body, len(frames), stored, dups, acked, error,
+                     front=front)  # fmt: skip
         status = 200 if rejected < len(frames) else 403
         self.air += len(body) + len(ans) + 700
         return status, ans, len(body) + len(ans) + 700
@@ -127,6 +135,7 @@ class Board:
         self.up = Uplink(
             self.cfg, self.clock, self.m, self.log, self.state,
             lambda: self.store.save(self.state), self.event, self.set_time,
+            signer=codec.Signer(KEY),
         )  # fmt: skip
         self.clock.spawn(self.readings())
         self.clock.spawn(self.up.run())
@@ -233,9 +242,9 @@ def test_a_frame_refused_for_good_is_stepped_over_with_a_fault(tmp_path):
     assert set(b.delivered()) >= set(want)
 
 
-def test_a_device_the_server_does_not_know_does_not_block_forever(tmp_path):
+def test_frames_refused_for_good_do_not_block_forever(tmp_path):
     srv = Server()
-    srv.signer = codec.Signer(bytes(32))  # every frame fails its MAC
+    srv.signer = codec.Signer(bytes(32))  # every frame fails its MAC (an old key)
     b = Board(tmp_path, srv)
     b.run_days(1)
     assert srv.frames == {}
@@ -244,6 +253,24 @@ def test_a_device_the_server_does_not_know_does_not_block_forever(tmp_path):
     assert [e for e in b.events if e[0] == "fault_raised"] == [
         ("fault_raised", "modem", b.events[0][2])
     ]
+
+
+def test_a_device_the_server_does_not_know_keeps_its_backlog(tmp_path):
+    # its answers carry a random sig: nothing verifies, nothing is skipped; once
+    # the server has its key (provisioned late) every frame goes up
+    srv = Server()
+    srv.signer = codec.Signer(bytes(32))
+    srv.ack_key = None
+    b = Board(tmp_path, srv)
+    b.run_days(1)
+    assert srv.frames == {} and b.up.skipped == 0 and b.up.badsig >= 5
+    assert b.events == [("fault_raised", "bad_ack", 403)]  # once
+    assert b.up.fails >= 5 and srv.posts < 40  # backing off
+    srv.signer = codec.Signer(KEY)
+    srv.ack_key = KEY
+    b.run_days(1)
+    assert set(b.delivered()) >= set(b.logged[:-4])
+    assert b.up.skipped == 0
 
 
 def test_torn_and_garbage_bytes_in_the_log_are_stepped_over(tmp_path):
@@ -350,28 +377,56 @@ def test_network_time_that_comes_after_registration_is_read_before_the_end(tmp_p
     assert len(srv.frames) == 1
 
 
-@pytest.mark.parametrize(
-    "status, body, n, nf, want",
-    [
-        (200, b'{"ok":true,"acked_bytes":80}', 80, 2, 80),
-        (200, b'{"ok":false,"acked_bytes":40,"rejected":1}', 80, 2, 40),
-        (200, b'{"ok":false,"acked_bytes":0,"rejected":1}', 80, 2, SKIP1),
-        (200, b'{"ok":true,"acked":[["0a1b2c3d",1,0', 80, 2, FEWER),
-        (200, b'{"acked_bytes":999}', 80, 2, FEWER),
-        (403, b'{"frames":2,"rejected":2,"error":"bad_mac"}', 80, 2, SKIPALL),
-        (409, b'{"frames": 2, "rejected": 2}', 80, 2, SKIPALL),
-        (400, b'{"frames":1,"rejected":1,"error":"malformed_frame"}', 80, 2, SKIP1),
-        (400, b'{"ok":false,"frames":0,"error":"malformed_body"}', 80, 2, None),
-        (400, b"", 80, 2, None),
-        (200, b'{"acked_bytes": 40}', 80, 2, 40),
-        (413, b"", 80, 2, FEWER),
-        (503, b"", 80, 2, None),
-        (601, b"", 80, 2, None),
-        (429, b"", 80, 2, None),
-    ],
-)
-def test_verdict(status, body, n, nf, want):
-    assert verdict(status, body, n, nf) == want
+BODY = bytes(range(80))  # a batch of 80 bytes (its SHA-256 is what is signed)
+SHA = hashlib.sha256(BODY).digest()
+
+
+def ans(*args, key=KEY, body=BODY, **kw):
+    return answer(key, body, *args, **kw)
+
+
+VERDICTS = [
+    # signed answers: the signed numbers decide, whatever the status says
+    (200, ans(2, 2, 0, 80), 80),
+    (200, ans(2, 1, 0, 40, "bad_mac"), 40),
+    (200, ans(2, 2, 0, 40).replace(b":", b": "), 40),  # spaces are read too
+    (200, ans(2, 1, 0, 0, "bad_mac"), SKIP1),  # the first refused, the next taken
+    (403, ans(2, 0, 0, 0, "bad_mac"), SKIPALL),
+    (200, ans(2, 0, 0, 0, "bad_mac"), SKIPALL),  # a status put to 200 changes nothing
+    (403, ans(2, 1, 0, 0, "bad_mac"), SKIP1),  # nor one put to 403
+    (400, ans(1, 0, 0, 0, "malformed_frame"), SKIP1),
+    (400, ans(0, 0, 0, 0, "malformed_body"), None),
+    (409, ans(2, 0, 0, 0, "conflict"), SKIPALL),
+    # no signature needed to move nothing
+    (200, b'{"ok":true,"frames":2,"acked":[["0a1b2c3d",1,0', FEWER),  # cut short
+    (413, b"", FEWER),
+    (503, b"", None),
+    (601, b"", None),
+    (429, ans(2, 2, 0, 80), None),
+    (408, b"", None),
+    (None, b"", None),
+    # answers that do not verify: no answer
+    (200, b'{"ok":true,"acked_bytes":80}', BADSIG),  # unsigned (an old server)
+    (200, b'{"ok":true,"frames":2,"stored":2,"duplicate":0,"acked_bytes":80}', BADSIG),
+    (403, b'{"frames":2,"rejected":2,"error":"bad_mac"}', BADSIG),
+    (400, b"", BADSIG),
+    (200, ans(2, 2, 0, 80, key=bytes(32)), BADSIG),  # another key
+    (200, ans(2, 2, 0, 80, key=None), BADSIG),  # random: a device the server lacks
+    (200, ans(2, 2, 0, 80, body=BODY[::-1]), BADSIG),  # another batch's answer
+    (200, ans(2, 2, 0, 80, device="0a1b2c3e"), BADSIG),  # another device's
+    (200, ans(2, 1, 0, 40, "bad_mac").replace(b":40", b":80"), BADSIG),  # altered
+    (403, ans(2, 0, 0, 0, "bad_mac").replace(b'"frames":2', b'"frames":1'), BADSIG),
+    (200, ans(2, 2, 0, 80).replace(b'"sig":"', b'"sig":"0'), BADSIG),
+]
+
+
+@pytest.mark.parametrize("status, body, want", VERDICTS)
+def test_verdict(status, body, want):
+    assert verdict(status, body, 80, 2, SHA, codec.Signer(KEY), "0a1b2c3d") == want
+
+
+def test_verdict_without_the_key_moves_nothing():
+    assert verdict(200, ans(2, 2, 0, 80), 80, 2, SHA, None, "0a1b2c3d") == BADSIG
 
 
 def month_of_server_trouble(tmp_path, days):
@@ -429,9 +484,12 @@ def test_a_clock_put_back_past_midnight_still_sends_that_days_frames(tmp_path):
     b.run_days(0.1)
     ctl = Ctl()
     ctl.hal = Hal()
-    ctl.cfg = dict(b.cfg, modem="sim800", modem_pwrkey_active=0)
-    ctl.cfg.update(sms_to=[], sms_allow=[])
+    from jkfw.config import DEFAULTS
+
+    ctl.cfg = dict(DEFAULTS, **b.cfg)
+    ctl.cfg.update(modem="sim800", modem_pwrkey_active=0, sms_to=[], sms_allow=[])
     ctl.clock, ctl.log, ctl.state, ctl.store = b.clock, b.log, b.state, b.store
+    ctl.enc = b.enc  # its Signer checks the answers
     ctl.event = b.event
     ctl.emit = lambda *a: None
     up = start(ctl)

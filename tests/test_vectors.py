@@ -1,8 +1,12 @@
-"""Every protocol vector through every decoder: reference, bulk, CLI, MicroPython."""
+"""Every protocol vector through every decoder: reference, bulk, CLI, MicroPython;
+and every signed-answer vector (acks.jsonl) through the server's signer, the board's
+verdict and MicroPython."""
 
+import hashlib
 import json
 import subprocess
 import sys
+import zlib
 
 import pytest
 from conftest import VECTOR_DIR, load_vectors, protocol_files
@@ -12,8 +16,10 @@ from jalkal.decode import bulk
 from jkproto import codec
 from jkproto import objects as ob
 
-VECTORS = load_vectors()
+VECTORS = [v for v in load_vectors() if "hex" in v]  # frame streams
 NAMES = [v["name"] for v in VECTORS]
+ACKS = [json.loads(line) for line in (VECTOR_DIR / "acks.jsonl").open()]
+ACK_NAMES = [v["name"] for v in ACKS]
 
 
 def signers_of(v):
@@ -90,8 +96,7 @@ def test_vectors_are_what_the_generator_makes(tmp_path):
         f"ns = runpy.run_path({str(VECTOR_DIR / 'generate.py')!r}, run_name='x');"
         "import json;"
         "out = {n: ''.join(json.dumps(v, separators=(',', ':')) + '\\n' for v in f())"
-        " for n, f in (('frames', ns['frames']), ('errors', ns['errors']),"
-        " ('streams', ns['streams']))};"
+        " for n, f in ns['SETS']};"
         "print(json.dumps(out))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -155,3 +160,61 @@ print(out.hex())
         for i in range(5)
     ) + bytes(e.frame(codec.EVENT, 1772324000, 2, 1, 1, 0))
     assert got == want
+
+
+# --- signed answers (protocol/SPEC.md "Uplink")
+
+
+def ack_inputs(v):
+    i = v["inputs"]
+    return (i["device"], bytes.fromhex(i["sha256"]), i["body_bytes"], i["frames"],
+            i["stored"], i["duplicate"], i["acked_bytes"], i["error"])  # fmt: skip
+
+
+def test_ack_vectors_cover_the_cases():
+    assert len(set(ACK_NAMES)) == len(ACK_NAMES) >= 6
+    errors = {v["inputs"]["error"] for v in ACKS}
+    assert {"", "bad_mac", "malformed_body"} <= errors
+    assert {v["inputs"]["device"] for v in ACKS} == {"0a1b2c3d", "11223344"}
+    # two bodies of the same CRC-32 (frames end in their own CRC), other sigs
+    a, b = (next(v for v in ACKS if v["name"] == n)
+            for n in ("ack-all-stored", "ack-next-batch-same-crc32"))  # fmt: skip
+    ba, bb = bytes.fromhex(a["body"]), bytes.fromhex(b["body"])
+    assert zlib.crc32(ba) == zlib.crc32(bb) and a["sig"] != b["sig"]
+
+
+@pytest.mark.parametrize("v", ACKS, ids=ACK_NAMES)
+def test_ack_vector(v):
+    from jalkal.ingest.signer import FastSigner
+
+    body = bytes.fromhex(v["body"])
+    assert hashlib.sha256(body).hexdigest() == v["inputs"]["sha256"]
+    assert v["inputs"]["body_bytes"] == len(body)
+    msg = codec.ack_msg(*ack_inputs(v))
+    assert msg == v["msg"].encode() and msg.isascii()
+    key = bytes.fromhex(v["key"])
+    assert codec.ack_sig(codec.Signer(key), msg).decode() == v["sig"]
+    assert codec.ack_sig(FastSigner(key), msg).decode() == v["sig"]  # the server's
+    assert len(v["sig"]) == 2 * codec.ACK_SIG_LEN == 16
+
+
+ACK_SCRIPT = """
+import json
+from jkproto import codec
+for line in open("acks.jsonl"):
+    v = json.loads(line)
+    i = v["inputs"]
+    msg = codec.ack_msg(i["device"], bytes.fromhex(i["sha256"]), i["body_bytes"],
+                        i["frames"], i["stored"], i["duplicate"], i["acked_bytes"],
+                        i["error"])
+    sig = codec.ack_sig(codec.Signer(bytes.fromhex(v["key"])), msg)
+    print(json.dumps({"name": v["name"], "msg": msg.decode(), "sig": sig.decode()}))
+"""
+
+
+@pytest.mark.micropython
+def test_ack_vectors_in_real_micropython(mpy):
+    files = protocol_files()
+    files["acks.jsonl"] = (VECTOR_DIR / "acks.jsonl").read_bytes()
+    got = [json.loads(x) for x in mpy.run(ACK_SCRIPT, files).splitlines()]
+    assert got == [{"name": v["name"], "msg": v["msg"], "sig": v["sig"]} for v in ACKS]

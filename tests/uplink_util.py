@@ -63,6 +63,7 @@ def keys_file(path: Path, devices: dict[int, bytes] | None = None) -> Path:
     devices = devices or {DEV: KEY, DEV2: KEY2}
     doc = {"devices": {f"{d:08x}": {"key": k.hex()} for d, k in devices.items()}}
     path.write_text(json.dumps(doc))
+    path.chmod(0o600)  # serve refuses a keys file others may read
     return path
 
 
@@ -89,27 +90,66 @@ class Child:
 
 class Mosquitto(Child):
     """A private broker: listener on a free loopback port, persistence in a temp
-    directory (so a restart keeps sessions saved at a clean stop)."""
+    directory (so a restart keeps sessions saved at a clean stop).
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    Anonymous clients by default. With passwords/acl (Mosquitto's password_file and
+    acl_file): no anonymous clients, the user name as client id; tls=(cert, key):
+    also an MQTT-over-TLS listener on tls_port. include_dir: the listeners and
+    security settings come from the *.conf files there (as `jalkal broker` writes
+    them, for port and tls_port), this helper adds only persistence."""
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, *,
+        passwords: Path | None = None, acl: Path | None = None,
+        tls: tuple[Path, Path] | None = None, include_dir: Path | None = None,
+        tls_port: int | None = None,
+    ):  # fmt: skip
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.tls_port = tls_port or free_port()
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+        secured = bool(passwords or acl or include_dir)
+        text = (
             "persistence true\n"
             f"persistence_location {self.dir}/\n"
             "max_queued_messages 0\n"
             "max_queued_bytes 0\n"
             "log_dest none\n"
         )
+        if secured and hasattr(os, "geteuid") and os.geteuid() == 0:
+            text += "user root\n"  # root would read the 0600 files as `mosquitto`
+        if include_dir is not None:
+            text += f"include_dir {include_dir}\n"
+        elif not secured and tls is None:
+            text = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n" + text
+        else:
+            sec = "per_listener_settings false\n"
+            sec += "allow_anonymous false\n" if secured else "allow_anonymous true\n"
+            sec += f"password_file {passwords}\n" if passwords else ""
+            sec += f"acl_file {acl}\n" if acl else ""
+            each = "use_username_as_clientid true\n" if secured else ""
+            sec += f"listener {self.port} 127.0.0.1\n{each}"
+            if tls is not None:
+                sec += (
+                    f"listener {self.tls_port} 127.0.0.1\n{each}"
+                    f"certfile {tls[0]}\nkeyfile {tls[1]}\n"
+                )
+            text = sec + text
+        self.tls = tls is not None or (
+            include_dir is not None
+            and "certfile" in (include_dir / "mosquitto.conf").read_text()
+        )
+        self.conf.write_text(text)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.tls_port}"
 
     def start(self) -> Mosquitto:
         self.proc = subprocess.Popen(
@@ -118,10 +158,12 @@ class Mosquitto(Child):
             stderr=open(self.dir / "mosquitto.err", "ab"),  # noqa: SIM115
         )
         wait_port(self.port)
+        if self.tls:
+            wait_port(self.tls_port)
         return self
 
 
-URL = re.compile(r"(http|mqtt)://\S+")
+URL = re.compile(r"(https?|mqtt)://\S+")
 
 
 class Server(Child):
@@ -178,7 +220,7 @@ class Server(Child):
                 continue
             line = lines.pop(0)
             m = URL.search(line)
-            if m and m.group(1) == "http":
+            if m and m.group(1) in ("http", "https"):
                 self.http = m.group(0).removesuffix("/v1/frames")
             if line.startswith("serve: store "):
                 ready = True

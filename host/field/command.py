@@ -11,7 +11,7 @@ import click
 
 from ..console import plural, say
 from ..errors import JalkalError
-from . import deploy, doctor, flash, monitor, provision, pull
+from . import broker, deploy, doctor, flash, monitor, provision, pull
 from .board import connect, find_port, serial_ports
 
 
@@ -142,6 +142,16 @@ def ports_cmd(show_all: bool) -> None:
 @click.option(
     "--force", is_flag=True, help="Re-provision a device of the same village."
 )
+@click.option(
+    "--server-cert", metavar="PEM",
+    help="https:// or mqtts:// (SIM7600): the server's certificate, pinned.",
+)  # fmt: skip
+@click.option(
+    "--mosquitto",
+    metavar="DIR",
+    help="Add the device's MQTT login to the broker's password file in DIR "
+    "(made by `jalkal broker`).",
+)
 def provision_cmd(
     board: str,
     village: str,
@@ -164,6 +174,8 @@ def provision_cmd(
     source_litres_per_pulse: float | None,
     settings: tuple[str, ...],
     force: bool,
+    mosquitto: str | None,
+    server_cert: str | None,
 ) -> None:
     """Make a device id and key, write the board's config.json, and add the device
     to the keys file and the village registry.
@@ -192,8 +204,71 @@ def provision_cmd(
         source_litres_per_pulse=source_litres_per_pulse,
         settings=dict(provision.parse_setting(s) for s in settings),
         force=force,
+        mosquitto=Path(mosquitto) if mosquitto else None,
+        server_cert=Path(server_cert) if server_cert else None,
     )
     click.echo(provision.summary(req, provision.provision(req)))
+
+
+# --- broker -------------------------------------------------------------------
+
+
+@click.command("broker")
+@click.option("--keys", required=True, metavar="FILE", help="The keys file.")
+@click.option("--out", required=True, metavar="DIR", help="Folder for the files.")
+@click.option(
+    "--server-user",
+    "servers",
+    multiple=True,
+    metavar="USER",
+    help=f"An account for a `jalkal serve` worker (repeat for several) "
+    f"[default: {broker.SERVER_USER}].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=1883,
+    show_default=True,
+    help="Plain MQTT listener (0: none).",
+)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(1, 65535),
+    default=8883,
+    show_default=True,
+    help="MQTT over TLS listener (with --tls-cert and --tls-key).",
+)
+@click.option("--bind", metavar="ADDRESS", help="Listen on this address only.")
+@click.option("--tls-cert", metavar="PEM", help="The broker's certificate (chain).")
+@click.option("--tls-key", metavar="PEM", help="The broker's private key.")
+def broker_cmd(
+    keys: str,
+    out: str,
+    servers: tuple[str, ...],
+    port: int,
+    tls_port: int,
+    bind: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    """Write Mosquitto's password file, ACL file and config for every device of a
+    keys file and the servers' accounts.
+
+    Each device logs in with its id and a password derived from its key, publishes
+    only on its own jalkal/v1/<device>/up and reads only its own .../ack; each server
+    account (password in DIR/<user>.password, owner-only, kept when it exists) reads
+    every up and publishes every ack. No anonymous clients; the broker uses the user
+    name as client id, so no one can take over another's session."""
+    ls = broker.Listeners(
+        port=port,
+        bind=bind,
+        tls_port=tls_port,
+        tls_cert=Path(tls_cert) if tls_cert else None,
+        tls_key=Path(tls_key) if tls_key else None,
+    )
+    click.echo(
+        broker.summary(broker.write_all(Path(keys), Path(out), list(servers), ls))
+    )
 
 
 # --- flash --------------------------------------------------------------------

