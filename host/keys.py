@@ -45,9 +45,15 @@ def load_keys(path: str | Path) -> dict[str, bytes]:
     return parse_keys(doc, f"keys file {p}")
 
 
-def check_private(path: str | Path, override: str = "--insecure-keys-file") -> None:
-    """Refuse a keys file that group or others may read or write (as ssh refuses
-    an open private key); `override` names the option that accepts it anyway."""
+def check_private(
+    path: str | Path,
+    override: str = "--insecure-keys-file",
+    what: str = "keys file",
+    harm: str = "forge every device's frames",
+) -> None:
+    """Refuse a secret file (the keys file, a TLS private key) that group or others
+    may read or write, as ssh refuses an open private key; `override` names the
+    option that accepts it anyway."""
     p = Path(path)
     if os.name != "posix":  # pragma: no cover - no such modes elsewhere
         return
@@ -57,8 +63,8 @@ def check_private(path: str | Path, override: str = "--insecure-keys-file") -> N
         return  # load_keys says what is wrong with it
     if mode & 0o077:
         raise JalkalError(
-            f"keys file {p} is open to other users (mode {mode:04o}): anyone who can "
-            f"read it can forge every device's frames; run `chmod 600 {p}` "
+            f"{what} {p} is open to other users (mode {mode:04o}): anyone who can "
+            f"read it can {harm}; run `chmod 600 {p}` "
             f"(or pass {override} to serve it anyway)"
         )
 

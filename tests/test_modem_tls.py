@@ -8,10 +8,7 @@ modules without it."""
 import hashlib
 import json
 import shutil
-import socket
-import ssl
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -88,68 +85,6 @@ def pin_board(monkeypatch, pem):
     return hashlib.sha256(pem.read_bytes()).hexdigest()
 
 
-class TlsFront:
-    """TLS on a free loopback port in front of a plain-HTTP server (127.0.0.1:port),
-    bytes relayed both ways; counts the handshakes that failed."""
-
-    def __init__(self, cert, key, port):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.target = port
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.failed = self.done = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        conn.settimeout(10)
-        try:
-            t = self.ctx.wrap_socket(conn, server_side=True)
-        except (ssl.SSLError, OSError):
-            self.failed += 1
-            conn.close()
-            return
-        up = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-
-        def pipe(a, b):
-            try:
-                while data := a.recv(65536):
-                    b.sendall(data)
-            except OSError:
-                pass
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        back = threading.Thread(target=pipe, args=(up, t), daemon=True)
-        back.start()
-        pipe(t, up)
-        back.join(10)
-        t.close()
-        up.close()
-        self.done += 1
-
-    def stop(self):
-        self.running = False
-        self.sock.close()
-        self.thread.join(2)
-
-
 def stored(path):
     with Store(path) as st:
         tb = st.query("SELECT boot, seq FROM frames")
@@ -169,25 +104,35 @@ def sim7600_board(tmp, url, pin, post=http_post):
 
 
 def test_https_upload_goes_only_to_the_pinned_server(tmp_path, certs, monkeypatch):
-    serve = Server(tmp_path, tmp_path / "store.duckdb", keys_file(tmp_path / "k.json"))
+    """A simulated SIM7600 board against two real `jalkal serve --tls-cert` servers:
+    one with another certificate (a man in the middle) gets nothing, the pinned one
+    gets every frame."""
+    keys = keys_file(tmp_path / "k.json")
+    imposter = Server(tmp_path / "i", tmp_path / "i.duckdb", keys,
+                      "--tls-cert", str(certs["imposter"][0]),
+                      "--tls-key", str(certs["imposter"][1]))  # fmt: skip
+    serve = Server(tmp_path / "s", tmp_path / "store.duckdb", keys,
+                   "--tls-cert", str(certs["server"][0]),
+                   "--tls-key", str(certs["server"][1]))  # fmt: skip
+    for d in ("i", "s"):
+        (tmp_path / d).mkdir()
+    imposter.start()
     serve.start()
-    port = int(serve.http.rsplit(":", 1)[1])
-    imposter = TlsFront(*certs["imposter"], port)
-    front = TlsFront(*certs["server"], port)
     try:
+        assert imposter.http and serve.http and serve.http.startswith("https://")
         pin = pin_board(monkeypatch, certs["server"][0])
-        # a server with another certificate (a man in the middle): refused in the
-        # handshake, nothing sent, every frame kept in the backlog
-        bad = sim7600_board(tmp_path / "a", f"https://127.0.0.1:{imposter.port}", pin)
+        # refused in the handshake, nothing sent, every frame kept in the backlog
+        bad = sim7600_board(tmp_path / "a", imposter.http.rsplit("/v1/", 1)[0], pin)
         bad.run_days(0.25)
-        assert imposter.failed >= 1 and imposter.done == 0
-        assert [st for st, _ in bad.sm.http_log] == [715] * len(bad.sm.http_log)
+        assert bad.sm.http_log and [st for st, _ in bad.sm.http_log] == [715] * len(
+            bad.sm.http_log
+        )
         assert bad.up.fails >= 1 and bad.up.backlog > 0
         assert bad.state["up"][:5] == [0] * 5  # the cursor never moved
         # the server's own certificate: the same board's frames go up
-        good = sim7600_board(tmp_path / "b", f"https://127.0.0.1:{front.port}", pin)
+        good = sim7600_board(tmp_path / "b", serve.http.rsplit("/v1/", 1)[0], pin)
         good.run_days(0.25)
-        assert front.done >= 1 and good.up.fails == 0
+        assert good.up.fails == 0 and good.sm.http_log
         # the certificate went into the module once, under its fingerprint's name
         assert list(good.sm.certs) == [b"jk%s.pem" % pin[:12].encode()]
         assert good.sm.certs[b"jk%s.pem" % pin[:12].encode()] == (
@@ -195,11 +140,12 @@ def test_https_upload_goes_only_to_the_pinned_server(tmp_path, certs, monkeypatc
         )
     finally:
         imposter.stop()
-        front.stop()
         serve.stop()
-    keys = stored(serve.store)
-    assert keys and set(keys) <= set(good.logged) and len(keys) == len(set(keys))
-    assert set(keys) >= set(good.logged[:-4])
+    assert stored(imposter.store) == []
+    keys_stored = stored(serve.store)
+    assert keys_stored and set(keys_stored) <= set(good.logged)
+    assert len(keys_stored) == len(set(keys_stored))
+    assert set(keys_stored) >= set(good.logged[:-4])
 
 
 # --- MQTT: the login, and MQTTS

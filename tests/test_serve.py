@@ -48,7 +48,11 @@ def broker(tmp_path_factory):
 def server(tmp_path_factory, broker):
     w = tmp_path_factory.mktemp("serve")
     s = Server(w, w / "store.duckdb", keys_file(w / "keys.json"), "-v")
-    s.start(mqtt=broker.url)
+    # the fuzzing below forges MACs by the hundred: no lockout here (the throttle
+    # has tests of its own, tests/test_server_hardening.py)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JALKAL_THROTTLE", "1000000,1,1,1000000")
+        s.start(mqtt=broker.url)
     yield s
     s.stop()
 

@@ -29,10 +29,10 @@ STORED, DUPLICATE = 0, 1
 REASONS = (
     "stored", "duplicate", "unknown_device", "bad_mac", "wrong_device",
     "unsupported_version", "malformed_frame", "conflict", "broken_chain",
-    "future_boot",
+    "future_boot", "throttled",
 )  # fmt: skip
 (UNKNOWN_DEVICE, BAD_MAC, WRONG_DEVICE, UNSUPPORTED_VERSION, MALFORMED_FRAME,
- CONFLICT, BROKEN_CHAIN, FUTURE_BOOT) = range(2, len(REASONS))  # fmt: skip
+ CONFLICT, BROKEN_CHAIN, FUTURE_BOOT, THROTTLED) = range(2, len(REASONS))  # fmt: skip
 
 # HTTP status of a request in which no frame was acknowledged, by (first) reason
 STATUS = {
@@ -57,6 +57,8 @@ MESSAGES = {
     "conflict": "another frame with the same (device, boot, seq) is stored",
     "broken_chain": "prev does not match the stored neighbour in the chain",
     "future_boot": "boot number implausibly far ahead of the device's stored boots",
+    "throttled": "not checked: the device's failed-MAC budget was spent earlier in "
+    "this body; send again later",
 }
 
 

@@ -74,7 +74,8 @@ def http_address(text: str) -> str:
               "--tls-key.")  # fmt: skip
 @click.option("--tls-key", metavar="PEM", help="The certificate's private key.")
 @click.option("--insecure-keys-file", is_flag=True,
-              help="Serve a keys file that other users may read or write.")  # fmt: skip
+              help="Serve a keys file (or TLS key) that other users may read or "
+                   "write.")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="-v: one line per batch.")
 def serve_cmd(
     store_path: str,

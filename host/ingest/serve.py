@@ -55,6 +55,8 @@ def run(
     SIGTERM or SIGINT; the URLs served are printed first (one a line)."""
     if not insecure_keys_file:  # an open keys file is refused, as ssh does
         check_private(keys)
+        if tls_key:
+            check_private(tls_key, what="TLS key", harm="pose as this server")
     key_map = load_keys(keys)
     if (tls_cert is None) != (tls_key is None):
         raise JalkalError("give --tls-cert and --tls-key together (or neither)")

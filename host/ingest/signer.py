@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from jkproto import codec as c
+from jkproto import objects as ob
+
+from .ack import BAD_MAC, THROTTLED
 
 
 class FastSigner(c.Signer):
@@ -43,3 +47,28 @@ class FastSigner(c.Signer):
             g.update(h.digest())
             out[i] = g.digest()[: c.MAC_LEN] == buf[e : e + c.MAC_LEN]
         return out
+
+
+def check_macs(
+    signers: Mapping[str, FastSigner], body: bytes, col: Mapping[str, np.ndarray],
+    out: np.ndarray, todo: np.ndarray, budget: Mapping[int, int],
+) -> dict[int, int]:  # fmt: skip
+    """Verify the MAC of every frame in `todo` (a mask over the body's frames), one
+    tight loop per device; a failure sets its outcome to BAD_MAC. A device with a
+    budget (failures it may still reveal: guard.Throttle.admit) is answered up to
+    its budget's worth of failures, and its frames from the next failing one on are
+    not answered (THROTTLED). Returns the failures per device: those answered,
+    and the first unanswered one, which locks the device."""
+    failed: dict[int, int] = {}
+    dev = col["device"]
+    for d in np.unique(dev[todo]).tolist():
+        rows = np.flatnonzero(todo & (dev == d))
+        sg = signers[ob.device_str(d)]
+        offs, lens = col["offset"][rows].tolist(), col["length"][rows].tolist()
+        bad = rows[~sg.verify_many(body, offs, lens)]
+        left = budget.get(d, int(bad.size))
+        out[bad[:left]] = BAD_MAC
+        if bad.size > left:  # past its budget: nothing more of it is answered
+            out[rows[rows >= bad[left]]] = THROTTLED
+        failed[d] = min(int(bad.size), left + 1)  # the first unanswered counts
+    return failed

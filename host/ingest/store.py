@@ -47,13 +47,13 @@ from jkproto import objects as ob
 from ..decode import bulk
 from ..errors import JalkalError
 from .ack import (
-    BAD_MAC,
     BROKEN_CHAIN,
     CONFLICT,
     DUPLICATE,
     FUTURE_BOOT,
     MALFORMED_FRAME,
     STORED,
+    THROTTLED,
     UNKNOWN_DEVICE,
     UNSUPPORTED_VERSION,
     WRONG_DEVICE,
@@ -62,7 +62,7 @@ from .ack import (
 )
 from .boots import BootCeiling
 from .guard import Throttle, Throttled, retry_after
-from .signer import FastSigner
+from .signer import FastSigner, check_macs
 
 SCHEMA_VERSION = "1"
 MAX_BODY = 256 * 1024  # bytes per upload batch (HTTP body or MQTT payload)
@@ -325,21 +325,24 @@ class Store:
         known = np.isin(dev, self._devices)
         out[pending & ~known] = UNKNOWN_DEVICE
         held: list[Any] = []
+        budget: dict[int, int] = {}
+        failed: dict[int, int] = {}
         if self.guard is not None:  # a locked device or source: no MAC computed
-            wait, held = self.guard.admit(source, np.unique(dev[pending]).tolist())
+            wait, budget, held = self.guard.admit(
+                source, np.unique(dev[pending & known]).tolist()
+            )
             if wait > 0:
                 raise Throttled(retry_after(wait))
         try:  # MAC of every frame of a known device, one tight loop per device
-            todo = pending & known
-            for d in np.unique(dev[todo]).tolist():
-                rows = np.flatnonzero(todo & (dev == d))
-                sg = self.signers[ob.device_str(d)]
-                offs, lens = col["offset"][rows].tolist(), col["length"][rows].tolist()
-                out[rows[~sg.verify_many(body, offs, lens)]] = BAD_MAC
+            failed = check_macs(self.signers, body, col, out, pending & known, budget)
         finally:
             if self.guard is not None:
-                failed = dev[(out == BAD_MAC) | (out == UNKNOWN_DEVICE)]
-                self.guard.settle(held, source, failed.tolist())
+                self.guard.settle(
+                    held, source, failed,
+                    bool(failed and any(failed.values()))
+                    or bool(np.any(out == UNKNOWN_DEVICE)),
+                    int(np.count_nonzero(out == THROTTLED)),
+                )  # fmt: skip
         if device is not None:
             out[(out == 0) & (dev != device)] = WRONG_DEVICE
         res.outcome = out
