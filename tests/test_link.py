@@ -128,7 +128,7 @@ SPELT = {
             link.ERROR,
         )
     ],  # fmt: skip
-    "mqtt.py": [link.UP_TOPIC, link.ACK_TOPIC, '"%s":[]' % link.ACKED],
+    "mqtt.py": [link.UP_TOPIC, link.ACK_TOPIC],
     "modem.py": ['+HTTPPARA="CONTENT","%s"' % link.CONTENT_TYPE],
 }
 
