@@ -79,3 +79,49 @@ def compiled(files: dict[str, bytes], *flags: str) -> dict[str, bytes]:
             )  # fmt: skip
             out[name[:-3] + ".mpy"] = dst.read_bytes()
     return out
+
+
+# --- the store back-ends: DuckDB file and PostgreSQL (a private cluster) -----------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private PostgreSQL for the session (tests/pg_util.py); skipped, with the
+    reason, where one cannot be made."""
+    from pg_util import PrivatePostgres, available
+
+    why = available()
+    if why is not None:
+        pytest.skip(why)
+    pytest.importorskip("psycopg")
+    pg = PrivatePostgres().start()
+    yield pg
+    pg.__exit__(None, None, None)
+
+
+_DB_SEQ = [0]
+
+
+def new_database(pg) -> str:
+    """A new, empty database in the cluster: its URL."""
+    import psycopg
+
+    _DB_SEQ[0] += 1
+    name = f"t{os.getpid()}_{_DB_SEQ[0]}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh database of the session's PostgreSQL, as a postgresql:// URL."""
+    return new_database(pg_cluster)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_where(request, tmp_path) -> str:
+    """Where a store goes, on each back-end: a DuckDB file or a PostgreSQL URL."""
+    if request.param == "duckdb":
+        return str(tmp_path / "s.duckdb")
+    return new_database(request.getfixturevalue("pg_cluster"))

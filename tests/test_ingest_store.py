@@ -1,6 +1,7 @@
 """The exactly-once frame store (jalkal.ingest.store): verification, duplicates,
 conflicts, chain checks against what is stored, malformed bodies, and the report
-from a store."""
+from a store; on both back-ends (a DuckDB file and PostgreSQL) where the test is
+about the store's semantics."""
 
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ from uplink_util import DEV, DEV2, KEY, KEY2, frames
 from jalkal.decode import bulk
 from jalkal.errors import JalkalError
 from jalkal.ingest.ack import REASONS
-from jalkal.ingest.store import FastSigner, Store
+from jalkal.ingest.store import FastSigner, Store, open_store
 from jkproto import codec as c
 
 KEYS = {f"{DEV:08x}": KEY, f"{DEV2:08x}": KEY2}
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "s.duckdb", KEYS)
+def store(store_where):
+    s = open_store(store_where, KEYS)
     yield s
     s.close()
 
@@ -297,7 +298,7 @@ def _repo():
     return Path(__file__).resolve().parents[1]
 
 
-def test_report_from_store_equals_report_from_files(tmp_path):
+def test_report_from_store_equals_report_from_files(tmp_path, store_where):
     """The simulator's SD card (with power cuts: torn frames, gaps) reported from
     the files and, after ingesting its frames, from the store: identical output."""
     from click.testing import CliRunner
@@ -311,8 +312,8 @@ def test_report_from_store_equals_report_from_files(tmp_path):
     )
     assert r.exit_code == 0, r.output
     keys = load_keys(out / "keys.json")
-    db = tmp_path / "s.duckdb"
-    with Store(db, keys) as s:
+    db = store_where
+    with open_store(db, keys) as s:
         for f in sorted((out / "sd").rglob("*")):
             if f.is_file():
                 clean = b"".join(bulk_frames(f.read_bytes()))
@@ -349,8 +350,8 @@ def test_report_needs_files_or_store(tmp_path):
 
 
 def test_keys_are_uint64_ordered():
-    from jalkal.ingest.store import _keys
+    from jalkal.ingest.batch import frame_keys
 
-    k = _keys(np.array([1, 1, 2], np.uint32), np.array([0, 1, 0], np.uint16),
+    k = frame_keys(np.array([1, 1, 2], np.uint32), np.array([0, 1, 0], np.uint16),
               np.array([5, 0, 0], np.uint16))  # fmt: skip
     assert (np.diff(k.astype(np.float64)) > 0).all()

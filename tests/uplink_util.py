@@ -236,3 +236,55 @@ class Server(Child):
             f"(ready={ready}, waiting for the MQTT subscription={want_sub}): "
             f"{self.err.read_text()[-2000:]}"
         )
+
+
+class Device:
+    """A board's MQTT login (user name = its id, password from its key): publishes
+    batches QoS 1 to its up topic and collects the answers on its ack topic."""
+
+    def __init__(self, port: int, device: int, key: bytes):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.dev = f"{device:08x}"
+        self.acks: list[dict] = []
+        self.cond = threading.Condition()
+        ready = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.dev,
+                        clean_session=True, protocol=mqtt.MQTTv311)  # fmt: skip
+        c.username_pw_set(self.dev, bytes(c_mqtt_password(key)).decode())
+        c.on_connect = lambda cl, ud, fl, rc, pr: cl.subscribe(
+            f"jalkal/v1/{self.dev}/ack", qos=1
+        )
+        c.on_subscribe = lambda *a: ready.set()
+        c.on_message = self._msg
+        c.connect("127.0.0.1", port, keepalive=30)
+        c.loop_start()
+        self.client = c
+        if not ready.wait(10):
+            raise TimeoutError(f"device {self.dev}: not subscribed to its acks")
+
+    def _msg(self, cl, ud, msg) -> None:  # type: ignore[no-untyped-def]
+        with self.cond:
+            self.acks.append(json.loads(msg.payload))
+            self.cond.notify_all()
+
+    def publish(self, body: bytes) -> None:
+        self.client.publish(f"jalkal/v1/{self.dev}/up", body, qos=1).wait_for_publish(
+            10
+        )
+
+    def answered(self) -> set[tuple[int, int]]:
+        """(boot, first seq) of every acknowledged run answered so far."""
+        with self.cond:
+            return {(r[1], r[2]) for a in self.acks for r in a["acked"]}
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def c_mqtt_password(key: bytes) -> bytes:
+    """A device's MQTT password, as the board computes it."""
+    return bytes(c.mqtt_password(c.Signer(key)))

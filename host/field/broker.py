@@ -16,6 +16,12 @@ In DIR:
   `jalkal serve --mqtt-password-file` reads.
 - ``acl``: ``pattern write jalkal/v1/%u/up`` and ``pattern read jalkal/v1/%u/ack`` for
   every account, and read on every ``up``, write on every ``ack`` for the servers.
+  That read also lets a server worker take its share of the batches through an
+  MQTT 5 shared subscription (``$share/GROUP/jalkal/v1/+/up``, `jalkal serve
+  --mqtt-share`): Mosquitto 2 lets a subscription through and checks ``read``
+  against the topic of each message it delivers (src/security_default.c
+  ``mosquitto_acl_check_default`` skips MOSQ_ACL_SUBSCRIBE; src/subs.c
+  ``subs__send`` checks MOSQ_ACL_READ on the message's topic).
 - ``mosquitto.conf``: no anonymous clients, these two files, and on every listener
   ``use_username_as_clientid true`` (the broker replaces the client id with the user
   name, so nobody can take over another account's session or knock it off).
@@ -128,8 +134,16 @@ def acl_text(servers: Iterable[str]) -> str:
         f"pattern write {up % '%u'}",
         f"pattern read {ack % '%u'}",
     ]
+    lines += [
+        "",
+        "# the server workers read every batch (also through a shared subscription,",
+        f"# $share/GROUP/{up % '+'}: read is checked on each batch's own topic)",
+        "# and answer every device:",
+    ]
     for s in servers:
-        lines += ["", f"user {s}", f"topic read {up % '+'}", f"topic write {ack % '+'}"]
+        lines += [f"user {s}", f"topic read {up % '+'}", f"topic write {ack % '+'}", ""]
+    if not lines[-1]:
+        lines.pop()
     return "\n".join(lines) + "\n"
 
 

@@ -81,3 +81,10 @@ class BootCeiling:
         out = np.zeros(a.size, bool)
         out[order] = c - before > 0
         return out
+
+    def reload(self, devices: list[int], device: np.ndarray, boot: np.ndarray) -> None:
+        """These devices' boots as read again from the store (another writer may
+        have stored newer ones): every distinct (device, boot) stored for them."""
+        for d in devices:
+            self.latest.pop(int(d), None)
+        self.advance(device, boot)

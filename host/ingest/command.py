@@ -34,7 +34,9 @@ def http_address(text: str) -> str:
 
 @click.command("serve")
 @click.option("--store", "store_path", required=True, metavar="DB",
-              help="DuckDB store file (created if missing).")  # fmt: skip
+              help="DuckDB store file (created if missing), or a PostgreSQL URL "
+                   "postgresql://USER@HOST:PORT/DBNAME (the jalkal schema in it is "
+                   "created if missing).")  # fmt: skip
 @click.option("--keys", "keys", required=True, metavar="FILE",
               help="Keys file: frames of other devices are rejected.")  # fmt: skip
 @click.option("--http", "http", metavar="http://HOST:PORT",
@@ -76,6 +78,23 @@ def http_address(text: str) -> str:
 @click.option("--insecure-keys-file", is_flag=True,
               help="Serve a keys file (or TLS key) that other users may read or "
                    "write.")  # fmt: skip
+@click.option("--keys-poll", type=click.FloatRange(0, 3600), default=1.0,
+              show_default=True, metavar="S",
+              help="Read the keys file again when it changed, looking every S "
+              "seconds (0: only on SIGHUP).")  # fmt: skip
+@click.option("--mqtt-share", metavar="GROUP",
+              help="Subscribe as one of several workers: $share/GROUP/"
+              f"{link.UP_TOPIC % '+'} (MQTT 5); the broker gives each batch to "
+              "one of the group.")  # fmt: skip
+@click.option("--mqtt-session-expiry", type=click.IntRange(0, 0xFFFFFFFE),
+              metavar="S",
+              help="The broker may forget this server's MQTT session (and the "
+              "batches queued for it) S seconds after it went away [default: "
+              "never].")  # fmt: skip
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              default="text", show_default=True,
+              help="The log on stderr: text lines, or one JSON object a "
+              "line.")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="-v: one line per batch.")
 def serve_cmd(
     store_path: str,
@@ -93,6 +112,10 @@ def serve_cmd(
     tls_cert: str | None,
     tls_key: str | None,
     insecure_keys_file: bool,
+    keys_poll: float,
+    mqtt_share: str | None,
+    mqtt_session_expiry: int | None,
+    log_format: str,
     verbose: int,
 ) -> None:
     """Ingest server: frames over HTTP and MQTT into an exactly-once DuckDB store.
@@ -106,11 +129,17 @@ def serve_cmd(
         url = mqttsub.parse_mqtt_url(mqtt_url)
         login = mqttsub.login_for(url, mqtt_user, mqtt_password_file, mqtt_cafile)
     client_id = client_id or mqtt_user or serve.DEFAULT_CLIENT_ID
+    if mqtt_share is not None:
+        if not mqtt_url:
+            raise JalkalError("--mqtt-share: only with --mqtt")
+        mqttsub.check_share(mqtt_share)
     serve.run(store_path, keys, http, mqtt_url, client_id, max_body, verbose,
               mqtt_login=login, max_connections=max_connections,
               request_timeout=request_timeout, max_boot_ahead=max_boot_ahead,
               tls_cert=tls_cert, tls_key=tls_key,
-              insecure_keys_file=insecure_keys_file)  # fmt: skip
+              insecure_keys_file=insecure_keys_file, keys_poll=keys_poll,
+              log_format=log_format, mqtt_share=mqtt_share,
+              mqtt_session_expiry=mqtt_session_expiry)  # fmt: skip
 
 
 # --- replay -------------------------------------------------------------------

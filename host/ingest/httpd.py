@@ -28,10 +28,11 @@ from jkproto import link
 
 from .. import __version__
 from ..errors import JalkalError
-from .ack import STATUS, batch_line, refused
+from . import metrics, snapshot
+from .ack import STATUS, refused
 from .guard import Throttle, retry_after
 from .log import Log
-from .store import Store
+from .store import FrameStore
 
 API_PATH = link.PATH
 HEALTH_PATH = link.HEALTH_PATH
@@ -95,8 +96,10 @@ class IngestHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128
-    store: Store
+    store: FrameStore
     guard: Throttle | None = None
+    metrics: metrics.Metrics | None = None  # /metrics (serve sets it)
+    snapshot: snapshot.Access | None = None  # GET /v1/snapshot (serve sets it)
 
     def __init__(
         self,
@@ -324,8 +327,26 @@ class Handler(BaseHTTPRequestHandler):
         msg = "the server is at its connection cap; send again later"
         self._refuse("busy", msg, wait=1)
 
+    def _send_bytes(self, status: int, ctype: str, data: bytes) -> None:
+        self.answered = True
+        self.connection.settimeout(WRITE_TIMEOUT_S)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        if path in metrics.PATHS:  # /healthz, /metrics (also on a reserved slot)
+            got = metrics.answer(self.server.metrics, self.server.store, path, query)
+            self._send_bytes(*got)
+            return
+        if path == snapshot.SNAPSHOT_PATH and not self.reserved:  # reports
+            snapshot.answer(self, self.server.snapshot)
+            return
         if path != HEALTH_PATH:
             self._busy() if self.reserved else self._wrong_method()
             return
@@ -415,9 +436,9 @@ class Handler(BaseHTTPRequestHandler):
         extra = {"Retry-After": str(res.retry_after)} if res.retry_after else None
         if res.retry_after:
             self.close_connection = True
+        # counted and logged before the answer: a scrape after it sees the batch
+        self.server.log.batch("http", self.client_address[0], res)
         self._send(res.status(), res.to_json(), extra)
-        line, level = batch_line("http", self.client_address[0], res)
-        self.server.log(line, level)
 
     def do_PUT(self) -> None:  # noqa: N802
         self._busy() if self.reserved else self._wrong_method()

@@ -1,16 +1,23 @@
-"""MQTT for `jalkal serve`: a subscriber (persistent session, QoS 1) to
+"""MQTT for `jalkal serve`: a subscriber (MQTT 5, persistent session, QoS 1) to
 ``jalkal/v1/<device>/up`` on a broker; the answer (the same JSON as over HTTP) is
 published on ``jalkal/v1/<device>/ack`` after the COMMIT (docs/uplink.md).
 
 The broker's QoS 1 delivery is acknowledged (PUBACK) by hand, after the answer went
 out: a batch the store could not take stays unacknowledged, and the subscriber
-reconnects after a back-off so the broker delivers it again (MQTT 3.1.1 §4.4: on a
-session resumed, the server re-sends every PUBLISH not acknowledged)."""
+reconnects after a back-off so the broker delivers it again (MQTT 5 §4.4: on a
+session resumed, the server re-sends every PUBLISH not acknowledged). The session
+is resumed on every connection (Clean Start 0) and kept by the broker while the
+server is away (Session Expiry Interval: never, unless --mqtt-session-expiry).
+
+Several workers (``--mqtt-share GROUP``) subscribe to the shared form
+``$share/GROUP/jalkal/v1/+/up`` (MQTT 5 §4.8.2): the broker hands each batch to
+one of them."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,14 +27,30 @@ from urllib.parse import urlsplit
 from jkproto import link
 
 from ..errors import JalkalError
-from .ack import batch_line, refused
+from .ack import refused
 from .log import Log, say
-from .store import Store
+from .store import FrameStore
 
 UP_TOPIC = link.UP_TOPIC % "+"  # every device's
 DEFAULT_CLIENT_ID = "jalkal-serve"
 PASSWORD_ENV = "JALKAL_MQTT_PASSWORD"
 REDELIVER_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # reconnect after a batch not stored
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5 §3.1.2.11.2
+SHARE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def check_share(name: str) -> str:
+    """A shared subscription's group name (no '/', '+' or '#', MQTT 5 §4.8.2)."""
+    if not SHARE_NAME.match(name):
+        raise JalkalError(
+            f"--mqtt-share {name!r}: letters, digits, '.', '_' and '-' (at most 64)"
+        )
+    return name
+
+
+def up_filter(share: str | None) -> str:
+    """The subscription: every device's up topic, shared by a group or not."""
+    return f"$share/{check_share(share)}/{UP_TOPIC}" if share else UP_TOPIC
 
 
 class BrokerUrl(NamedTuple):
@@ -118,11 +141,19 @@ class MqttIngest:
     was down are delivered when it is back; acks go out after the COMMIT."""
 
     def __init__(
-        self, store: Store, host: str, port: int, client_id: str, log: Log,
-        max_body: int, login: Login | None = None,
+        self, store: FrameStore, host: str, port: int, client_id: str, log: Log,
+        max_body: int, login: Login | None = None, *, share: str | None = None,
+        session_expiry: int | None = None,
     ):  # fmt: skip
         import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
+        self.topic = up_filter(share)
+        self.props = Properties(PacketTypes.CONNECT)
+        self.props.SessionExpiryInterval = (
+            SESSION_NEVER_EXPIRES if session_expiry is None else session_expiry
+        )
         self.store, self.log, self.max_body = store, log, max_body
         self.host, self.port = host, port
         self.subscribed = threading.Event()
@@ -134,8 +165,7 @@ class MqttIngest:
         c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,  # PUBACK only for a batch stored (or refused)
         )
         (login or Login()).apply(c)
@@ -146,8 +176,15 @@ class MqttIngest:
         c.on_message = self._on_message
         self.client = c
 
+    def connect(self) -> None:
+        """Resume the session (Clean Start 0), on the first connection too."""
+        self.client.connect_async(
+            self.host, self.port, keepalive=30, clean_start=False,
+            properties=self.props,
+        )  # fmt: skip
+
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.connect()
         self.client.loop_start()
 
         def still_waiting() -> None:
@@ -195,7 +232,7 @@ class MqttIngest:
             )
             self.client.disconnect()  # the session stays (clean session off)
             self.client.loop_stop()
-            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.connect()
             self.client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
@@ -210,10 +247,17 @@ class MqttIngest:
             f"(session present: {bool(flags.session_present)})",
             1,
         )
-        client.subscribe(UP_TOPIC, qos=1)
+        client.subscribe(self.topic, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
-        say(f"serve: mqtt subscribed {UP_TOPIC}")
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            self.log(
+                f"mqtt {self.host}:{self.port}: subscription to {self.topic} refused: "
+                f"{bad[0]} (check the broker's ACL for this user)"
+            )
+            return
+        say(f"serve: mqtt subscribed {self.topic}")
         self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
@@ -259,8 +303,7 @@ class MqttIngest:
                 return
             with self.lock:
                 self.failures = 0
+        self.log.batch("mqtt", dev, res)  # counted before the answer goes out
         ack = json.dumps(res.to_json(), separators=(",", ":"))
         client.publish(link.ACK_TOPIC % dev, ack, qos=1)
         client.ack(msg.mid, msg.qos)  # the broker's PUBACK, after the answer
-        line, level = batch_line("mqtt", dev, res)
-        self.log(line, level)

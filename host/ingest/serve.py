@@ -29,9 +29,12 @@ from .httpd import (
     parse_hostport,
     tls_context,
 )
+from .keywatch import POLL_S, KeyWatch
 from .log import Log, say
-from .mqttsub import DEFAULT_CLIENT_ID, UP_TOPIC, Login, MqttIngest, parse_mqtt_url
-from .store import MAX_BODY, Store
+from .metrics import Metrics
+from .mqttsub import DEFAULT_CLIENT_ID, Login, MqttIngest, parse_mqtt_url
+from .snapshot import Access, publish, withdraw
+from .store import MAX_BODY, open_store
 
 
 def run(
@@ -50,9 +53,15 @@ def run(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     insecure_keys_file: bool = False,
+    keys_poll: float = POLL_S,
+    log_format: str = "text",
+    mqtt_share: str | None = None,
+    mqtt_session_expiry: int | None = None,
 ) -> None:
     """`jalkal serve`: the store, the HTTP server and the MQTT subscriber, until
-    SIGTERM or SIGINT; the URLs served are printed first (one a line)."""
+    SIGTERM or SIGINT; the URLs served are printed first (one a line). The keys
+    file is read again when it changes (every keys_poll seconds; 0: only on
+    SIGHUP) and on SIGHUP (keywatch.py)."""
     if not insecure_keys_file:  # an open keys file is refused, as ssh does
         check_private(keys)
         if tls_key:
@@ -71,11 +80,13 @@ def run(
             faulthandler.register(signal.SIGUSR1, all_threads=True)
         except (OSError, ValueError, AttributeError):  # stderr is not a file
             pass
-    log = Log(verbose)
+    log = Log(verbose, log_format)
+    metrics = new_metrics(log)
     new_store = not Path(store_path).exists()
-    httpd = st = mq = None
+    httpd = st = mq = watch = None
     serving = False
     stop = threading.Event()
+    access: Access | None = None  # reports' snapshot: token and sidecar file
     try:
         if addr:  # listen first: a busy port leaves no new store behind
             try:
@@ -86,34 +97,45 @@ def run(
                 raise JalkalError(
                     f"cannot listen on {addr[0]}:{addr[1]}: {e.strerror or e}"
                 )
-        st = Store(store_path, key_map)
+        st = open_store(store_path, key_map)
         st.max_body = max_body
         st.boots.ahead = max_boot_ahead
         st.guard = from_env(log)
         if broker:
             login = (mqtt_login or Login()).for_url(broker)  # mqtts://: TLS
-            mq = MqttIngest(st, broker[0], broker[1], client_id, log, max_body, login)
+            mq = MqttIngest(
+                st, broker[0], broker[1], client_id, log, max_body, login,
+                share=mqtt_share, session_expiry=mqtt_session_expiry,
+            )  # fmt: skip
+        watch = KeyWatch(keys, st, key_map, log, keys_poll, not insecure_keys_file)
+        if metrics is not None:
+            metrics.store, metrics.guard, metrics.keys = st, st.guard, watch
+            metrics.httpd = httpd
+            log.hooks.append(metrics.batch)
+            metrics.seed_in_background(st)
         # handler threads decode and check MACs (holding the GIL) while another
         # one waits in DuckDB (not holding it): hand the GIL back quickly when
         # DuckDB returns, or every store call waits out a 5 ms switch interval
         sys.setswitchinterval(0.0005)
         serving = True
         if httpd is not None:
-            httpd.store, httpd.guard = st, st.guard
+            httpd.store, httpd.guard, httpd.metrics = st, st.guard, metrics
             host, port = str(httpd.server_address[0]), httpd.server_address[1]
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if tls else "http"
+            url = f"{scheme}://{shown}:{port}"
+            httpd.snapshot = access = publish(store_path, url, tls_cert)
             say(f"serve: {scheme}://{shown}:{port}{API_PATH}")
             threading.Thread(target=httpd.serve_forever, daemon=True).start()
         if mq is not None and broker:
             say(
                 f"serve: mqtt{'s' if broker[2] else ''}://{broker[0]}:{broker[1]} "
-                f"{UP_TOPIC} "
+                f"{mq.topic} "
                 f"(client id {client_id})"
             )
             mq.start()
         say(
-            f"serve: store {store_path}: {st.count()} frames; keys for "
+            f"serve: store {st.name}: {st.count()} frames; keys for "
             f"{len(key_map)} devices"
         )
 
@@ -122,9 +144,16 @@ def run(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+        hup = watch.hup
+        if hasattr(signal, "SIGHUP"):  # read the keys file again
+            signal.signal(signal.SIGHUP, lambda signum, frame: hup())
+        watch.start()
         while not stop.wait(1.0):
             pass
     finally:
+        withdraw(access)  # the sidecar first: readers stop coming
+        if watch is not None:
+            watch.stop()
         if httpd is not None:
             if serving:
                 httpd.shutdown()
@@ -137,6 +166,17 @@ def run(
                 remove_new_store(Path(store_path))
         t = time.strftime("%H:%M:%S")
         log(f"stopped at {t}", 1)
+
+
+def new_metrics(log: Log) -> Metrics | None:
+    """This server's metrics; None (and /metrics answers 503) without
+    prometheus-client."""
+    try:
+        return Metrics()
+    except ImportError:
+        log("metrics: prometheus-client is not installed: /metrics answers 503 "
+            "(pip install 'prometheus-client>=0.20,<1')", 0, "metrics_off")  # fmt: skip
+        return None
 
 
 def remove_new_store(path: Path) -> None:

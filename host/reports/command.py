@@ -28,6 +28,7 @@ from .periods import build, periods
 from .plausible import DEFAULT_MAX_FLOW_M3H
 from .quality import load_quality
 from .render import emit, to_csv, to_json, to_table, to_text, write_text
+from .since import export_since
 from .sources import load_store, read_sources
 
 
@@ -116,7 +117,8 @@ def run(
         stats = ob.new_stats()
     else:
         if store:
-            table, stats = load_store(store), ob.new_stats()
+            table = load_store(store, lambda ln: print(f"report: {ln}", file=err))
+            stats = ob.new_stats()
             if table.num_rows == 0:
                 raise JalkalError(f"store {store} holds no frames: nothing to report")
             devs = table.column("device").unique().to_pylist()
@@ -448,12 +450,41 @@ def report_cmd(
     is_flag=True,
     help="Replace an earlier export at DIR (anything else is refused).",
 )
-def export_cmd(store: str, out: str, partition: str, overwrite: bool) -> None:
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Update the export at DIR in place: only the days (per device) with "
+    "frames received from DATE on (UTC) are written, and only if they changed.",
+)
+def export_cmd(
+    store: str, out: str, partition: str, overwrite: bool, since: str | None
+) -> None:
     """The store's frames as Parquet, partitioned by date and device (hive style:
     DIR/date=2026-03-01/device=0a1b2c3d/part-0.parquet), for DuckDB, Dask or any
-    Parquet reader. `jalkal report --parquet DIR` reports from it."""
-    e = export(store, out, partition, overwrite)
+    Parquet reader. `jalkal report --parquet DIR` reports from it. A store that a
+    running `jalkal serve` holds is read through the server."""
+
+    def note(line: str) -> None:
+        click.echo(f"export: {line}", err=True)
+
+    if since is None:
+        e = export(store, out, partition, overwrite, note=note)
+        click.echo(
+            f"export: {e.frames} frames of {e.devices} devices in {e.files} files "
+            f"under {e.out}"
+        )
+        return
+    if overwrite:
+        raise click.UsageError("--since updates DIR in place: leave --overwrite out")
+    e = export_since(store, out, since, partition, note)
+    if not e.files:
+        click.echo(
+            f"export: nothing to write since {since}: {e.unchanged} partitions "
+            f"unchanged under {e.out}"
+        )
+        return
     click.echo(
-        f"export: {e.frames} frames of {e.devices} devices in {e.files} files "
-        f"under {e.out}"
+        f"export: since {since}: {e.files} partitions written ({e.new} new, "
+        f"{e.files - e.new} rewritten), {e.frames} frames of {e.devices} devices; "
+        f"{e.unchanged} unchanged, under {e.out}"
     )

@@ -33,7 +33,8 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,11 @@ from ..errors import JalkalError
 from ..registry import Registry
 from . import daily, daily_bulk, periods
 from .plausible import DEFAULT_MAX_FLOW_M3H
+from .sources import opened, store_snapshot
 
 PARTS = ("day", "month")
-_FMT = {"day": "%Y-%m-%d", "month": "%Y-%m"}
+FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m"}
+Note = Callable[[str], None]
 
 
 @dataclass
@@ -57,10 +60,41 @@ class Exported:
     devices: int
     files: int
     out: Path
+    unchanged: int = 0  # --since: partitions left as they were
+    new: int = 0  # --since: partitions that were not in the export before
+
+
+@contextmanager
+def store_frames(store: str | Path, note: Note | None) -> Iterator[tuple[Any, Any]]:
+    """A DuckDB connection with the store's `frames` and the lock to use it under:
+    the store file itself, or (held by a running server) its snapshot in memory."""
+    import duckdb
+
+    from ..ingest.store import open_store
+
+    tb = store_snapshot(store, None, note)
+    if tb is not None:
+        con = duckdb.connect()
+        try:
+            con.register("frames", tb)
+            yield con, threading.Lock()
+        finally:
+            con.close()
+        return
+    with opened(store):
+        st = open_store(store, read_only=True)
+    try:
+        yield st.con, st.lock
+    finally:
+        st.close()
 
 
 def export(
-    store: str | Path, out: str | Path, partition: str = "day", overwrite: bool = False
+    store: str | Path,
+    out: str | Path,
+    partition: str = "day",
+    overwrite: bool = False,
+    note: Note | None = None,
 ) -> Exported:
     """Write the store's frames to OUT as Parquet partitioned by date and device.
 
@@ -68,10 +102,11 @@ def export(
     at the end, so OUT is never half written. An existing OUT is replaced (as a
     whole) only with overwrite and only when it is an earlier export: hive
     partitions date=*/device=*/part-*.parquet and nothing else (an empty folder
-    too). Anything else is refused, overwrite or not."""
+    too). Anything else is refused, overwrite or not. A store a running server
+    holds is read from its snapshot; note(line) says so (since.py: --since)."""
     import duckdb
 
-    from ..ingest.store import SCHEMA, Store
+    from ..ingest.store import SCHEMA
 
     if partition not in PARTS:
         raise JalkalError(f"--partition must be day or month, got {partition!r}")
@@ -86,26 +121,26 @@ def export(
             )
         if not overwrite:
             raise JalkalError(f"{dst} exists; give --overwrite to replace it")
-    with Store(store, read_only=True) as st:
-        work = _workdir(dst)
+    with store_frames(store, note) as (con, lock):
+        work = workdir(dst)
         tmp = work / "new"
-        n = st.count()
+        with lock:
+            n = _one(con, "SELECT count(*) FROM frames")
         rest = ", ".join(f'"{c}"' for c in SCHEMA.names if c != "device")
         sql = (
             f"COPY (SELECT {rest}, printf('%08x', device) AS device, "
-            f"strftime(ts, '{_FMT[partition]}') AS date FROM frames "
+            f"strftime(ts, '{FORMATS[partition]}') AS date FROM frames "
             "ORDER BY date, device, boot, seq) "
-            f"TO '{_sql_path(tmp)}' (FORMAT PARQUET, PARTITION_BY (date, device), "
+            f"TO '{sql_path(tmp)}' (FORMAT PARQUET, PARTITION_BY (date, device), "
             "FILENAME_PATTERN 'part-{i}', COMPRESSION zstd)"
         )
         try:
-            with st.lock:
-                _copy(st.con, sql, f"exporting {n:,} frames")
-            row = st.con.execute("SELECT count(DISTINCT device) FROM frames").fetchone()
+            with lock:
+                _copy(con, sql, f"exporting {n:,} frames")
+                devices = _one(con, "SELECT count(DISTINCT device) FROM frames")
         except duckdb.Error as e:
             shutil.rmtree(work, ignore_errors=True)
             raise JalkalError(f"export to {dst}: {str(e).splitlines()[0]}")
-        devices = int(row[0]) if row else 0
     old = work / "old"
     try:
         tmp.mkdir(exist_ok=True)  # an empty store: an empty export
@@ -121,6 +156,10 @@ def export(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Exported(frames=n, devices=devices, files=files, out=dst)
+
+
+def _one(con: Any, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0])
 
 
 def _copy(con: Any, sql: str, label: str) -> None:
@@ -184,7 +223,7 @@ def shared(work: Path, root: Path) -> None:
         os.chmod(d, want)
 
 
-def _workdir(dst: Path) -> Path:
+def workdir(dst: Path) -> Path:
     """A new folder beside dst (so the final renames stay on one file system)."""
     if not dst.parent.is_dir():
         raise JalkalError(
@@ -196,7 +235,7 @@ def _workdir(dst: Path) -> Path:
         raise JalkalError(f"cannot write {dst}: {e.strerror or e}")
 
 
-def _sql_path(p: Path) -> str:
+def sql_path(p: Path) -> str:
     return str(p).replace("'", "''")
 
 
@@ -217,7 +256,7 @@ def devices_in(root: str | Path) -> list[str]:
 
 
 def _glob(root: str | Path) -> str:
-    return _sql_path(Path(root) / "**" / "*.parquet")
+    return sql_path(Path(root) / "**" / "*.parquet")
 
 
 def load_duckdb(root: str | Path, devices: Sequence[str] | None = None) -> pa.Table:
@@ -233,7 +272,7 @@ def load_duckdb(root: str | Path, devices: Sequence[str] | None = None) -> pa.Ta
     # the files of each device in date order: DuckDB keeps the order of a list
     # (no sort of every row); the order is checked below and fixed if need be
     files = [
-        _sql_path(p)
+        sql_path(p)
         for d in want
         for p in sorted(
             Path(root).glob(f"*=*/device={d}/*.parquet"), key=lambda p: p.parts[-3]

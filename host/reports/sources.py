@@ -5,8 +5,10 @@ copies left out, files that hold no frames, frames no key could verify."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +18,7 @@ from jkproto import objects as ob
 
 from ..decode.streams import Stream, read_stream
 from ..errors import JalkalError
+from . import live
 from .frames import TABLE_COLUMNS
 
 MAX_NAMED = 10  # copies or frameless files named one by one; the rest counted
@@ -132,11 +135,45 @@ def _key_notes(src: Sources, table: pa.Table, ok: np.ndarray, keys: str) -> None
         src.explained += n
 
 
-def load_store(path: str) -> pa.Table:
+def load_store(path: str, note: Callable[[str], None] | None = None) -> pa.Table:
     """The report's columns of every frame in a store (jalkal serve's DuckDB file),
     in (device, boot, seq) order: the order each device wrote them. Every stored
-    frame passed its MAC check when it was ingested."""
-    from ..ingest.store import Store
+    frame passed its MAC check when it was ingested. A file a running server holds
+    is read through that server (live.py): its snapshot holds every frame it
+    committed before this call; note(line) says so."""
+    cols = [x for x in TABLE_COLUMNS if x != "status"]
+    tb = store_snapshot(path, cols, note)
+    if tb is not None:
+        return tb
+    from ..ingest.store import open_store
 
-    with Store(path, read_only=True) as st:
-        return st.table([x for x in TABLE_COLUMNS if x != "status"])
+    with opened(path):
+        with open_store(path, read_only=True) as st:
+            return st.table(cols)
+
+
+def store_snapshot(
+    path: str | Path, columns: list[str] | None, note: Callable[[str], None] | None
+) -> pa.Table | None:
+    """The snapshot of a store file a running `jalkal serve` holds (columns: all
+    without), None when no running server holds it."""
+    if "://" in str(path):  # a database server: read directly
+        return None
+    got = live.read(path, columns)
+    if got is None:
+        return None
+    if note is not None:
+        note(got[1])
+    return got[0]
+
+
+@contextmanager
+def opened(path: str | Path) -> Iterator[None]:
+    """Opening a store file: a lock held by a process with no sidecar file gets
+    the hint how to report while a server runs."""
+    try:
+        yield
+    except JalkalError as e:
+        if "in use by another process" in str(e):
+            raise JalkalError(str(e) + live.busy_hint(path)) from None
+        raise

@@ -1,0 +1,173 @@
+"""Several `jalkal serve` workers on one Mosquitto: MQTT 5 shared subscriptions
+(--mqtt-share GROUP), each worker logged in with its own account from `jalkal
+broker --server-user`, its own DuckDB store. Each batch goes to one worker and is
+answered once; the union of what they stored is every batch; kill -9 of a worker
+mid-stream loses nothing acknowledged and stores nothing twice."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from uplink_util import (
+    MOSQUITTO,
+    Device,
+    Mosquitto,
+    Server,
+    frames,
+    free_port,
+    keys_file,
+)
+
+from jalkal.cli import main
+from jalkal.ingest.store import Store
+
+pytestmark = pytest.mark.skipif(
+    not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"
+)
+GROUP = "ingest"
+DEVICES = {0x0A000001 + i: bytes([i + 1]) * 32 for i in range(4)}
+PER_BATCH = 3
+
+
+def batches(n: int) -> dict[int, list[bytes]]:
+    """n batches of PER_BATCH chained frames for every device."""
+    out = {}
+    for dev, key in DEVICES.items():
+        fs = frames(n * PER_BATCH, device=dev, key=key)
+        out[dev] = [
+            b"".join(fs[i : i + PER_BATCH]) for i in range(0, len(fs), PER_BATCH)
+        ]
+    return out
+
+
+class World:
+    def __init__(self, d: Path):
+        self.d = d
+        self.keys = keys_file(d / "keys.json", DEVICES)
+        port = free_port()
+        self.conf = d / "mq-conf"
+        assert main(["broker", "--keys", str(self.keys), "--out", str(self.conf),
+                     "--bind", "127.0.0.1", "--port", str(port),
+                     "--server-user", "w1", "--server-user", "w2"]) == 0  # fmt: skip
+        self.broker = Mosquitto(d / "mq", port, include_dir=self.conf).start()
+        self.workers: dict[str, Server] = {}
+
+    def worker(self, name: str) -> Server:
+        wd = self.d / name
+        wd.mkdir(exist_ok=True)
+        s = Server(wd, self.d / f"{name}.duckdb", self.keys, "-v", "--mqtt-user", name,
+                   "--mqtt-password-file", str(self.conf / f"{name}.password"),
+                   "--mqtt-share", GROUP)  # fmt: skip
+        self.workers[name] = s.start(http=None, mqtt=self.broker.url)
+        return s
+
+    def stored(self, name: str) -> list[tuple[int, int, int]]:
+        with Store(self.d / f"{name}.duckdb", read_only=True) as st:
+            t = st.table(["device", "boot", "seq"])
+        return list(zip(*(t[c].to_pylist() for c in ("device", "boot", "seq")),
+                        strict=True))  # fmt: skip
+
+    def stop(self) -> None:
+        for s in self.workers.values():
+            s.stop()
+        self.broker.stop()
+
+
+def wait_all(
+    devs: dict[int, Device], want: dict[int, set[str]], timeout: float
+) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(want[d] <= devs[d].answered() for d in want):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def every_frame(n: int) -> set[tuple[int, int, int]]:
+    return {(d, 1, s) for d in DEVICES for s in range(n * PER_BATCH)}
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(tmp_path)
+    yield w
+    w.stop()
+
+
+def test_two_workers_share_the_batches(world):
+    n = 30
+    w1, w2 = world.worker("w1"), world.worker("w2")
+    devs = {d: Device(world.broker.port, d, k) for d, k in DEVICES.items()}
+    bs = batches(n)
+    want = {d: {(1, i * PER_BATCH) for i in range(n)} for d in DEVICES}
+    t0 = time.monotonic()
+    try:
+        for i in range(n):
+            for d in DEVICES:
+                devs[d].publish(bs[d][i])
+        assert wait_all(devs, want, 60)
+        time.sleep(0.5)  # and no answer more
+        took = time.monotonic() - t0
+        acks = [a for dv in devs.values() for a in dv.acks]
+    finally:
+        for dv in devs.values():
+            dv.close()
+    assert len(acks) == n * len(DEVICES)  # each batch answered once
+    assert sum(a["stored"] for a in acks) == n * len(DEVICES) * PER_BATCH
+    assert not any(a["duplicate"] for a in acks)
+    w1.stop()
+    w2.stop()
+    a, b = world.stored("w1"), world.stored("w2")
+    assert a and b, (len(a), len(b))  # both had a share
+    assert not set(a) & set(b) and len(a) + len(b) == len(set(a) | set(b))
+    assert set(a) | set(b) == every_frame(n)
+    print(f"{n * len(DEVICES)} batches over two workers in {took:.1f} s: "
+          f"{len(a) // PER_BATCH} and {len(b) // PER_BATCH}")  # fmt: skip
+
+
+def test_kill9_of_a_worker_mid_stream_loses_nothing(world):
+    """kill -9 of w1 while batches flow: Mosquitto keeps w1's session (Session
+    Expiry: never) with the batches it had in flight and those queued for it since;
+    w1 restarted on its store resumes the session and gets them again. Nothing
+    acknowledged is lost and nothing is stored by both workers."""
+    n = 40
+    w1, w2 = world.worker("w1"), world.worker("w2")
+    devs = {d: Device(world.broker.port, d, k) for d, k in DEVICES.items()}
+    bs = batches(n)
+    want = {d: {(1, i * PER_BATCH) for i in range(n)} for d in DEVICES}
+    try:
+        for i in range(n):
+            for d in DEVICES:
+                devs[d].publish(bs[d][i])
+            if i == n // 2:
+                w1.kill9()  # mid-stream: some of its batches in flight
+                killed = {d: devs[d].answered() for d in DEVICES}
+        time.sleep(2.0)
+        before = sum(len(dv.answered()) for dv in devs.values())
+        acked_before_restart = {d: devs[d].answered() for d in DEVICES}
+        world.worker("w1")  # restarted: resumes its session, drains it
+        assert wait_all(devs, want, 60), {d: len(devs[d].answered()) for d in DEVICES}
+        acks = [a for dv in devs.values() for a in dv.acks]
+    finally:
+        for dv in devs.values():
+            dv.close()
+    world.workers["w1"].stop()
+    w2.stop()
+    a, b = world.stored("w1"), world.stored("w2")
+    assert not set(a) & set(b)  # none stored by both
+    assert len(set(a)) == len(a) and len(set(b)) == len(b)
+    assert set(a) | set(b) == every_frame(n)  # nothing lost
+    for d in DEVICES:  # everything answered before the kill is stored
+        assert killed[d] <= acked_before_restart[d]
+    assert sum(a["stored"] for a in acks) == n * len(DEVICES) * PER_BATCH
+    total = n * len(DEVICES)
+    print(
+        f"kill -9 of w1 after {n // 2 + 1} of {n} rounds: {before} of {total} "
+        f"batches answered before its restart, {len(acks)} answers in all, "
+        f"{sum(x['duplicate'] > 0 for x in acks)} of them duplicates"
+    )
+    assert os.path.exists(world.d / "w1.duckdb")

@@ -1,0 +1,220 @@
+"""`jalkal serve --store postgresql://...`: several workers on one store, kill -9 of
+a worker and of PostgreSQL itself, and report/export from the PostgreSQL store while
+it is served, equal to the same from a DuckDB store fed the same frames."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pg_util import PrivatePostgres, available
+from uplink_util import DEV, DEV2, KEY, KEY2, Server, frames, keys_file
+
+from jalkal.cli import main
+from jalkal.ingest.store import open_store
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+psycopg = pytest.importorskip("psycopg")
+
+
+def post(base: str | None, body: bytes, path: str = "/v1/frames") -> tuple[int, dict]:
+    assert base is not None
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        method = "POST" if body else "GET"
+        conn.request(method, path, body=body or None,
+                     headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def workers(tmp_path: Path, url: str, n: int = 2) -> list[Server]:
+    k = keys_file(tmp_path / "k.json", {DEV: KEY, DEV2: KEY2})
+    out = []
+    for i in range(n):
+        w = tmp_path / f"w{i}"
+        w.mkdir()
+        out.append(Server(w, url, k).start())  # type: ignore[arg-type]
+    return out
+
+
+def batches(n_frames: int = 400, size: int = 20) -> list[bytes]:
+    fs = frames(n_frames) + frames(n_frames, DEV2, KEY2, boot=5)
+    per = [fs[:n_frames], fs[n_frames:]]
+    return [b"".join(d[i : i + size]) for i in range(0, n_frames, size) for d in per]
+
+
+def stored(url: str) -> bytes:
+    with open_store(url, read_only=True) as st:
+        return st.raw_stream()
+
+
+def test_two_workers_same_and_interleaved_batches(tmp_path, pg_url):
+    url = pg_url.replace("://jalkal@", "://jalkal:s3cret-pw@")
+    a, b = workers(tmp_path, url)
+    body = batches()
+    try:
+        answers: list[tuple[int, dict]] = []
+
+        def send(srv, bodies):
+            for x in bodies:
+                answers.append(post(srv.http, x))
+
+        # the same batches through both at once, then interleaved ones
+        first, rest = body[: len(body) // 2], body[len(body) // 2 :]
+        ts = [threading.Thread(target=send, args=(s, first)) for s in (a, b)]
+        ts += [threading.Thread(target=send, args=(s, rest[i::2]))
+               for i, s in enumerate((a, b))]  # fmt: skip
+        for t in ts[:2]:
+            t.start()
+        for t in ts[:2]:
+            t.join(120)
+        for t in ts[2:]:
+            t.start()
+        for t in ts[2:]:
+            t.join(120)
+        assert len(answers) == 2 * len(first) + len(rest)
+        for status, doc in answers:
+            assert status == 200 and doc["ok"] and doc["rejected"] == 0, doc
+        assert sum(d["stored"] for _, d in answers) == 800
+        assert post(a.http, b"", "/v1/health")[1]["frames"] == 800
+    finally:
+        a.stop()
+        b.stop()
+    got = stored(pg_url)
+    assert len(got) == sum(map(len, body)) and sorted(got) == sorted(b"".join(body))
+    for s in (a, b):  # the password is in no line of the servers' output
+        assert "s3cret-pw" not in s.err.read_text()
+
+
+def send_all(servers: list[Server], bodies: list[bytes], acked: list[bytes],
+             on_batch=None, give_up_s: float = 90) -> None:  # fmt: skip
+    """Each batch to the next live server until acknowledged (a load balancer and a
+    board that re-sends)."""
+    i = 0
+    for n, body in enumerate(bodies):
+        if on_batch:
+            on_batch(n)
+        end = time.monotonic() + give_up_s
+        while True:
+            srv = servers[i % len(servers)]
+            i += 1
+            try:
+                status, doc = post(srv.http, body)
+            except OSError:
+                continue
+            if status == 200 and doc["ok"]:
+                acked.append(body)
+                break
+            assert status == 503 and doc["error"] == "store_error", doc
+            assert time.monotonic() < end, doc
+            time.sleep(0.2)
+
+
+def test_kill9_of_one_of_two_workers_mid_stream(tmp_path, pg_url):
+    a, b = workers(tmp_path, pg_url)
+    body = batches(600, 10)
+    acked: list[bytes] = []
+
+    def kill_a(n):
+        if n == len(body) // 3:
+            a.kill9()
+
+    try:
+        send_all([a, b], body, acked, kill_a)
+    finally:
+        a.stop()
+        b.stop()
+    assert acked == body
+    got = stored(pg_url)
+    assert sorted(got) == sorted(b"".join(body)) and len(got) == len(b"".join(body))
+
+
+def test_kill9_of_postgres_mid_batch_loses_nothing_acked(tmp_path):
+    with PrivatePostgres() as pg:
+        (s,) = workers(tmp_path, pg.url, 1)
+        body = batches(600, 10)
+        acked: list[bytes] = []
+        seen: dict[str, object] = {}
+
+        def crash(n):
+            if n == len(body) // 2:
+                killer = threading.Timer(0.02, pg.kill9)
+                killer.start()
+                killer.join()
+                status, doc = post(s.http, body[n])
+                seen["batch"] = (status, doc)
+                seen["health"] = post(s.http, b"", "/v1/health")
+                pg.restart()
+
+        try:
+            send_all([s], body, acked, crash)
+        finally:
+            s.stop()
+        status, doc = seen["batch"]  # type: ignore[misc]
+        assert status == 503 and doc["error"] == "store_error" and doc["acked"] == []
+        hs, hdoc = seen["health"]  # type: ignore[misc]
+        assert hs == 503 and hdoc["error"] == "store_error"
+        assert acked == body
+        got = stored(pg.url)
+    assert sorted(got) == sorted(b"".join(body)) and len(got) == len(b"".join(body))
+
+
+def test_report_and_export_while_serving_equal_duckdb(tmp_path, pg_url, capsys):
+    sim = tmp_path / "sim"
+    run = ["sim", "--scenario", "power-cuts", "--days", "3", "--out", str(sim)]
+    assert main(run) == 0
+    keys = sim / "keys.json"
+    db = tmp_path / "s.duckdb"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "p").mkdir()
+    duck = Server(tmp_path / "d", db, keys).start()
+    pgs = Server(tmp_path / "p", pg_url, keys).start()  # type: ignore[arg-type]
+    args = ["--villages", str(sim / "villages.csv"), "--format", "csv"]
+    try:
+        for srv in (duck, pgs):
+            assert main(["replay", str(sim / "sd"), "--to", str(srv.http)]) == 0
+        capsys.readouterr()
+        # while the PostgreSQL store is served: report and export
+        assert main(["report", "--store", pg_url, *args]) == 0
+        from_pg = capsys.readouterr().out
+        assert main(["export", "--store", pg_url, "--out", str(tmp_path / "xp")]) == 0
+        capsys.readouterr()
+    finally:
+        duck.stop()
+        pgs.stop()
+    assert main(["report", "--store", str(db), *args]) == 0
+    from_duck = capsys.readouterr().out
+    assert from_pg == from_duck and from_duck.count("\n") >= 4
+    assert main(["export", "--store", str(db), "--out", str(tmp_path / "xd")]) == 0
+    import pyarrow.parquet as pq
+
+    def rows(d: Path):
+        t = pq.read_table(d).drop(["received"]).to_pylist()
+        return sorted(t, key=lambda r: (r["device"], r["boot"], r["seq"]))
+
+    assert rows(tmp_path / "xp") == rows(tmp_path / "xd")
+
+
+def test_kill9_of_serve_right_after_an_ack_loses_nothing(tmp_path, pg_url):
+    (s,) = workers(tmp_path, pg_url, 1)
+    fs = frames(4000, boot=2)
+    acked: list[bytes] = []
+    for i in range(0, 2500, 500):
+        status, doc = post(s.http, b"".join(fs[i : i + 500]))
+        assert status == 200 and doc["stored"] == 500
+        acked.extend(fs[i : i + 500])
+    s.kill9()  # the very moment the ack is in
+    assert stored(pg_url) == b"".join(acked)
+    s.start()
+    status, doc = post(s.http, b"".join(fs[2000:3000]))
+    s.stop()
+    assert (doc["duplicate"], doc["stored"]) == (500, 500)
+    assert stored(pg_url) == b"".join(fs[:3000])
