@@ -238,3 +238,28 @@ def test_a_signed_answer_built_alike_does_move_it(n, stored):
                 DEV_HEX)  # fmt: skip
     assert v is None or v == 40 or v in (-1, -3)
     assert v is not None or n == 0
+
+
+def test_unknown_devices_cost_the_server_a_mac_check_like_bad_macs(
+    tmp_path, monkeypatch
+):
+    """An unknown device must not be answered sooner than a bad MAC (which would
+    tell which ids exist): its frames get a check with a key nobody has."""
+    from jalkal.ingest import signer
+
+    checked: list[int] = []
+    real = signer.FastSigner.verify_many
+
+    def spy(self, buf, offsets, lengths):  # type: ignore[no-untyped-def]
+        checked.append(len(offsets))
+        return real(self, buf, offsets, lengths)
+
+    monkeypatch.setattr(signer.FastSigner, "verify_many", spy)
+    keys = {f"{0x0A1B2C3D:08x}": KEY}
+    with Store(tmp_path / "s.duckdb", keys) as st:
+        unknown = b"".join(frames(5, device=0x0BADF00D, key=bytes(32)))
+        res = st.ingest(unknown)
+        assert res.rejected == 5 and checked == [5]
+        forged = bytearray(b"".join(frames(5, key=bytes(32))))  # known id, bad MACs
+        res = st.ingest(bytes(forged))
+        assert res.rejected == 5 and checked == [5, 5]

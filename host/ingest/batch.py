@@ -54,7 +54,7 @@ from .ack import (
 )
 from .boots import BootCeiling
 from .guard import Throttle, Throttled, retry_after
-from .signer import FastSigner, check_macs
+from .signer import FastSigner, check_macs, decoy_macs
 
 SCHEMA_VERSION = "1"
 MAX_BODY = 256 * 1024  # bytes per upload batch (HTTP body or MQTT payload)
@@ -234,6 +234,7 @@ class FrameStore:
                 raise Throttled(retry_after(wait))
         try:  # MAC of every frame of a known device, one tight loop per device
             failed = check_macs(signers, body, col, out, pending & known, budget)
+            decoy_macs(body, col, pending & ~known)
         finally:
             if self.guard is not None:
                 self.guard.settle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,3 +73,17 @@ def check_macs(
             out[rows[rows >= bad[left]]] = THROTTLED
         failed[d] = min(int(bad.size), left + 1)  # the first unanswered counts
     return failed
+
+
+DECOY = FastSigner(os.urandom(32))  # a key no device has
+
+
+def decoy_macs(body: bytes, col: Mapping[str, np.ndarray], mask: np.ndarray) -> None:
+    """Spend on the frames in `mask` (of devices the keys file does not hold) the
+    time their MAC check would take, with a key nobody has: an unknown device is
+    answered as a bad MAC (ack.py), and should not be told apart by being answered
+    sooner."""
+    rows = np.flatnonzero(mask)
+    if rows.size:
+        offs, lens = col["offset"][rows].tolist(), col["length"][rows].tolist()
+        DECOY.verify_many(body, offs, lens)
