@@ -35,12 +35,22 @@ def sim_out(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("via", ["http", "mqtt"])
+@pytest.mark.parametrize(
+    "via, backend",
+    [("http", "duckdb"), ("mqtt", "duckdb"), ("http", "postgresql"),
+     ("mqtt", "postgresql")],
+)  # fmt: skip
 def test_replay_twice_stores_once_and_report_matches_files(
-    tmp_path, sim_out, via, capsys
+    request, tmp_path, sim_out, via, backend, capsys
 ):
+    if backend == "postgresql":
+        from conftest import new_database
+
+        store = new_database(request.getfixturevalue("pg_cluster"))
+    else:
+        store = str(tmp_path / "s.duckdb")
     m = Mosquitto(tmp_path / "mq").start() if via == "mqtt" else None
-    s = Server(tmp_path, tmp_path / "s.duckdb", sim_out / "keys.json")
+    s = Server(tmp_path, store, sim_out / "keys.json")  # type: ignore[arg-type]
     s.start(mqtt=m.url if m else None)
     to = s.http if via == "http" else m.url  # type: ignore[union-attr]
     try:
@@ -62,7 +72,7 @@ def test_replay_twice_stores_once_and_report_matches_files(
     assert main(["report", str(sim_out / "sd"), "--keys", str(sim_out / "keys.json"),
                  *args]) == 0  # fmt: skip
     from_files = capsys.readouterr().out
-    assert main(["report", "--store", str(tmp_path / "s.duckdb"), *args]) == 0
+    assert main(["report", "--store", store, *args]) == 0
     assert capsys.readouterr().out == from_files and from_files.count("\n") >= 4
 
 

@@ -44,10 +44,18 @@ def broker(tmp_path_factory):
     m.stop()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, broker):
+@pytest.fixture(scope="module", params=["duckdb", "postgresql"])
+def server(request, tmp_path_factory, broker):
+    """`jalkal serve` on each store back-end: the embedded DuckDB file and a
+    PostgreSQL database of the session's private cluster (tests/pg_util.py)."""
     w = tmp_path_factory.mktemp("serve")
-    s = Server(w, w / "store.duckdb", keys_file(w / "keys.json"), "-v")
+    if request.param == "postgresql":
+        from conftest import new_database
+
+        store = new_database(request.getfixturevalue("pg_cluster"))
+    else:
+        store = str(w / "store.duckdb")
+    s = Server(w, store, keys_file(w / "keys.json"), "-v")  # type: ignore[arg-type]
     # the fuzzing below forges MACs by the hundred: no lockout here (the throttle
     # has tests of its own, tests/test_server_hardening.py)
     with pytest.MonkeyPatch.context() as mp:

@@ -10,21 +10,29 @@ from test_uplink import Board
 from test_uplink import Server as MemServer
 from uplink_util import MOSQUITTO, Mosquitto, Server, keys_file
 
-from jalkal.ingest.store import Store
+from jalkal.ingest.store import open_store
 from jkfw.mqtt import Mqtt
 from jksim.modem import http_post
 
 
-@pytest.fixture
-def serve(tmp_path):
-    s = Server(tmp_path, tmp_path / "store.duckdb", keys_file(tmp_path / "keys.json"))
+@pytest.fixture(params=["duckdb", "postgresql"])
+def serve(request, tmp_path):
+    """`jalkal serve` on each store back-end (PostgreSQL: a database of the
+    session's private cluster)."""
+    if request.param == "postgresql":
+        from conftest import new_database
+
+        store = new_database(request.getfixturevalue("pg_cluster"))
+    else:
+        store = str(tmp_path / "store.duckdb")
+    s = Server(tmp_path, store, keys_file(tmp_path / "keys.json"))  # type: ignore[arg-type]
     s.start()
     yield s
     s.stop()
 
 
 def stored_keys(path):
-    with Store(path) as st:
+    with open_store(str(path), read_only=True) as st:
         tb = st.query("SELECT boot, seq FROM frames")
     return sorted(zip(tb.column(0).to_pylist(), tb.column(1).to_pylist(), strict=True))
 
