@@ -34,6 +34,7 @@ DISPLAY = {
 }
 # (jksim.minivillage, the small plant, is loaded at boot and so counted as firmware)
 SIM = "import jksim.vclock, jksim.hw"
+SIM_SENSORS = SIM + ", jksim.probes"
 
 
 def _measured(step: str) -> list[str]:
@@ -51,6 +52,10 @@ def main() -> None:
         "--source", action="store_true",
         help="load .py source instead of mpy-cross bytecode (what a board runs)",
     )  # fmt: skip
+    ap.add_argument(
+        "--sensors", action="store_true",
+        help="every sensor configured (the ESP32-S3 board file has their pins)",
+    )  # fmt: skip
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     mpy = _load_mpyrun()
@@ -58,22 +63,24 @@ def main() -> None:
     if why:
         sys.exit(f"heap: {why}")
     files = firmware_files()
-    for name in ("__init__.py", "vclock.py", "hw.py", "minivillage.py"):
+    for name in ("__init__.py", "vclock.py", "hw.py", "minivillage.py", "probes.py"):
         files[f"jksim/{name}"] = (REPO / "sim" / name).read_bytes()
     if not a.source:
         files = compiled(files)
-    files["board.json"] = (REPO / "boards" / "esp32-devkitc-sim800l.json").read_bytes()
+    board = "esp32s3-devkitc-sim7600" if a.sensors else "esp32-devkitc-sim800l"
+    files["board.json"] = (REPO / "boards" / f"{board}.json").read_bytes()
     step = a.chunk_min * 60000
     # The simulator's modules are loaded first, so that any growth of the shared
     # tables (qstr pools) they cause is counted against the firmware, not for it.
     steps = _measured("pass")  # the bare interpreter
     steps += _measured("import jkfw.clock")  # firmware code the simulator builds on
-    steps += _measured(SIM)  # the simulator's code, not on a board
+    steps += _measured(SIM_SENSORS if a.sensors else SIM)  # not on a board
     steps += _measured(FIRMWARE + "\n" + DISPLAY[a.display])  # the board's code
     steps += _measured("import jkfw.config")
     steps += _measured("jkfw.unload('config')")
     boot = "import jksim.minivillage\n"
-    boot += f"clock, hal, ctl = jksim.minivillage.build(display={a.display!r})"
+    boot += "clock, hal, ctl = jksim.minivillage.build("
+    boot += f"display={a.display!r}, sensors={a.sensors!r})"
     steps += _measured(boot)
     n = a.days * 86400000 // step
     for i in range(1, n + 1):
@@ -99,6 +106,7 @@ def main() -> None:
     peak = max([booted] + run)
     res = {
         "display": a.display,
+        "sensors": a.sensors,
         "interpreter": base,
         "firmware_code": code - with_sim + clock_code - base,
         "config_while_booting": with_config - code,

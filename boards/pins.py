@@ -6,7 +6,12 @@
 ROLES = {
     "meter_source": "pull", "meter_supply": "pull",
     "sw_dry": "pull", "sw_low": "pull", "sw_high": "pull", "button": "pull",
-    "mains_sense": "in", "supply_adc": "in",
+    "mains_sense": "in", "supply_adc": "adc",
+    # sensors (docs/sensors.md): analogue inputs on ADC1 only (ADC2 stops while
+    # Wi-Fi runs); input-only pins suit them
+    "bore_adc": "adc", "tank_adc": "adc", "ec_adc": "adc", "ph_adc": "adc",
+    "ct_adc": "adc", "panel_adc": "adc", "battery_adc": "adc",
+    "onewire": "io", "motor_aux": "pull", "sonar_rx": "in", "sonar_tx": "out",
     "relay": "out", "led": "out",
     "sd_sck": "out", "sd_mosi": "out", "sd_miso": "in", "sd_cs": "out",
     "i2c_sda": "out", "i2c_scl": "out",
@@ -14,6 +19,9 @@ ROLES = {
     "modem_power": "out", "modem_dtr": "out", "modem_flight": "out",
 }  # fmt: skip
 REQUIRED = ("meter_supply", "sw_dry", "sw_high", "relay", "button")
+
+# ADC1 GPIOs per chip (ESP32: ADC1_CH0-7; S3: ADC1_CH0-9)
+ADC1 = {"esp32": tuple(range(32, 40)), "esp32s3": tuple(range(1, 11))}
 
 CHIPS = {
     # valid GPIOs, flash/PSRAM pins (unusable), input-only, strapping, boot-chatter
@@ -71,7 +79,12 @@ def problems(b):
             )
         used[pin] = role
         kind = ROLES[role]
-        if kind == "out" and pin in in_only:
+        if kind == "adc" and pin not in ADC1[chip]:
+            out.append(
+                "%s: %s = GPIO%d is not an ADC1 pin of the %s (ADC1: GPIO%d-%d)"
+                % (name, role, pin, chip, ADC1[chip][0], ADC1[chip][-1])
+            )
+        if kind in ("out", "io") and pin in in_only:
             out.append(
                 "%s: %s = GPIO%d is input-only on the %s" % (name, role, pin, chip)
             )

@@ -20,7 +20,8 @@ REASON_CODES = {
     "power_return": 10, "power_loss": 11, "wire_break": 12, "retry": 13, "boot": 14,
     "sd_fail": 15, "modem": 16, "relay_stuck": 17, "min_off": 18, "auto": 19,
     "manual": 20, "config": 21, "clock": 22, "crash": 23, "counter": 24,
-    "bad_pin": 25, "bad_ack": 26,
+    "bad_pin": 25, "bad_ack": 26, "bore_low": 27, "motor_not_running": 28,
+    "motor_without_relay": 29,
 }  # fmt: skip
 STATE_CODES = {"boot": 0, "idle": 1, "run": 2, "lockout": 3, "fault": 4, "off": 5}
 LONG_PRESS_MS = 3000
@@ -50,6 +51,8 @@ class Controller:
         self.alive = 0
         self.frames = 0
         self.uplink = None
+        self.measure = None  # jkfw.measure, when a sensor is configured
+        self.supply_dv = 0  # the supply voltage divider's last value (0.1 V)
         # a reading up to a quarter interval late still stands for its grid slot
         self.late_s = cfg["interval_s"] // 4
 
@@ -153,6 +156,10 @@ class Controller:
             from .uplink import start
 
             self.uplink = start(self)
+        if "measure_s" in cfg:  # jkfw.sensorcfg: a sensor is configured
+            from .measure import Measure  # the sensors' code: only when fitted
+
+            self.measure = Measure(self)
         # a reading at once anchors the totals: after a power return the report can
         # tell exactly what was counted from here on
         self.reading()
@@ -317,7 +324,7 @@ class Controller:
             t, q, codec.READING,
             (src.total if src else 0) & 0xFFFFFFFF,
             (sup.total if sup else 0) & 0xFFFFFFFF,
-            min(acc, 65535), self._inputs_bits(), 0,
+            min(acc, 65535), self._inputs_bits(), self.supply_dv,
             99 if self.uplink is None else self.uplink.csq,
         )  # fmt: skip
         # the totals as just logged: after a power cut the gap starts here, not earlier
@@ -456,6 +463,8 @@ class Controller:
             spawn(self.display_task())
         if self.uplink is not None:
             spawn(self.uplink.run())
+        for coro in self.measure.tasks() if self.measure else ():
+            spawn(coro)
 
 
 def _pack_totals(meters):

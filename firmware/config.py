@@ -152,8 +152,11 @@ def validate(raw):
     bad = []
     if not isinstance(raw, dict):
         return cfg, ["<not an object>"]
+    more = [k for k in raw if k not in DEFAULTS]
     for k, v in raw.items():
-        if k not in DEFAULTS or not _ok(k, v):
+        if k in more:
+            continue  # below
+        if not _ok(k, v):
             bad.append(k)
             continue
         if isinstance(DEFAULTS[k], float):
@@ -181,6 +184,13 @@ def validate(raw):
     if cfg["uplink_retry_max_s"] < cfg["uplink_retry_s"]:
         bad.append("uplink_retry_max_s")
         cfg["uplink_retry_max_s"] = cfg["uplink_retry_s"]
+    if more:
+        # the sensors' keys: their checks (which also report unknown keys) are
+        # loaded only for a config that has any, and dropped with this module; a
+        # board without sensors has none of their keys
+        from . import sensorcfg
+
+        sensorcfg.validate(raw, cfg, bad)
     return cfg, bad
 
 

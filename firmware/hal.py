@@ -81,6 +81,9 @@ class Hal:
         return self.counters
 
     def start_i2c(self):
+        """The I2C bus (the display and an ADS1115 share it), made once."""
+        if self.i2c is not None:
+            return self.i2c
         sda, scl = self.pins.get("i2c_sda"), self.pins.get("i2c_scl")
         if sda is None or scl is None:
             return None
@@ -88,6 +91,43 @@ class Hal:
             0, sda=machine.Pin(sda), scl=machine.Pin(scl), freq=400000
         )
         return self.i2c
+
+    # --- sensors (jkfw.measure asks for these only for what is configured)
+    def adc(self, n):
+        """An ADC1 pin at 11 dB (about 150-2450 mV linear)."""
+        return machine.ADC(machine.Pin(n), atten=machine.ADC.ATTN_11DB)
+
+    def ct(self, n):
+        """sample(buf, count, period_us) reading a CT's ADC pin at a steady pace."""
+        from .motor import paced_read
+
+        adc = self.adc(n)
+        return lambda buf, count, period_us: paced_read(adc, buf, count, period_us)
+
+    def pin_in(self, n):
+        """A digital input (a contactor's auxiliary contact): call it for its level."""
+        return machine.Pin(n, machine.Pin.IN, self._pull(n))
+
+    def sonar_uart(self):
+        """The ultrasonic sensor's UART (9600 8N1; UART 1 is the modem's)."""
+        p = self.pins
+        return machine.UART(
+            2, 9600, tx=p["sonar_tx"], rx=p["sonar_rx"], timeout=0, rxbuf=256
+        )
+
+    def ds18x20(self):
+        """The DS18B20 bus (onewire and ds18x20 are imported only when one is fitted:
+        they are not in every MicroPython build)."""
+        import ds18x20
+        import onewire
+
+        return ds18x20.DS18X20(onewire.OneWire(machine.Pin(self.pins["onewire"])))
+
+    def wait_ms(self, ms):
+        """A short blocking wait (an ADS1115 conversion, a few ms)."""
+        import time
+
+        time.sleep_ms(ms)
 
     def mount_sd(self, path="/sd"):
         """Mount the SD card (SPI); False if there is none or it fails."""

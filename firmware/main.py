@@ -26,6 +26,7 @@ def load_config(path):
         return config.load(path)
     finally:
         unload("config")
+        unload("sensorcfg")
 
 
 def build_display(cfg, hal):

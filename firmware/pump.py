@@ -4,6 +4,7 @@
 #   p = Pump(now_s, settings=None, saved=None)  # settings: {"min_off_s": 600, ...}
 #   p.inputs(now_s, dry, low, high, broken, mains)  # debounced; unsafe if unsure
 #   p.flow(now_s, pulses)          # source-meter pulses since the last call
+#   p.level(now_s, low)            # borewell level at the intake + margin (sensor)
 #   p.command(now_s, cmd, source)  # cmd: MODES; source: SOURCES
 #   for event, reason, value in p.step(now_s): ...  # then drive the relay from p.relay
 #   p.next_s(now_s)  # step again in this many s at the latest (None: nothing timed)
@@ -18,7 +19,7 @@
 # States (jkproto.objects.STATES) and transitions:
 #   boot    -> idle     first inputs() (a boot counts as a stop and a power return)
 #   idle    -> run      wanted (auto: tank low seen; mode on) and safe and timers out
-#   run     -> idle     tank_full | max_run | power_loss | off command
+#   run     -> idle     tank_full | max_run | power_loss | bore_low | off command
 #   run     -> lockout  dry_run | no_flow: wait lockout_s[k], k += 1 (last repeats)
 #   lockout -> run|idle lockout_end retry: starts only if the inputs allow
 #   any     -> fault    broken wire (relay off); back when the wire reads sane
@@ -62,6 +63,10 @@ class Pump:
         self.mode = "auto"
         self.dry = self.low = self.high = self.broken = False
         self.mains = True
+        # the borewell's water down to the pump intake + margin (a level sensor,
+        # jkfw.measure): stops a run and holds starts, before the dry-run probe
+        # trips; a sensor in fault says False and the probe guards alone
+        self.bore_low = False
         self._known = False
         self._demand = None  # tank latch: True after low, False after high
         self._src = "boot"  # who set the mode (the start/stop reason in on/off)
@@ -105,6 +110,13 @@ class Pump:
         elif self.low:
             self._demand = True
         self._known = True
+        self._status(now_s)
+
+    def level(self, now_s, low):
+        """The borewell level sensor's verdict: True = water at the intake plus the
+        margin (stop, do not start), False = enough water or no verdict (a sensor
+        fault: the dry-run probe still guards). It only ever forbids."""
+        self.bore_low = bool(low)
         self._status(now_s)
 
     def flow(self, now_s, pulses):
@@ -199,7 +211,7 @@ class Pump:
         # everything but time allows a start
         return (
             self.mains
-            and not (self.broken or self.dry or self.high)
+            and not (self.broken or self.dry or self.high or self.bore_low)
             and self.mode != "off"
             and self._demand is True
         )
@@ -223,6 +235,8 @@ class Pump:
             return "power_loss"
         if self.dry:
             return "dry_run"
+        if self.bore_low:
+            return "bore_low"
         if self.high:
             return "tank_full"
         if self.mode == "off":
@@ -284,6 +298,8 @@ class Pump:
             return "power_loss"
         if self.dry:
             return "dry_run"
+        if self.bore_low:
+            return "bore_low"
         if self.high or self._demand is False:
             return "tank_full"
         if self._demand is None:

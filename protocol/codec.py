@@ -24,6 +24,7 @@ EVENT = 3
 HEARTBEAT = 4
 GAP = 5
 CLOCK = 6
+MEASURE = 7
 
 # payload struct formats of the v1 kinds (fields are listed in SPEC.md)
 PAYLOAD_FMT = {
@@ -33,6 +34,9 @@ PAYLOAD_FMT = {
     HEARTBEAT: "<IIIBB",  # since_boot_s, heap_free, backlog, csq, state
     GAP: "<BBIII",  # meter, reason, pulses, start, seconds
     CLOCK: "<BIi",  # source, at_uptime_s, step_s
+    # bore_head_cm, bore_depth_cm, tank_mm, tank_l, ec_us, tds_mgl, ph_x100,
+    # water_cc, motor_ma, motor_running, supply_cv, panel_cv, battery_cv, faults
+    MEASURE: "<HHHIHHHiIBHHHH",
 }
 
 

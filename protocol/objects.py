@@ -5,7 +5,7 @@ import binascii
 
 from jkproto import codec as c
 
-KINDS = ("", "boot", "reading", "event", "heartbeat", "gap", "clock")
+KINDS = ("", "boot", "reading", "event", "heartbeat", "gap", "clock", "measure")
 TIME = ("none", "rtc", "net", "gps", "host")
 RESET = (
     "unknown",
@@ -25,15 +25,23 @@ REASONS = (
     "none", "tank_low", "tank_full", "overflow", "dry_run", "max_run", "no_flow",
     "button", "command", "sms", "power_return", "power_loss", "wire_break", "retry",
     "boot", "sd_fail", "modem", "relay_stuck", "min_off", "auto", "manual",
-    "config", "clock", "crash", "counter", "bad_pin", "bad_ack",
+    "config", "clock", "crash", "counter", "bad_pin", "bad_ack", "bore_low",
+    "motor_not_running", "motor_without_relay",
 )  # fmt: skip
 METERS = ("source", "supply")
 STATES = ("boot", "idle", "run", "lockout", "fault", "off")
 INPUTS = ("dry", "low", "high", "pump", "mains", "fault", "sd_fail", "manual")
 UNKNOWN_PULSES = 0xFFFFFFFF
+# a field of a `measure` frame with no value (not fitted, or in fault) holds the
+# all-ones value of its type (0x8000 0000 for the signed water temperature)
+NO_VALUE = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF, "i": -0x80000000}
+# measure frames: bit i of `faults` set = sensor i read a fault (its value is null)
+SENSORS = ("bore", "tank", "ec", "ph", "temp", "motor", "supply", "panel", "battery")
 
 # (name, table) per payload value; table: a names tuple, "ver" (3 values),
-# "bits" (INPUTS), "ts" (UTC seconds, 0 = unknown) or None (plain integer)
+# "bits" (INPUTS), "ts" (UTC seconds, 0 = unknown), "opt" (an integer; the
+# all-ones value of its type, NO_VALUE, is null), "faults" (SENSORS bits)
+# or None (plain integer)
 FIELDS = {
     c.BOOT: (
         ("reset", RESET), ("fw", "ver"), ("interval_s", None),
@@ -53,6 +61,13 @@ FIELDS = {
         ("start", "ts"), ("seconds", None),
     ),
     c.CLOCK: (("source", TIME), ("at_uptime_s", None), ("step_s", None)),
+    c.MEASURE: (
+        ("bore_head_cm", "opt"), ("bore_depth_cm", "opt"), ("tank_mm", "opt"),
+        ("tank_l", "opt"), ("ec_us", "opt"), ("tds_mgl", "opt"), ("ph_x100", "opt"),
+        ("water_cc", "opt"), ("motor_ma", "opt"), ("motor_running", "opt"),
+        ("supply_cv", "opt"), ("panel_cv", "opt"), ("battery_cv", "opt"),
+        ("faults", "faults"),
+    ),
 }  # fmt: skip
 COMMON = ("device", "boot", "seq", "kind", "ts", "uptime_s", "time", "xflags",
           "extra", "payload", "prev", "mac", "chain", "verified", "raw", "version",
@@ -159,11 +174,20 @@ def to_obj(buf, off=0, n=None):
         o["payload"] = hexs(extra)
     else:
         i = 0
+        fmt = c.PAYLOAD_FMT[kind]
         for name, table in FIELDS[kind]:
             v = values[i]
             i += 1
             if table is None:
                 pass
+            elif table == "opt":
+                v = None if v == NO_VALUE[fmt[i]] else v
+            elif table == "faults":
+                v = [
+                    SENSORS[b] if b < len(SENSORS) else b
+                    for b in range(16)
+                    if v >> b & 1
+                ]
             elif table == "ver":
                 v = "%d.%d.%d" % (v, values[i], values[i + 1])
                 i += 2
@@ -193,12 +217,25 @@ def _int(o, name):
 def payload_of(kind, o):
     """Packed payload bytes of object o of a known kind."""
     vals = []
+    fmt = c.PAYLOAD_FMT[kind]
     for name, table in FIELDS[kind]:
         if name not in o:
             raise c.FrameError("%s: missing field %r" % (KINDS[kind], name))
         v = o[name]
         if table is None:
             vals.append(_int(o, name))
+        elif table == "opt":
+            vals.append(NO_VALUE[fmt[len(vals) + 1]] if v is None else _int(o, name))
+        elif table == "faults":
+            if not isinstance(v, list):
+                raise c.FrameError("faults must be a list of names, got %r" % (v,))
+            bits = 0
+            for x in v:
+                b = _code(SENSORS, x, "faults")
+                if not 0 <= b < 16:
+                    raise c.FrameError("faults: bit %r out of range 0-15" % (b,))
+                bits |= 1 << b
+            vals.append(bits)
         elif table == "ver":
             try:
                 parts = [int(x) for x in v.split(".")]

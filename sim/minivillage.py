@@ -89,10 +89,11 @@ class Tank:
         return n
 
 
-def build(board_json="board.json", key_hex="00" * 32, display="none"):
+def build(board_json="board.json", key_hex="00" * 32, display="none", sensors=False):
     """(clock, hal, controller) booted through the board's own boot sequence
     (jkfw.main.start), with the tank ticking every 10 s. display: "none",
-    "ssd1306" or "hd44780" on a simulated I2C bus."""
+    "ssd1306" or "hd44780" on a simulated I2C bus; sensors: every sensor of
+    SENSORS fitted (the board file needs their pins: the S3 DevKitC's)."""
     for d in ("sd", "flash"):
         try:
             os.mkdir(d)
@@ -100,17 +101,25 @@ def build(board_json="board.json", key_hex="00" * 32, display="none"):
             pass
     with open(board_json) as f:
         pins = json.load(f)["pins"]
+    cfg = {"device": "0a1b2c3d", "key": key_hex, "pins": pins, "display": display,
+           "population": 500}  # fmt: skip
+    if sensors:  # (jksim.probes: loaded only then, not counted without sensors)
+        from .probes import SENSORS
+
+        cfg.update(SENSORS)
     with open("config.json", "w") as f:
-        json.dump(
-            {"device": "0a1b2c3d", "key": key_hex, "pins": pins, "display": display,
-             "population": 500}, f
-        )  # fmt: skip
+        json.dump(cfg, f)
     clock = VirtualClock(START_UTC)
     made = []
 
     def make_hal(cfg):
         hal = SimHal(cfg, clock)
-        hal.i2c = NullI2C()
+        if sensors:
+            from .probes import fit_probes
+
+            fit_probes(hal)  # the display shares the ADS1115's bus (start_i2c)
+        else:
+            hal.i2c = NullI2C()
         made.append(hal)
         return hal
 

@@ -59,6 +59,7 @@ class Plant:
         self.start_utc = sc["start_utc"]
         self._state = {}
         self._day = None
+        self.fitted = None  # jksim.fitted.Fitted: the borewell by its aquifer
 
     # --- helpers
     def utc(self, ms=None):
@@ -81,6 +82,8 @@ class Plant:
     def relay_changed(self, on):
         """The relay coil moved (hooked to the simulated HAL: exact times)."""
         self._note("relay", on or self.relay_welded, "relay_on", "relay_off")
+        if self.fitted is not None:  # the contactor follows its coil at once
+            self.fitted.running((on or self.relay_welded) and self.mains)
 
     def weld(self, on):
         """relay_stuck: the contact welds closed, whatever the coil does."""
@@ -97,7 +100,8 @@ class Plant:
                 self.hal.switch_pins.setdefault(name, SimPin(self.clock, 1))
         if pins.get("mains_sense") is not None and self.hal.mains_pin is None:
             self.hal.mains_pin = SimPin(self.clock, 1)
-        self._switches(self.well_l < self.pump_lpm * TICK_MS / 60000 * 0.5)
+        dry = self.well_l < self.pump_lpm * TICK_MS / 60000 * 0.5
+        self._switches(self.fitted.dry() if self.fitted else dry)
 
     def start(self):
         self.hal.on_relay = self.relay_changed
@@ -111,6 +115,9 @@ class Plant:
         rec = self._day_rec(t)
         relay = (self.board_alive and self.hal.relay_is_on()) or self.relay_welded
         running = relay and self.mains
+        fit = self.fitted
+        if fit is not None:  # the motor may be tripped or bypassed
+            running = fit.running(relay and self.mains) and self.mains
         # borewell: recharge always, the pump draws what is above the probe
         self.well_l = min(
             self.well_max,
@@ -122,6 +129,9 @@ class Plant:
             self.well_l -= inflow
             rec["pump_s"] += TICK_MS / 1000
         dry = self.well_l < self.pump_lpm * dt_min * 0.5
+        if fit is not None:  # the water table, not a store, says what is there
+            inflow = self.pump_lpm * dt_min if running and fit.lifts() else 0.0
+            dry = fit.dry()
         self._note("dry", dry, "dry", "wet")
         # the village draws on its daily profile, limited by what the tank holds
         hour = ((t + self.tz_s) // 3600) % 24

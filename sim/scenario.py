@@ -17,8 +17,10 @@ else:  # pragma: no cover - Python 3.10
 FAULT_KINDS = (
     "power_cut", "brownout", "dry_borewell", "sd_removed", "sd_corrupt", "sim_outage",
     "switch_chatter", "wire_break", "clock_unset", "float_stuck", "relay_stuck",
-    "watchdog",
+    "watchdog", "motor_trip", "motor_bypass", "sensor",
 )  # fmt: skip
+SENSOR_NAMES = ("bore", "tank", "ec", "ph", "temp")
+SENSOR_MODES = ("open", "short", "drift", "stuck", "noise", "dry")
 SWITCHES = ("dry", "low", "high")
 
 DEFAULTS: dict[str, Any] = {
@@ -43,6 +45,20 @@ DEFAULTS: dict[str, Any] = {
         "recharge_lpm": 250,  # aquifer inflow
     },
     "demand": {"lpcd": 62},
+    "sensors": {  # the sensors of docs/sensors.md, driven by sim/aquifer.py
+        "fitted": False,  # borewell, tank, quality probes, CT, dividers
+        "static_m": 21.0,  # depth to the water table at rest
+        "trend_m_month": 0.0,  # its decline a month
+        "transmissivity": 25.0,  # m^2/day
+        "storativity": 0.01,
+        "install_m": 45.0,  # the transducer's depth below ground
+        "range_m": 50.0,  # its full scale, metres of water
+        "intake_m": 40.0,  # the pump's intake
+        "margin_m": 3.0,  # stop with this much water above the intake
+        "restart_m": 2.0,  # start again once it is this much higher
+        "dry_probe_m": 39.0,  # the dry-run probe (float switch) depth
+        "motor_a": 8.0,  # the motor's rated current
+    },
     "pump": {  # controller settings (config.json keys)
         "min_off_s": 300,
         "max_run_s": 14400,
@@ -51,7 +67,7 @@ DEFAULTS: dict[str, Any] = {
         "restart_delay_s": 120,
     },
 }
-FAULT_KEYS = {"kind", "start", "hours", "switch", "factor"}
+FAULT_KEYS = {"kind", "start", "hours", "switch", "factor", "sensor", "mode", "rate"}
 
 
 class ScenarioError(ValueError):
@@ -147,6 +163,19 @@ def _fault(f: Any, i: int, sc: dict) -> dict:
     }
     if out["switch"] not in SWITCHES:
         raise ScenarioError(f"{where}switch must be one of {', '.join(SWITCHES)}")
+    if kind in ("sensor", "motor_trip", "motor_bypass") and not sc["sensors"]["fitted"]:
+        raise ScenarioError(f"{where}{kind} needs sensors.fitted = true")
+    if kind == "sensor":
+        out["sensor"], out["mode"] = f.get("sensor"), f.get("mode", "open")
+        out["rate"] = f.get("rate", 0.0)
+        if out["sensor"] not in SENSOR_NAMES:
+            names = ", ".join(SENSOR_NAMES)
+            raise ScenarioError(f"{where}sensor must be one of {names}")
+        if out["mode"] not in SENSOR_MODES:
+            names = ", ".join(SENSOR_MODES)
+            raise ScenarioError(f"{where}mode must be one of {names}")
+        if not isinstance(out["rate"], (int, float)) or isinstance(out["rate"], bool):
+            raise ScenarioError(f"{where}rate must be a number")
     if kind == "clock_unset":
         out["at_s"], out["hours"] = 0, 0.0
         return out
@@ -216,6 +245,14 @@ def builtin(
         add("sd_removed", 1, 10, 30.0)
     elif name == "sim-outage":
         add("sim_outage", 1, 6, 168.0)  # a week without the mobile network
+    elif name in SENSOR_BUILTINS:
+        raw["board"] = "esp32s3-devkitc-sim7600"  # ADC1 pins for a CT and a sonar
+        raw["sensors"] = {"fitted": True}
+        if name == "bore-open":  # the transducer's cable cut for a day and a half
+            add("sensor", 2, 6, 36.0, sensor="bore", mode="open")
+        elif name == "motor-faults":
+            add("motor_trip", 1, 6, 8.0)  # an overload trips: relay on, no motor
+            add("motor_bypass", 3, 14, 2.0)  # a starter bypassed: motor, no relay
     else:
         names = ", ".join(BUILTINS)
         raise ScenarioError(f"no built-in scenario {name!r}; try one of {names}")
@@ -223,8 +260,9 @@ def builtin(
     return raw
 
 
+SENSOR_BUILTINS = ("sensors", "bore-open", "motor-faults")
 BUILTINS = ("normal", "power-cuts", "dry-borewell", "overflow-fault", "sensor-faults",
-            "sd-fault", "sim-outage")  # fmt: skip
+            "sd-fault", "sim-outage") + SENSOR_BUILTINS  # fmt: skip
 
 
 def load(

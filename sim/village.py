@@ -23,6 +23,7 @@ from jkfw import main as board
 from jkfw.app import Controller
 from jkproto import objects as ob
 
+from .fitted import Fitted, board_config
 from .hw import SimHal
 from .modem import SimModem, fit
 from .plant import Plant
@@ -67,6 +68,8 @@ class Village:
                 )
             raw.update(modem=b["modem"], uplink_url=uplink)
         raw.update(sc["pump"])
+        if sc["sensors"]["fitted"]:
+            raw.update(board_config(sc["sensors"], sc["scheme"]))
         self.cfg, bad = config.validate(raw)
         if bad:
             raise ValueError(
@@ -87,6 +90,11 @@ class Village:
             )  # fmt: skip
         self.rng = random.Random(sc["seed"])
         self.plant = Plant(sc, self.clock, self.hal, self.rng)
+        self.fitted: Fitted | None = None
+        if sc["sensors"]["fitted"]:
+            self.fitted = Fitted(sc, self.clock, self.hal)
+            self.fitted.plant = self.plant
+            self.plant.fitted = self.fitted
         self.ctl: Controller | None = None
         self.boots = 0
 
@@ -205,6 +213,10 @@ class Village:
                 self.clock.at(b, lambda: p.weld(False))
             elif k == "watchdog":
                 self.clock.at(a, self.hang)
+            elif k in ("motor_trip", "motor_bypass") and self.fitted is not None:
+                m, what = self.fitted.motor, k[6:] + ("ped" if k[6] == "t" else "ed")
+                self.clock.at(a, lambda m=m, w=what: setattr(m, w, True))
+                self.clock.at(b, lambda m=m, w=what: setattr(m, w, False))
             elif k == "dry_borewell":
                 self.clock.at(a, lambda f=f: setattr(p, "recharge_factor", f["factor"]))
                 self.clock.at(b, lambda: setattr(p, "recharge_factor", 1.0))
@@ -275,7 +287,7 @@ class Village:
             "debounce_s": self.cfg["debounce_s"],
         }
         trace = [[ob.iso(t), what] for t, what in self.plant.trace]
-        return {
+        out = {
             "village": sc["village"]["name"],
             "device": self.device,
             "population": sc["village"]["population"],
@@ -283,6 +295,30 @@ class Village:
             "pump": pump,
             "trace": trace,
         }
+        if self.fitted is not None:
+            out["sensors"] = self.fitted_truth()
+        return out
+
+    def fitted_truth(self) -> dict:
+        """The sensors' ground truth: every borewell transducer sample (UTC ms, the
+        true depth below ground in m, the loop current in mA), and the injected
+        sensor and motor faults (UTC s from, to)."""
+        assert self.fitted is not None
+        t0 = self.sc["start_utc"] * 1000
+        s = self.sc["sensors"]
+        faults = [
+            {"kind": f["kind"], "sensor": f.get("sensor"), "mode": f.get("mode"),
+             "from": self.sc["start_utc"] + f["at_s"],
+             "to": self.sc["start_utc"] + f["at_s"] + int(f["hours"] * 3600)}
+            for f in self.sc["fault"]
+            if f["kind"] in ("sensor", "motor_trip", "motor_bypass")
+        ]  # fmt: skip
+        return {
+            "install_m": s["install_m"], "intake_m": s["intake_m"],
+            "margin_m": s["margin_m"], "dry_probe_m": s["dry_probe_m"],
+            "range_m": s["range_m"], "faults": faults,
+            "bore": [[t0 + ms, d, ma] for ms, d, ma in self.fitted.truth],
+        }  # fmt: skip
 
 
 def write_secret(path: Path, text: str) -> None:

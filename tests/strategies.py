@@ -25,10 +25,26 @@ HEAD_LEN = 19
 MIN_LEN = 27
 MAX_LEN = 255
 MAX_PAYLOAD = MAX_LEN - MIN_LEN
-KNOWN_KINDS = (1, 2, 3, 4, 5, 6)
-KIND_NAMES = {1: "boot", 2: "reading", 3: "event", 4: "heartbeat", 5: "gap", 6: "clock"}
+KNOWN_KINDS = (1, 2, 3, 4, 5, 6, 7)
+KIND_NAMES = {
+    1: "boot", 2: "reading", 3: "event", 4: "heartbeat", 5: "gap", 6: "clock",
+    7: "measure",
+}  # fmt: skip
 TIME_NAMES = ("none", "rtc", "net", "gps", "host")
 INPUT_NAMES = ("dry", "low", "high", "pump", "mains", "fault", "sd_fail", "manual")
+SENSOR_NAMES = (
+    "bore",
+    "tank",
+    "ec",
+    "ph",
+    "temp",
+    "motor",
+    "supply",
+    "panel",
+    "battery",
+)
+# a measure field with no value: all ones of its type (the signed one: its minimum)
+NONE = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF, "i": -(2**31)}
 RANGES = {
     "B": (0, 0xFF),
     "H": (0, 0xFFFF),
@@ -152,6 +168,9 @@ class Frame:
             for name, table, chars in _field_chars(self.kind):
                 if table == "ver":
                     o[name] = "%d.%d.%d" % self.values[i : i + 3]
+                elif table == "opt":
+                    v = self.values[i]
+                    o[name] = None if v == NONE[chars] else v
                 else:
                     o[name] = _canon(table, self.values[i])
                 i += len(chars)
@@ -171,6 +190,8 @@ def _canon(table, v):
         return iso(v) if v else None
     if table == "pulses":
         return None if v == 0xFFFFFFFF else v
+    if table == "faults":
+        return [SENSOR_NAMES[b] if b < 9 else b for b in range(16) if v >> b & 1]
     return table[v] if v < len(table) and table[v] else v
 
 
@@ -184,6 +205,8 @@ def _value(table, ch: str):
         return st.one_of(st.just(0), plain)
     if table == "pulses":
         return st.one_of(st.just(0xFFFFFFFF), plain)
+    if table == "opt":
+        return st.one_of(st.just(NONE[ch]), plain)
     if isinstance(table, tuple):
         return st.one_of(st.integers(0, len(table) - 1), plain)
     return plain
@@ -208,7 +231,7 @@ def frames(draw, kinds=None, device=None, boot=None, max_extra=MAX_PAYLOAD) -> F
     """Valid v1 frames of every kind (known and unknown) across full field ranges."""
     if kinds is None:
         kind = draw(
-            st.one_of(st.sampled_from(KNOWN_KINDS), st.just(0), st.integers(7, 255))
+            st.one_of(st.sampled_from(KNOWN_KINDS), st.just(0), st.integers(8, 255))
         )
     else:
         kind = draw(st.sampled_from(kinds))

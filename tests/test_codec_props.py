@@ -394,4 +394,5 @@ def test_unpack_struct_sizes_are_the_documented_ones():
         4: 14,
         5: 14,
         6: 9,
+        7: 33,
     }

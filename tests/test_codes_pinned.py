@@ -18,7 +18,7 @@ TABLES = (  # app.py's table, objects.py's names (index = code), what it is
     ("REASON_CODES", "REASONS", "reason"),
     ("STATE_CODES", "STATES", "state"),
 )
-KINDS = ("BOOT", "READING", "EVENT", "HEARTBEAT", "GAP", "CLOCK")
+KINDS = ("BOOT", "READING", "EVENT", "HEARTBEAT", "GAP", "CLOCK", "MEASURE")
 
 
 def table_differences(what: str, codes: dict, names: tuple) -> list[str]:

@@ -83,7 +83,7 @@ def _read_csv(path: Path):
 
 
 def test_decode_every_format_keeps_unknown_kinds(tmp_path):
-    log, plan = _write(tmp_path, [(9, b"\x01\x02\x03"), (200, b""), (7, b"\xa5" * 40)])
+    log, plan = _write(tmp_path, [(9, b"\x01\x02\x03"), (200, b""), (8, b"\xa5" * 40)])
     _decode_all(tmp_path, log, plan)
 
 

@@ -10,6 +10,9 @@ import pytest
 from fieldtools_util import VBoard, jalkal, mpremote, provision
 
 from jalkal.field import doctor
+from jalkal.field.deploy import package_sources
+
+N_FILES = len(package_sources())  # the firmware files deploy copies
 
 
 def test_render_and_parsers():
@@ -59,7 +62,7 @@ def test_doctor_on_the_vboard(tools, tmp_path):
         got = lines(out)
         assert got["MicroPython"].startswith("✓ MicroPython  1.27.0")
         assert got["firmware"].startswith("✓ firmware     jkfw 0.1.0 build")
-        assert "all 32 files match" in got["firmware"]
+        assert f"all {N_FILES} files match" in got["firmware"]
         dev = json.loads(cfg.read_text())["device"]
         assert got["config"].startswith(f"✓ config       device {dev}")
         assert got["flash"].startswith("✓ flash")
@@ -84,7 +87,7 @@ def test_doctor_on_the_vboard(tools, tmp_path):
         mpremote(vb.port, "soft-reset")
         rc, out, err = jalkal("doctor", "--port", vb.port)
         got = lines(out)
-        assert "1 of 32 files differ (jkfw/pump.mpy" in got["firmware"]
+        assert f"1 of {N_FILES} files differ (jkfw/pump.mpy" in got["firmware"]
         assert "refused: max_run_s" in got["config"]
         assert "fix: jalkal deploy --port" in out
         assert rc == 1 and "jalkal: 3 checks failed" in err

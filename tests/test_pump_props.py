@@ -12,9 +12,11 @@ the rules written from the spec, not against the Pump's own claims:
 4 no run reaches max_run_s;  5 no start before the dry-run/no-flow lockout
 (with back-off) is over;  6 each relay change is one pump_start/pump_stop with
 the right reason;  7 no run goes no_flow_s without pulses, and such a stop
-raises the fault;  8 commands are part of every sequence.  Also: next_s() is
-never late (a probe step before it does nothing) and never wakes for nothing,
-and the pump does run whenever the model says nothing holds it.
+raises the fault;  8 commands are part of every sequence;  9 never on while
+the borewell level sensor says the water is at the intake + margin, and a level
+sensor in fault (no verdict) never lets it start where a float forbids it.
+Also: next_s() is never late (a probe step before it does nothing) and never
+wakes for nothing, and the pump does run whenever the model says nothing holds it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ SLOW = settings(
 )
 SWITCHES = ("dry", "low", "high", "broken", "mains")
 ACTIONS = ("sw",) * 8 + ("sws", "plant", "flow", "flow", "cmd", "cmd", "reboot", "wait")
+ACTIONS += ("level", "level")
+# the borewell level sensor's verdicts (jkfw.measure): low, enough water, and a
+# sensor fault (no verdict: the measure task passes False and the floats guard)
+LEVELS = (True, False, None)
 
 
 class HypChooser:
@@ -88,6 +94,7 @@ class Driver:
         self.t = 0
         self.sw = dict(dry=False, low=False, high=False, broken=False, mains=True)
         self.plant_flow = True  # the well gives water when the pump runs
+        self.bore_low = False  # the level sensor's verdict, as last given
         self.relay = False  # the relay timeline, as recorded here
         self.on_t = self.last_flow_t = None
         self.flowed = False
@@ -124,6 +131,14 @@ class Driver:
         self.known = True
         self.step()
 
+    def level(self, low):
+        """The borewell level sensor: low (True), enough water (False), or in
+        fault (None): a fault gives no verdict, so it can only lift what the
+        sensor itself held, never what a float holds."""
+        self.bore_low = bool(low)
+        self.p.level(self.t, low)
+        self.step()
+
     def flow(self, pulses):
         self.p.flow(self.t, pulses)
         if pulses > 0 and self.relay:
@@ -150,6 +165,7 @@ class Driver:
         self.mode = mode
         self.demand = True if mode == "on" else None
         self.lock_until = self.t + left if left > 0 else None
+        self.bore_low = False  # a new Pump: no verdict until the sensor is read
         self._boot(self.persisted)
 
     # --- time
@@ -183,6 +199,8 @@ class Driver:
             return "power_loss"
         if sw["dry"]:
             return "dry_run"
+        if self.bore_low:
+            return "bore_low"
         if sw["high"]:
             return "tank_full"
         if self.mode == "off":
@@ -218,6 +236,7 @@ class Driver:
         if on:
             assert sw["mains"], "(2) relay on without mains"
             assert not (sw["dry"] or sw["high"] or sw["broken"]), "(2) unsafe input"
+            assert not self.bore_low, "(9) relay on with the borewell at the intake"
         stopped = False
         if on and not self.relay:
             assert len(starts) == 1 and not stops, "(6) %r" % (ev,)
@@ -265,6 +284,7 @@ class Driver:
             or sw["dry"]
             or sw["high"]
             or sw["broken"]
+            or self.bore_low
             or self.mode == "off"
             or self.demand is not True
             or self.lock_until is not None
@@ -301,6 +321,8 @@ def play(ch, n_actions):
             d.inputs(**{name: not d.sw[name]})
         elif kind == "sws":
             d.inputs(**{name: ch.pick((True, False)) for name in SWITCHES})
+        elif kind == "level":
+            d.level(ch.pick(LEVELS))
         elif kind == "plant":
             d.plant_flow = not d.plant_flow
         elif kind == "flow":
@@ -345,5 +367,6 @@ def test_the_driver_reaches_every_behaviour():
         ("lockout_end", "retry"), ("fault_raised", "no_flow"),
         ("fault_cleared", "no_flow"), ("fault_raised", "wire_break"),
         ("fault_cleared", "wire_break"), ("mode_change", "tank_full"),
+        ("pump_stop", "bore_low"),
     }  # fmt: skip
     assert want <= seen, want - seen

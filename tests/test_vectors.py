@@ -33,7 +33,7 @@ def signers_of(v):
 
 def test_vectors_cover_every_kind_and_bad_case():
     kinds = {o.get("kind") for v in VECTORS for o in v["expect"]}
-    assert {"boot", "reading", "event", "heartbeat", "gap", "clock"} <= kinds
+    assert {"boot", "reading", "event", "heartbeat", "gap", "clock", "measure"} <= kinds
     total = {k: sum(v["report"][k] for v in VECTORS) for k in ob.new_stats()}
     bad = "crc_errors truncated unknown_version malformed chain_breaks mac_failures"
     for k in bad.split() + ["unknown_devices", "skipped_bytes"]:

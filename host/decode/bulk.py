@@ -365,6 +365,9 @@ _NAMES = {
     "state": ob.STATES, "source": ob.TIME,
 }  # fmt: skip
 _CHAIN = np.array(["start", "ok", "break"])
+# "opt" payload columns: the value that means none (objects.NO_VALUE of its type)
+_NO_VALUE = {name: ob.NO_VALUE[specs[0][1]] for name, specs in PAYLOAD_COLUMNS.items()}
+_SENSOR = [ob.SENSORS[b] if b < len(ob.SENSORS) else b for b in range(16)]
 
 
 def _names(table: tuple, codes: np.ndarray) -> list:
@@ -429,16 +432,21 @@ def to_objects(table: pa.Table) -> list[dict[str, Any]]:
             o["payload"] = (extra[r] or b"").hex()
         else:
             for name, tab in fields:
+                v: Any
+                if tab == "opt":
+                    v = payload[name][r]
+                    o[name] = None if v == _NO_VALUE[name] else v
+                    continue
                 if tab == "ver":
-                    v: Any = "%d.%d.%d" % tuple(
-                        payload[f"{name}_{i}"][r] for i in range(3)
-                    )
+                    v = "%d.%d.%d" % tuple(payload[f"{name}_{i}"][r] for i in range(3))
                 else:
                     v = payload[name][r]
                     if tab == "bits":
                         v = [ob.INPUTS[b] for b in range(8) if v >> b & 1]
                     elif tab == "ts":
                         v = ob.iso(v) if v else None
+                    elif tab == "faults":
+                        v = [_SENSOR[b] for b in range(16) if v >> b & 1]
                     elif tab == "pulses":
                         v = None if v == ob.UNKNOWN_PULSES else v
                     elif tab is not None:

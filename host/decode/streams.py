@@ -315,8 +315,9 @@ def write_table(objs: list[dict[str, Any]], fmt: str, out: str | None) -> None:
     rows = []
     for o in objs:
         r = dict(o)
-        if "inputs" in r:
-            r["inputs"] = "|".join(r["inputs"])
+        for k in ("inputs", "faults"):  # bit sets: names joined by "|"
+            if k in r:
+                r[k] = "|".join(str(x) for x in r[k])
         rows.append(r)
     data = {c: [r.get(c) for r in rows] for c in cols}
     arrays = {}

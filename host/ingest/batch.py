@@ -56,7 +56,7 @@ from .boots import BootCeiling
 from .guard import Throttle, Throttled, retry_after
 from .signer import FastSigner, check_macs, decoy_macs
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MAX_BODY = 256 * 1024  # bytes per upload batch (HTTP body or MQTT payload)
 _HEAD = [
     ("device", pa.uint32()), ("boot", pa.uint16()), ("seq", pa.uint16()),
@@ -73,6 +73,15 @@ _TAIL = [
     ("received", pa.timestamp("s")), ("via", pa.string()),
 ]  # fmt: skip
 SCHEMA = pa.schema(_HEAD + _PAYLOAD + _TAIL)
+# the columns each schema version added (version 2: the `measure` frame's): a store
+# of an older version gets them, empty for the frames already in it, when it is
+# opened read-write (ALTER TABLE ... ADD COLUMN); both back-ends insert by name
+ADDED_COLUMNS = {
+    "2": [
+        n for n, specs in bulk.PAYLOAD_COLUMNS.items()
+        if {k for k, *_ in specs} == {c.MEASURE}
+    ],
+}  # fmt: skip
 NOT_NULL = {"device", "boot", "seq", "kind", "flags", "t", "prev", "mac", "version",
             "length", "frame", "received", "via"}  # fmt: skip
 Prepared = dict[str, Any]

@@ -34,6 +34,7 @@ import pyarrow as pa
 from ..errors import JalkalError
 from .ack import BodyError, IngestResult
 from .batch import (
+    ADDED_COLUMNS,
     NOT_NULL,
     SCHEMA,
     SCHEMA_VERSION,
@@ -51,7 +52,18 @@ PG_TYPES = {
     pa.timestamp("s"): "timestamp",
 }  # fmt: skip
 # from an older schema version: (the next version, its statements)
-MIGRATIONS: dict[str, tuple[str, list[str]]] = {}
+MIGRATIONS: dict[str, tuple[str, list[str]]] = {
+    v: (
+        str(int(v) + 1),
+        [
+            f"ALTER TABLE {NS}.frames ADD COLUMN IF NOT EXISTS {quote(f.name)} "
+            f"{PG_TYPES[f.type]}"
+            for f in SCHEMA
+            if f.name in ADDED_COLUMNS.get(str(int(v) + 1), [])
+        ],
+    )
+    for v in map(str, range(1, int(SCHEMA_VERSION)))
+}
 LOCK_ID = 0x6A616C6B  # pg_advisory_xact_lock: one process creates or upgrades
 CONNECT_TIMEOUT_S = 10
 

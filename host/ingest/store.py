@@ -25,6 +25,7 @@ import pyarrow as pa
 from ..errors import JalkalError
 from .ack import BodyError, IngestResult
 from .batch import (
+    ADDED_COLUMNS,
     MAX_BODY,
     NOT_NULL,
     SCHEMA,
@@ -141,6 +142,7 @@ class Store(FrameStore):
             ).fetchall()
         }
         if "jalkal_meta" in tables:
+            self._upgrade()
             self._check_schema()  # before anything is added to it
         elif tables:
             raise JalkalError(
@@ -162,6 +164,47 @@ class Store(FrameStore):
             self.con.execute("COMMIT")
         self._check_schema()
 
+    def _version(self) -> str | None:
+        import duckdb
+
+        try:
+            rows = self.con.execute(
+                "SELECT value FROM jalkal_meta WHERE key = 'schema_version'"
+            ).fetchall()
+        except duckdb.Error:
+            return None
+        return str(rows[0][0]) if rows else None
+
+    def _upgrade(self) -> None:
+        """A store of an older schema version gets the columns added since, in one
+        transaction (the frames in it keep their bytes; the new columns are empty
+        for them, as no frame of theirs had those fields)."""
+        v = self._version()
+        while v is not None and v.isdigit() and int(v) < int(SCHEMA_VERSION):
+            nxt = str(int(v) + 1)
+            have = {
+                str(r[0])
+                for r in self.con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'frames'"
+                ).fetchall()
+            }
+            types = {f.name: f.type for f in SCHEMA}
+            with self.lock:
+                self.con.execute("BEGIN")
+                for name in ADDED_COLUMNS.get(nxt, []):
+                    if name not in have:
+                        self.con.execute(
+                            f"ALTER TABLE frames ADD COLUMN {quote(name)} "
+                            f"{_DUCK_TYPES[types[name]]}"
+                        )
+                self.con.execute(
+                    "UPDATE jalkal_meta SET value = ? WHERE key = 'schema_version'",
+                    [nxt],
+                )
+                self.con.execute("COMMIT")
+            v = nxt
+
     def _check_schema(self) -> None:
         import duckdb
 
@@ -175,10 +218,15 @@ class Store(FrameStore):
         if row is None:
             raise JalkalError(f"{self.path}: not a jalkal store (no jalkal_meta table)")
         if row[0] != SCHEMA_VERSION:
+            older = str(row[0]).isdigit() and int(row[0]) < int(SCHEMA_VERSION)
             raise JalkalError(
                 f"{self.path}: store schema version {row[0]}, this jalkal reads "
-                f"{SCHEMA_VERSION}"
-            )
+                f"{SCHEMA_VERSION} ("
+                + ("open it once read-write with this jalkal, e.g. `jalkal serve`, "
+                   "to upgrade it" if older else "written by a newer jalkal: "
+                   "upgrade jalkal")
+                + ")"
+            )  # fmt: skip
 
     def close(self) -> None:
         with self.lock:
@@ -262,7 +310,7 @@ class Store(FrameStore):
         try:
             self.con.execute("BEGIN")
             try:
-                self.con.execute("INSERT INTO frames SELECT * FROM jalkal_rows")
+                self.con.execute("INSERT INTO frames BY NAME SELECT * FROM jalkal_rows")
                 self.con.execute("COMMIT")
             except BaseException:
                 with suppress(Exception):  # a failed COMMIT has ended it

@@ -140,6 +140,26 @@ def frames():
     v.append(vector("gap-known", frame(c.GAP, (0, 24, 37, T0 - 3600, 3600))))
     v.append(vector("clock-set-from-network", frame(c.CLOCK, (2, 41, -3600))))
     v.append(vector("clock-set-from-rtc", frame(c.CLOCK, (1, 2, 0), flags=RTC)))
+    N = ob.NO_VALUE
+    every = (4210, 3790, 1840, 9250, 812, 520, 721, 2650, 7940, 1, 2310, 1890, 1270, 0)
+    v.append(vector("measure-every-sensor", frame(c.MEASURE, every)))
+    none = (N["H"], N["H"], N["H"], N["I"], N["H"], N["H"], N["H"], N["i"], N["I"],
+            N["B"], N["H"], N["H"], N["H"], 0)  # fmt: skip
+    v.append(vector("measure-nothing-fitted", frame(c.MEASURE, none)))
+    # the borewell loop open (bore = bit 0) and the DS18B20 gone (temp = bit 4): no
+    # level, no temperature, so no EC or TDS either (ec = bit 2); pH and tank read
+    faulty = (N["H"], N["H"], 650, 3063, N["H"], N["H"], 688, N["i"], 0, 0,
+              N["H"], N["H"], N["H"], 1 | 4 | 16)  # fmt: skip
+    v.append(vector("measure-sensor-faults", frame(c.MEASURE, faulty)))
+    cold = (0, 6000, 0, 0, 0, 0, 0, -150, 0, 0, 0, 0, 0, 1 << 15)
+    v.append(vector("measure-edge-values", frame(c.MEASURE, cold)))
+    longer = c.pack_payload(c.MEASURE, every) + b"\x01\x02"
+    v.append(
+        vector(
+            "measure-with-later-fields",
+            c.pack(c.MEASURE, DEV, 7, 1, T0, NET, 0, longer, c.Signer(KEY)),
+        )
+    )
     v.append(
         vector(
             "unknown-kind-opaque-payload",
