@@ -98,6 +98,20 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve_cmd",
         "Ingest server: frames over HTTP and MQTT into an exactly-once DuckDB store.",
     ),
+    "dashboard": (
+        "jalkal.dashboard.command",
+        "dashboard_cmd",
+        "A live dashboard for the people who answer for the water: State, district, "
+        "block and village pages, the escalation list and a JSON API (/v1/...), "
+        "with the numbers of `jalkal report`, behind a login.",
+    ),
+    "dashboard-user": (
+        "jalkal.dashboard.command",
+        "dashboard_user_cmd",
+        "Add or remove a dashboard account in a users file: passwords are kept "
+        "only as scrypt hashes with a salt of their own; the file is owner-only "
+        "(0600).",
+    ),
     "replay": (
         "jalkal.ingest.command",
         "replay_cmd",

@@ -29,7 +29,7 @@ from jalkal.ingest.store import Store
 from jalkal.keys import load_keys
 
 NEEDS_A_BOARD = {"flash", "deploy", "doctor", "pull", "monitor", "serve", "replay",
-                 "vboard"}  # fmt: skip
+                 "vboard", "dashboard"}  # fmt: skip
 PATH_METAVARS = {"DIR", "FILE", "OUT", "DB", "PATH...", "SOURCE...", "[IN.jsonl]",
                  "DIR|FILE.png", "NAME|FILE", "FIRMWARE.bin"}  # fmt: skip
 PATH_NAMES = {"out", "output", "keys", "villages", "store", "parquet", "plot", "html",
@@ -59,7 +59,7 @@ WRITES = {
     ("decode", "out"), ("encode", "out"), ("report", "output"), ("report", "plot"),
     ("report", "html"), ("sim", "out"), ("sim", "display_dir"), ("export", "out"),
     ("provision", "out"), ("provision", "keys"), ("provision", "villages"),
-    ("broker", "out"),
+    ("broker", "out"), ("dashboard-user", "users"),
 }  # fmt: skip
 
 KINDS = (
@@ -86,6 +86,7 @@ def build_world(w: Path) -> Path:
             s.ingest(b.data)
     assert main(["export", "--store", str(w / "store.duckdb"), "--out",
                  str(w / "pq")]) == 0  # fmt: skip
+    (w / "password.txt").write_text("a long enough password\n")
     return w
 
 
@@ -117,6 +118,9 @@ def baseline(name: str, w: Path, t: Path, flag: bool) -> dict[str, object]:
                 "population": 500, "out": str(t / "prov"), "force": flag}  # fmt: skip
     if name == "broker":
         return {"keys": keys, "out": str(t / "mq")}
+    if name == "dashboard-user":
+        return {"action": "add", "name": "asha", "users": str(t / "users.json"),
+                "password_file": str(w / "password.txt")}  # fmt: skip
     raise AssertionError(f"no valid run of {name} known: add one to baseline()")
 
 
@@ -206,7 +210,9 @@ def test_every_path_option_is_covered():
             ("report", "output"), ("report", "plot"), ("report", "html"),
             ("report", "store"), ("report", "parquet"), ("report", "quality"),
             ("export", "store"), ("export", "out"), ("provision", "out"),
-            ("provision", "keys"), ("provision", "villages")} <= found  # fmt: skip
+            ("provision", "keys"), ("provision", "villages"),
+            ("dashboard-user", "users"),
+            ("dashboard-user", "password_file")} <= found  # fmt: skip
     for name in COMMANDS_RUN:
         baseline(name, Path("/w"), Path("/t"), False)
 

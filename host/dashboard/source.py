@@ -1,0 +1,160 @@
+"""The store the dashboard shows, read the way `jalkal report --store` reads it:
+a PostgreSQL URL directly, a DuckDB file directly, or, while `jalkal serve` holds
+the file, through that server's snapshot (reports/live.py). A thread asks the
+store for its frame count every `poll_s`; when the count changed (or, on the wall
+clock, every `rebuild_s`) the View is built again and the waiting pages told."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .. import console
+from ..errors import JalkalError
+from ..ingest.store import is_postgres, open_store
+from ..registry import Registry
+from ..reports import live
+from ..reports.frames import TABLE_COLUMNS
+from ..reports.sources import opened
+from .model import View, build_view, empty_view
+
+COLUMNS = [x for x in TABLE_COLUMNS if x != "status"] + ["csq", "received", "via"]
+POLL_S = 1.0
+REBUILD_S = 60.0  # on the wall clock, "today" and "silent" move with time
+
+
+def parse_time(text: str) -> int:
+    """UTC seconds of an ISO time (2026-03-12T06:30Z; no zone: UTC)."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise JalkalError(
+            f"--as-of must be now, latest or a time like 2026-03-12T06:30Z, "
+            f"got {text!r}"
+        )
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp())
+
+
+class StoreReader:
+    """The frame count and frames of one store."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.pg: Any = None
+        if is_postgres(where):
+            self.pg = open_store(where, read_only=True)
+        elif not Path(where).is_file():
+            raise JalkalError(f"store {where}: no such file")
+
+    def read(self, have: int) -> tuple[int, pa.Table | None]:
+        """(frame count, the frames if the count is not `have`, else None)."""
+        if self.pg is not None:
+            n = self.pg.count()
+            tb = self.pg.table(COLUMNS) if n != have else None
+            # a PostgreSQL reader keeps one snapshot per transaction (count and
+            # frames agree): end it, so that the next read sees new frames
+            self.pg.conn.rollback()
+            return (n if tb is None else tb.num_rows), tb
+        srv = live.find(self.where)
+        if srv is not None:
+            try:
+                n = live.fetch(srv, ["seq"]).num_rows
+                if n == have:
+                    return n, None
+                tb = live.fetch(srv, COLUMNS)
+                return tb.num_rows, tb
+            except live.Unreachable:
+                pass
+        with opened(self.where):
+            with open_store(self.where, read_only=True) as st:
+                n = st.count()
+                return n, (st.table(COLUMNS) if n != have else None)
+
+    def close(self) -> None:
+        if self.pg is not None:
+            self.pg.close()
+
+
+class Live:
+    """The current View, rebuilt by a thread; `wait(version)` blocks until a
+    newer one (for /events)."""
+
+    def __init__(
+        self,
+        reader: StoreReader,
+        reg: Registry,
+        as_of: str = "now",
+        poll_s: float = POLL_S,
+        rebuild_s: float = REBUILD_S,
+    ):
+        self.reader, self.reg, self.as_of = reader, reg, as_of
+        self.now()  # a wrong --as-of fails here
+        self.poll_s, self.rebuild_s = poll_s, rebuild_s
+        self.cond = threading.Condition()
+        self.version = 0
+        self.error: str | None = None
+        self.stopping = threading.Event()
+        self.view: View = empty_view(reg, self.now())
+        self.frames: pa.Table | None = None
+        self.thread: threading.Thread | None = None
+
+    def now(self) -> int | None:
+        if self.as_of == "now":
+            return int(time.time())
+        return None if self.as_of == "latest" else parse_time(self.as_of)
+
+    def refresh(self) -> bool:
+        """Read the store once; True when the View changed."""
+        count, tb = self.reader.read(self.view.count if self.frames is not None else -1)
+        aged = self.as_of == "now" and time.time() - self.view.now >= self.rebuild_s
+        if tb is None and not aged:
+            return False
+        if tb is not None:
+            self.frames = tb
+        view = build_view(self.frames, self.reg, count, self.now())
+        with self.cond:
+            self.view = view
+            self.version += 1
+            self.error = None
+            self.cond.notify_all()
+        return True
+
+    def start(self) -> None:
+        self.refresh()  # the first View before the first page
+        self.thread = threading.Thread(
+            target=self.run, name="dashboard-store", daemon=True
+        )
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.poll_s):
+            try:
+                self.refresh()
+            except JalkalError as e:
+                if str(e) != self.error:
+                    console.say(f"dashboard: reading the store failed: {e}")
+                self.error = str(e)
+            except Exception as e:  # never let one bad read stop the updates
+                console.say(f"dashboard: reading the store failed: {e!r}")
+                self.error = repr(e)
+
+    def wait(self, version: int, timeout: float) -> int:
+        with self.cond:
+            if self.version == version:
+                self.cond.wait(timeout)
+            return self.version
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.cond:
+            self.cond.notify_all()
+        if self.thread is not None:
+            self.thread.join(10)
+        self.reader.close()
