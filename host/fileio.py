@@ -36,6 +36,17 @@ def read_bytes(p: Path) -> bytes:
         raise JalkalError(f"cannot read {p}: {e.strerror or e}")
 
 
+def read_optional(p: Path) -> bytes | None:
+    """The bytes of a file that may not exist yet (None then); any other failure
+    to read it is a one-line error."""
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise JalkalError(f"cannot read {p}: {e.strerror or e}")
+
+
 def read_text(p: Path, what: str, expected: str, encoding: str = "utf-8-sig") -> str:
     """The text of an input file (`what`: "keys file", …); a one-line error when it
     cannot be read or is not UTF-8 text (`expected`: what it should hold)."""

@@ -46,7 +46,7 @@ from jkproto import codec, link
 
 from ..console import plural
 from ..errors import JalkalError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, read_optional
 from ..keys import load_keys
 
 PASSWD, ACL, CONF = "passwd", "acl", "mosquitto.conf"
@@ -187,15 +187,6 @@ def conf_text(out: Path, ls: Listeners) -> str:
 # --- writing ----------------------------------------------------------------------
 
 
-def read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise JalkalError(f"cannot read {path}: {e.strerror or e}")
-
-
 def write(path: Path, data: bytes, secret: bool) -> None:
     """Replace path with data (secret: owner-only), keeping the old file's owner."""
     try:
@@ -218,7 +209,7 @@ def write(path: Path, data: bytes, secret: bool) -> None:
 
 def server_password(path: Path) -> tuple[bytes, bool]:
     """The server account's password from its file, or a new one (made: True)."""
-    data = read(path)
+    data = read_optional(path)
     if data is not None and data.strip():
         return data.strip(), False
     return secrets.token_hex(16).encode(), True
@@ -254,7 +245,7 @@ def write_all(keys: Path, out: Path, servers: list[str], ls: Listeners) -> Writt
     if out.exists() and not out.is_dir():
         raise JalkalError(f"--out {out}: not a directory")
     passwd_path = out / PASSWD
-    old_bytes = read(passwd_path)
+    old_bytes = read_optional(passwd_path)
     old = (
         parse_passwd(old_bytes.decode("utf-8", "replace"), str(passwd_path))
         if old_bytes
@@ -291,7 +282,7 @@ def device_update(
     added or replaced (path, old bytes, new bytes, a note for the summary). The file
     must exist (`jalkal broker` makes it, with the server's account)."""
     path = folder / PASSWD
-    old_bytes = read(path)
+    old_bytes = read_optional(path)
     if old_bytes is None:
         raise JalkalError(
             f"--mosquitto {folder}: no {PASSWD} there; make the broker's files first: "

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from ..console import plural
 from ..errors import JalkalError
+from ..fileio import read_optional
 from ..keys import parse_keys
 from ..registry import DEFAULT_TZ, OPTIONAL, REQUIRED, check_tz, parse_villages
 from . import broker, tlspin
@@ -253,15 +254,6 @@ def build_config(req: Request, device: str, key: bytes) -> tuple[dict, list[str]
 # --- keys file and registry -----------------------------------------------------
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise JalkalError(f"cannot read {path}: {e.strerror or e}")
-
-
 def _keys_doc(path: Path, data: bytes | None) -> dict[str, Any]:
     if data is None:
         return {"devices": {}}
@@ -379,8 +371,8 @@ def provision(req: Request) -> ProvisionResult:
     if out.exists() and not out.is_dir():
         raise JalkalError(f"--out {out}: not a directory")
 
-    keys_bytes = _read(keys_path)
-    reg_bytes = _read(villages_path)
+    keys_bytes = read_optional(keys_path)
+    reg_bytes = read_optional(villages_path)
     doc = _keys_doc(keys_path, keys_bytes)
     header, rows = _registry(villages_path, reg_bytes)
     taken: dict[str, str | None] = {}
@@ -393,7 +385,7 @@ def provision(req: Request) -> ProvisionResult:
     key = secrets.token_bytes(32)
     config, notes = build_config(req, device, key)
 
-    old_config = _read(config_path)
+    old_config = read_optional(config_path)
     if old_config is not None:
         try:
             old_dev = json.loads(old_config).get("device")
@@ -457,7 +449,7 @@ def provision(req: Request) -> ProvisionResult:
     olds = {config_path: old_config, keys_path: keys_bytes, villages_path: reg_bytes}
     for w in tlspin.writes(req.server_cert, out):  # the certificate, for deploy
         writes.append(w)
-        olds[w[0]] = _read(w[0])
+        olds[w[0]] = read_optional(w[0])
     if req.mosquitto is not None:  # the broker's password file (broker.py)
         mq_path, olds[mq_path], mq_data, note = broker.device_update(
             req.mosquitto, device, key
