@@ -25,12 +25,12 @@ from uplink_util import (
     DEV2,
     KEY,
     KEY2,
-    MOSQUITTO,
     Mosquitto,
     Server,
     frames,
     free_port,
     keys_file,
+    needs_mosquitto,
 )
 
 from jalkal.cli import main
@@ -41,9 +41,7 @@ from jalkal.ingest.mqttsub import Login, MqttIngest
 from jalkal.ingest.store import Store
 from jalkal.keys import load_keys
 
-pytestmark = pytest.mark.skipif(
-    not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"
-)
+pytestmark = needs_mosquitto
 A, B = f"{DEV:08x}", f"{DEV2:08x}"
 SERVER = bk.SERVER_USER
 

@@ -12,21 +12,19 @@ from pathlib import Path
 
 import pytest
 from uplink_util import (
-    MOSQUITTO,
     Device,
     Mosquitto,
     Server,
     frames,
     free_port,
     keys_file,
+    needs_mosquitto,
 )
 
 from jalkal.cli import main
 from jalkal.ingest.store import Store
 
-pytestmark = pytest.mark.skipif(
-    not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"
-)
+pytestmark = needs_mosquitto
 GROUP = "ingest"
 DEVICES = {0x0A000001 + i: bytes([i + 1]) * 32 for i in range(4)}
 PER_BATCH = 3

@@ -4,25 +4,22 @@ report from the store equals the report from the SD files."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from uplink_util import (
     DEV,
     KEY,
-    MOSQUITTO,
     Mosquitto,
     Server,
     frames,
     free_port,
     keys_file,
+    needs_mosquitto,
 )
 
 from jalkal.cli import main
 
-pytestmark = pytest.mark.skipif(
-    not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"
-)
+pytestmark = needs_mosquitto
 
 
 @pytest.fixture(scope="module")

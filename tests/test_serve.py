@@ -22,19 +22,17 @@ from uplink_util import (
     DEV2,
     KEY,
     KEY2,
-    MOSQUITTO,
     Mosquitto,
     Server,
     frames,
     free_port,
     keys_file,
+    needs_mosquitto,
 )
 
 from jalkal.ingest.store import Store
 
-pytestmark = pytest.mark.skipif(
-    not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"
-)
+pytestmark = needs_mosquitto
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,11 @@ import threading
 import zlib
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from signed_ack import answer
 from test_uplink import KEY, Board
-from uplink_util import MOSQUITTO, Mosquitto, Server, frames, keys_file
+from uplink_util import Mosquitto, Server, frames, keys_file, needs_mosquitto
 
 from jalkal.ingest.store import Store
 from jkfw.uplink import BADSIG, FEWER, verdict
@@ -111,7 +110,7 @@ class Forger:
         self.c.loop_stop()
 
 
-@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto not installed")
+@needs_mosquitto
 def test_a_forged_mqtt_ack_moves_nothing_and_the_frames_reach_serve(tmp_path):
     from jkfw.mqtt import Mqtt
 

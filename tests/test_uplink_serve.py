@@ -3,12 +3,10 @@ simulated modem over HTTP (SIM800) and over MQTT with a private Mosquitto (SIM76
 every frame stored exactly once, also across a power cut mid-send and a server that
 is down for a while."""
 
-from pathlib import Path
-
 import pytest
 from test_uplink import Board
 from test_uplink import Server as MemServer
-from uplink_util import MOSQUITTO, Mosquitto, Server, keys_file
+from uplink_util import Mosquitto, Server, keys_file, needs_mosquitto
 
 from jalkal.ingest.store import open_store
 from jkfw.mqtt import Mqtt
@@ -62,7 +60,7 @@ def test_http_to_jalkal_serve_exactly_once(tmp_path, serve):
     assert b.sm.posts > cut and b.events == []
 
 
-@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto not installed")
+@needs_mosquitto
 def test_mqtt_to_jalkal_serve_exactly_once(tmp_path):
     mq = Mosquitto(tmp_path / "mq").start()
     s = Server(tmp_path, tmp_path / "store.duckdb", keys_file(tmp_path / "keys.json"))

@@ -15,9 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from jkproto import codec as c
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# tests that start a real broker: skipped, with the reason, where there is none
+needs_mosquitto = pytest.mark.skipif(
+    not Path(MOSQUITTO).exists(), reason="mosquitto not installed (.ci/install.sh)"
+)
 KEY = bytes(range(32))
 KEY2 = bytes(range(100, 132))
 DEV = 0x0A1B2C3D
