@@ -4,14 +4,13 @@ not taken (the old keys stay, one log line says why)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
 import time
 from pathlib import Path
 
-from uplink_util import DEV, KEY, Server, frames, keys_file
+from uplink_util import DEV, KEY, Server, frames, keys_file, post
 
 from jalkal.cli import main
 from jalkal.ingest.keywatch import KeyWatch
@@ -19,18 +18,6 @@ from jalkal.ingest.log import Log
 from jalkal.keys import load_keys
 
 NEW = 0xC0FFEE01
-
-
-def post(url: str, body: bytes) -> tuple[int, dict]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("POST", "/v1/frames", body=body,
-                     headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
 
 
 def until(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]

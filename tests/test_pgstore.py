@@ -5,7 +5,6 @@ semantics on both back-ends: tests/test_ingest_store.py.)"""
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from uplink_util import DEV, DEV2, KEY, KEY2, frames, free_port
+from uplink_util import DEV, DEV2, KEY, KEY2, frames, free_port, post
 
 from jalkal.errors import JalkalError
 from jalkal.ingest.httpd import IngestHTTPServer
@@ -174,42 +173,31 @@ def test_commit_survives_kill9_right_after_ingest(pg_url):
         assert s.raw_stream() == b"".join(frames(300))
 
 
-def _http(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body or None,
-                     headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
-
-
 def test_connection_lost_mid_batch_503_health_says_so_then_reconnects(pg_url):
     url = with_password(pg_url)
     st = open_store(url, KEYS)
     httpd = IngestHTTPServer(("127.0.0.1", 0), Log(-1), MAX_BODY)
     httpd.store = st
-    port = httpd.server_address[1]
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     fs = frames(30)
     try:
-        assert _http(port, "POST", "/v1/frames", b"".join(fs[:10]))[0] == 200
-        assert _http(port, "GET", "/v1/health")[0] == 200
+        assert post(base, b"".join(fs[:10]))[0] == 200
+        assert post(base, method="GET", path="/v1/health")[0] == 200
         with psycopg.connect(pg_url, autocommit=True) as conn:  # the link drops
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        status, doc = _http(port, "POST", "/v1/frames", b"".join(fs[10:20]))
+        status, doc = post(base, b"".join(fs[10:20]))
         assert status == 503 and doc["error"] == "store_error", doc
         assert doc["acked"] == [] and doc["stored"] == 0
-        hs, hdoc = _http(port, "GET", "/v1/health")
+        hs, hdoc = post(base, method="GET", path="/v1/health")
         assert hs == 503 and hdoc["error"] == "store_error"
         assert "s3cret-pw" not in json.dumps(doc) + json.dumps(hdoc)
-        status, doc = _http(port, "POST", "/v1/frames", b"".join(fs[10:20]))
+        status, doc = post(base, b"".join(fs[10:20]))
         assert status == 200 and doc["stored"] == 10  # connected again
-        assert _http(port, "GET", "/v1/health")[0] == 200
+        assert post(base, method="GET", path="/v1/health")[0] == 200
         assert st.count() == 20
     finally:
         httpd.shutdown()

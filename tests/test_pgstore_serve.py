@@ -4,35 +4,19 @@ it is served, equal to the same from a DuckDB store fed the same frames."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from pg_util import PrivatePostgres, available
-from uplink_util import DEV, DEV2, KEY, KEY2, Server, frames, keys_file
+from uplink_util import DEV, DEV2, KEY, KEY2, Server, frames, keys_file, post
 
 from jalkal.cli import main
 from jalkal.ingest.store import open_store
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 psycopg = pytest.importorskip("psycopg")
-
-
-def post(base: str | None, body: bytes, path: str = "/v1/frames") -> tuple[int, dict]:
-    assert base is not None
-    host, port = base.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        method = "POST" if body else "GET"
-        conn.request(method, path, body=body or None,
-                     headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
 
 
 def workers(tmp_path: Path, url: str, n: int = 2) -> list[Server]:
@@ -84,7 +68,7 @@ def test_two_workers_same_and_interleaved_batches(tmp_path, pg_url):
         for status, doc in answers:
             assert status == 200 and doc["ok"] and doc["rejected"] == 0, doc
         assert sum(d["stored"] for _, d in answers) == 800
-        assert post(a.http, b"", "/v1/health")[1]["frames"] == 800
+        assert post(str(a.http), method="GET", path="/v1/health")[1]["frames"] == 800
     finally:
         a.stop()
         b.stop()
@@ -151,7 +135,7 @@ def test_kill9_of_postgres_mid_batch_loses_nothing_acked(tmp_path):
                 killer.join()
                 status, doc = post(s.http, body[n])
                 seen["batch"] = (status, doc)
-                seen["health"] = post(s.http, b"", "/v1/health")
+                seen["health"] = post(str(s.http), method="GET", path="/v1/health")
                 pg.restart()
 
         try:

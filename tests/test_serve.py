@@ -3,7 +3,6 @@ bad requests, fuzzed bodies, kill -9 right after an ack, a broker killed mid-str
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from uplink_util import (
     free_port,
     keys_file,
     needs_mosquitto,
+    post,
 )
 
 from jalkal.ingest.store import Store
@@ -61,21 +61,6 @@ def server(request, tmp_path_factory, broker):
         s.start(mqtt=broker.url)
     yield s
     s.stop()
-
-
-def post(
-    url: str, body: bytes, ctype: str = "application/octet-stream",
-    method: str = "POST", path: str = "/v1/frames",
-) -> tuple[int, dict]:  # fmt: skip
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"Content-Type": ctype})
-        r = conn.getresponse()
-        raw = r.read()
-        return r.status, json.loads(raw) if raw else {}
-    finally:
-        conn.close()
 
 
 def health(url: str) -> dict:

@@ -3,6 +3,7 @@ a `jalkal serve` process, all on 127.0.0.1 free ports, stopped by the tests."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -63,6 +64,23 @@ def frames(
             f = enc.frame(c.READING, t, 2, 10 * i, 7 * i, 300, 0x18, 124, 20)
         out.append(bytes(f))
     return out
+
+
+def post(
+    url: str, body: bytes = b"", ctype: str = "application/octet-stream",
+    method: str = "POST", path: str = "/v1/frames", timeout: float = 30.0,
+) -> tuple[int, dict]:  # fmt: skip
+    """One request to a `jalkal serve` at url (http://HOST:PORT): its status and
+    JSON answer ({} when the answer is empty)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else {}
+    finally:
+        conn.close()
 
 
 def keys_file(path: Path, devices: dict[int, bytes] | None = None) -> Path:
