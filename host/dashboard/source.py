@@ -65,7 +65,7 @@ class StoreReader:
         srv = live.find(self.where)
         if srv is not None:
             try:
-                n = live.fetch(srv, ["seq"]).num_rows
+                n = live.count(srv)
                 if n == have:
                     return n, None
                 tb = live.fetch(srv, COLUMNS)

@@ -23,6 +23,8 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 
+from jkproto import link
+
 from ..errors import JalkalError
 
 SNAPSHOT_PATH = "/v1/snapshot"
@@ -109,6 +111,33 @@ def _connect(srv: Server) -> http.client.HTTPConnection:
             f"{srv.url}: the server's certificate is not the one {srv.sidecar} names"
         )
     return con
+
+
+def count(srv: Server) -> int:
+    """How many frames the server has committed, from its GET /v1/health (one
+    count in the server, nothing of the frames sent): for a reader that only
+    wants to know whether there is anything new. Raises as fetch does."""
+    try:
+        con = _connect(srv)
+    except (ConnectionRefusedError, ConnectionResetError) as e:
+        raise Unreachable(str(e))
+    except OSError as e:
+        raise JalkalError(f"cannot reach {srv.url}: {e.strerror or e}")
+    try:
+        con.request("GET", link.HEALTH_PATH)
+        res = con.getresponse()
+        doc = json.loads(res.read(65536))
+    except ConnectionRefusedError as e:
+        raise Unreachable(str(e))
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise JalkalError(f"reading the health of {srv.url} failed: {e}")
+    finally:
+        con.close()
+    n = doc.get(link.FRAMES) if isinstance(doc, dict) else None
+    if res.status != 200 or not isinstance(n, int):
+        msg = doc.get(link.MESSAGE) if isinstance(doc, dict) else None
+        raise JalkalError(f"{srv.url} answered {res.status}: {msg or doc}")
+    return n
 
 
 def fetch(srv: Server, columns: list[str] | None = None) -> pa.Table:
