@@ -115,7 +115,12 @@ def test_two_workers_share_the_batches(world):
         for dv in devs.values():
             dv.close()
     assert len(acks) == n * len(DEVICES)  # each batch answered once
-    assert sum(a["stored"] for a in acks) == n * len(DEVICES) * PER_BATCH
+    # every frame answered stored once, or, when w1 died between a COMMIT and its
+    # answer, duplicate from its own store when the batch came back (each frame is
+    # in one store exactly once: above)
+    frames_sent = n * len(DEVICES) * PER_BATCH
+    stored = sum(a["stored"] for a in acks)
+    assert stored <= frames_sent <= stored + sum(a["duplicate"] for a in acks)
     assert not any(a["duplicate"] for a in acks)
     w1.stop()
     w2.stop()
@@ -161,7 +166,12 @@ def test_kill9_of_a_worker_mid_stream_loses_nothing(world):
     assert set(a) | set(b) == every_frame(n)  # nothing lost
     for d in DEVICES:  # everything answered before the kill is stored
         assert killed[d] <= acked_before_restart[d]
-    assert sum(a["stored"] for a in acks) == n * len(DEVICES) * PER_BATCH
+    # every frame answered stored once, or, when w1 died between a COMMIT and its
+    # answer, duplicate from its own store when the batch came back (each frame is
+    # in one store exactly once: above)
+    frames_sent = n * len(DEVICES) * PER_BATCH
+    stored = sum(a["stored"] for a in acks)
+    assert stored <= frames_sent <= stored + sum(a["duplicate"] for a in acks)
     total = n * len(DEVICES)
     print(
         f"kill -9 of w1 after {n // 2 + 1} of {n} rounds: {before} of {total} "
