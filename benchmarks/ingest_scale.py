@@ -65,8 +65,8 @@ import pg_util  # noqa: E402
 from uplink_util import Server, keys_file  # noqa: E402
 
 from jalkal.ingest.batch import SCHEMA  # noqa: E402
-from jalkal.ingest.pgstore import NS, PG_TYPES  # noqa: E402
-from jalkal.ingest.store import Store, open_store  # noqa: E402
+from jalkal.ingest.pgstore import COUNTS, NS, PG_TYPES  # noqa: E402
+from jalkal.ingest.store import KEY_SQL, Store, open_store  # noqa: E402
 from jkproto import codec as c  # noqa: E402
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: the first pre-filled round
@@ -245,7 +245,8 @@ class DuckFill:
         t0 = time.perf_counter()
         tb = arrow_chunk(cols)
         self.con.register("jalkal_chunk", tb)
-        self.con.execute("INSERT INTO frames BY NAME SELECT * FROM jalkal_chunk")
+        self.con.execute(f"INSERT INTO frames BY NAME SELECT *, {KEY_SQL} AS frame_key "
+                         "FROM jalkal_chunk")  # fmt: skip
         self.con.unregister("jalkal_chunk")
         self.seconds += time.perf_counter() - t0
 
@@ -307,6 +308,11 @@ class PgFill:
         size = self.con.execute(
             f"SELECT pg_total_relation_size('{NS}.frames')"
         ).fetchone()
+        # the count kept beside the frames (pgstore.counts_sql), as if they had come
+        # through jalkal: rows written straight in are not in it
+        self.con.execute(f"DELETE FROM {NS}.{COUNTS}")
+        self.con.execute(f"INSERT INTO {NS}.{COUNTS} SELECT 'base', count(*) "
+                         f"FROM {NS}.frames")  # fmt: skip
         self.con.close()
         self.seconds += self.copy_s + t2 - t0
         return {"load_s": self.seconds, "copy_s": self.copy_s, "index_s": t1 - t0,

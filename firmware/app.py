@@ -21,7 +21,7 @@ REASON_CODES = {
     "sd_fail": 15, "modem": 16, "relay_stuck": 17, "min_off": 18, "auto": 19,
     "manual": 20, "config": 21, "clock": 22, "crash": 23, "counter": 24,
     "bad_pin": 25, "bad_ack": 26, "bore_low": 27, "motor_not_running": 28,
-    "motor_without_relay": 29,
+    "motor_without_relay": 29, "no_sun": 30, "battery_low": 31,
 }  # fmt: skip
 STATE_CODES = {"boot": 0, "idle": 1, "run": 2, "lockout": 3, "fault": 4, "off": 5}
 LONG_PRESS_MS = 3000
@@ -421,6 +421,8 @@ class Controller:
             "uplink": "off" if not (up and up.url) else "down" if up.fails else "ok",
             "last_upload_s": last,
             "faults": list(self.faults),
+            # tank and borewell levels where their sensors are fitted (the display)
+            "levels": self.measure.levels() if self.measure else None,
         }
 
     def _local_hhmm(self):

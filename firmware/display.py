@@ -5,11 +5,12 @@ from .pages import PAGES
 
 
 class Display:
-    """Pages for `screen`: kind "ssd1306" (a FrameBuffer with show()) or "hd44780"."""
+    """Pages for `screen`: kind "ssd1306" (a FrameBuffer with show()) or "hd44780";
+    levels: a tank or borewell level sensor is fitted (one page more shows it)."""
 
     upload_stale_s = 86400  # an older last upload is drawn inverted
 
-    def __init__(self, screen, kind):
+    def __init__(self, screen, kind, levels=False):
         if kind == "ssd1306":
             from . import oled as painter
         elif kind == "hd44780":
@@ -19,13 +20,14 @@ class Display:
         self.screen = screen
         self.kind = kind
         self.page = 0
+        self.pages = PAGES + 1 if levels else PAGES
         self._ready = False  # init() sent; cleared when the bus fails
         self._painter = painter
         painter.setup(self)
 
     def next_page(self):
         """The button: show the next page."""
-        self.page = (self.page + 1) % PAGES
+        self.page = (self.page + 1) % self.pages
         return self.page
 
     def render(self, status):

@@ -14,9 +14,11 @@ from .pages import (
     TAP_ON,
     WARN,
     age,
+    bore_level,
     litres_lpcd,
     off_state,
     reason,
+    tank_level,
     tank_state,
     word,
     yes_no,
@@ -94,6 +96,19 @@ def _l4(d, st):
     return "%s %d FAULTS" % (_ch(WARN), len(faults)), ",".join(map(word, faults))
 
 
+def _l5(d, st):
+    # the tank's level sensor above, the borewell's below (where each is fitted)
+    lv = st.get("levels") or {}
+    rows = []
+    if "tank_pct" in lv:
+        icon, pct, litres, _ = tank_level(lv)
+        rows.append(_lr("%s%s %s" % (_ch(icon), "TANK", pct), litres + "L"))
+    if "bore_m" in lv:
+        _, m, what, _ = bore_level(lv)
+        rows.append(_lr("WELL " + (m + "m" if m != "?" else m), what))
+    return (rows + ["", ""])[:2]
+
+
 def _ch(icon):
     return chr(_SLOT[icon]) if icon in _SLOT else " "
 
@@ -103,4 +118,4 @@ def _lr(left, right):
     return left + " " * max(1, 16 - len(left) - len(right)) + right
 
 
-_PAGES = (_l0, _l1, _l2, _l3, _l4)
+_PAGES = (_l0, _l1, _l2, _l3, _l4, _l5)

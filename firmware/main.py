@@ -45,7 +45,8 @@ def build_display(cfg, hal):
         from .ssd1306 import SSD1306
 
         screen = SSD1306(i2c, cfg["display_addr"])
-    return Display(screen, cfg["display"])
+    # a tank or borewell level sensor: one page more shows the levels
+    return Display(screen, cfg["display"], bool(cfg.get("tank") or cfg.get("bore")))
 
 
 def start(make_hal, clock, config_path=CONFIG, flash=FLASH, sd=SD, echo=None):

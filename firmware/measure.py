@@ -1,7 +1,8 @@
 # The sensors at work: read at the measure interval (medians of bursts, after the
 # probes' settle times) and logged as one `measure` frame (protocol/SPEC.md, kind 7);
-# the borewell level also feeds the pump's predictive dry-run stop, and the motor
-# sensor is held against the relay. Loaded by app.boot only when a sensor is
+# the borewell level also feeds the pump's predictive dry-run stop, the tank level
+# its start/stop marks, the panel and battery voltages its solar mode, and the
+# motor sensor is held against the relay. Loaded by app.boot only when a sensor is
 # configured; each sensor's driver is imported only when that sensor is.
 from jkproto import codec
 
@@ -41,6 +42,7 @@ class Measure:
         self.temp = self.ec = self.ph = self.ec_src = self.ph_src = None
         self.motor = self.watch = None
         self.volts = []
+        self.marks = self.solar = None  # tank start/stop marks; the solar mode
         b = cfg["bore"]
         if b:
             from .loop420 import Loop
@@ -62,6 +64,8 @@ class Measure:
 
                 src = self._src(t["in"], "tank_adc")
                 self.tank = Loop(src, t["shunt_ohm"], t["range_m"], 0.0, t["zero_ma"])
+            if t["high_m"]:  # its own task and buffer: it reads between the others
+                self.marks = (t["low_m"], t["high_m"], [0.0] * 5)
         q = cfg["quality"]
         if q:
             from . import quality
@@ -97,6 +101,28 @@ class Measure:
             if d:
                 src = self._src(d["in"], name + "_adc")
                 self.volts.append((Divider(src, d["r_top"], d["r_bottom"]), bit, i))
+        if cfg["solar"]:
+            # [panel, battery or None, sun since (uptime s), sun, battery ok, buffer]
+            div = {bit: x for x, bit, _i in self.volts}
+            self.solar = [div[128], div.get(256), None, False, True, [0.0] * 5]
+            # no sun until the panel has held its start voltage for the settle time
+            ctl.pump.solar(ctl.clock.uptime_s(), False, True)
+
+    def levels(self):
+        """What the display shows (app.status): tank_pct and tank_l where a tank
+        level sensor is fitted, bore_m (the water's depth below ground) and
+        bore_low (the pump held off for it) where a borewell one is; None for a
+        value the sensor does not give (a fault, or not read yet)."""
+        v, out = self.vals, {}
+        if self.geo:
+            mm = v[2]
+            pct = None if mm == NO_H else mm / (10 * self.geo.height_m)
+            out["tank_pct"] = None if pct is None else min(100, int(pct + 0.5))
+            out["tank_l"] = None if v[3] == NO_I else v[3]
+        if self.bore:
+            out["bore_m"] = None if v[1] == NO_H else v[1] / 100
+            out["bore_low"] = self.low
+        return out
 
     def _src(self, where, role):
         """An analogue input: the role's ESP32 ADC pin, or an ADS1115 channel."""
@@ -149,6 +175,72 @@ class Measure:
             await self.read_bore()
             await self.ctl.clock.sleep_ms(self.cfg["bore"]["every_s"] * 1000)
 
+    # --- the tank's level: start below the low mark, stop at the high mark
+    async def read_tank(self, buf):
+        level = None
+        if self.sonar:
+            self.sonar.poll()
+            await self.ctl.clock.sleep_ms(500)
+            mm = self.sonar.poll()
+            if mm is not None:
+                level = self.geo.level_m(mm)
+        else:
+            ma = await burst(self.tank.current, self.ctl.clock, buf, 5, 100)
+            h = None if ma is None else self.tank.from_ma(ma)
+            level = None if h is None else self.geo.clip(h)
+        self._fault(TANK, level is None)
+        self.vals[2] = _u(level, 1000, NO_H)
+        self.vals[3] = _u(None if level is None else self.geo.litres(level), 1, NO_I)
+        m = self.marks
+        if m and level is not None:  # a fault gives no verdict: the floats alone
+            fill = True if level <= m[0] else False if level >= m[1] else None
+            if fill is not None:
+                ctl = self.ctl
+                ctl.pump.tank(ctl.clock.uptime_s(), fill)
+                ctl.pump_flag.set()
+
+    async def tank_task(self):
+        while True:
+            await self.read_tank(self.marks[2])
+            await self.ctl.clock.sleep_ms(self.cfg["tank"]["every_s"] * 1000)
+
+    # --- solar: the pump runs while the panel can drive it; the battery kept
+    async def read_solar(self):
+        s, sol, ctl = self.cfg["solar"], self.solar, self.ctl
+        now = ctl.clock.uptime_s()
+        v = await burst(sol[0].read, ctl.clock, sol[5], 5, 100)
+        if v is None:  # the panel's divider in fault: no verdict, never a hold
+            sol[2], sun = None, True
+        else:
+            if v < s["start_v"]:
+                sol[2] = None
+            elif sol[2] is None:
+                sol[2] = now
+            if v < s["stop_v"]:
+                sun = False
+            elif sol[2] is not None and now - sol[2] >= s["settle_s"]:
+                sun = True
+            else:
+                sun = sol[3]
+        ok = sol[4]
+        if sol[1] is not None and s["battery_cut_v"]:
+            b = await burst(sol[1].read, ctl.clock, sol[5], 5, 100)
+            if b is None:
+                ok = True  # no verdict
+            elif b < s["battery_cut_v"]:
+                ok = False
+            elif b >= s["battery_on_v"]:
+                ok = True
+        if sun != sol[3] or ok != sol[4]:
+            sol[3], sol[4] = sun, ok
+            ctl.pump.solar(ctl.clock.uptime_s(), sun, ok)
+            ctl.pump_flag.set()
+
+    async def solar_task(self):
+        while True:
+            await self.read_solar()
+            await self.ctl.clock.sleep_ms(self.cfg["solar"]["every_s"] * 1000)
+
     # --- the motor against the relay
     def check_motor(self):
         """Read the motor sensor, compare with the relay; True while a mismatch is
@@ -189,21 +281,8 @@ class Measure:
         v = self.vals
         if self.bore and not self.cfg["bore"]["intake_m"]:
             await self.read_bore()  # else its own task keeps the fields fresh
-        if self.geo:
-            level = None
-            if self.sonar:
-                self.sonar.poll()
-                await self.ctl.clock.sleep_ms(500)
-                mm = self.sonar.poll()
-                if mm is not None:
-                    level = self.geo.level_m(mm)
-            else:
-                ma = await self._median(self.tank.current)
-                h = None if ma is None else self.tank.from_ma(ma)
-                level = None if h is None else self.geo.clip(h)
-            self._fault(TANK, level is None)
-            v[2] = _u(level, 1000, NO_H)
-            v[3] = _u(None if level is None else self.geo.litres(level), 1, NO_I)
+        if self.geo and not self.marks:  # else its own task keeps them fresh
+            await self.read_tank(self.buf)
         temp = None
         if self.temp:
             temp = await self.temp.read(self.ctl.clock)
@@ -253,4 +332,8 @@ class Measure:
             out.append(self.bore_task())
         if self.motor:
             out.append(self.motor_task())
+        if self.marks:
+            out.append(self.tank_task())
+        if self.solar:
+            out.append(self.solar_task())
         return out

@@ -22,9 +22,11 @@ from .pages import (
     WIRE,
     age,
     as_int,
+    bore_level,
     litres_lpcd,
     off_state,
     reason,
+    tank_level,
     tank_state,
     word,
     yes_no,
@@ -34,25 +36,47 @@ _RIGHT = 123  # content stays left of the page dots
 
 # 16x16 icons, MONO_HMSB (2 bytes a row, LSB at the left); drawn as ASCII art
 # in tests/data/display/icons.txt; tests/test_display.py checks these bytes against it.
-_ICONS = bytes.fromhex(
-    "0000fe00fe003000ff0fff1fff1f003c003c0000001800180000001800180000"  # TAP_ON
-    "0000fe00fe003000ff0fff1fff1f003c003c000000008031001b000e001b8031"  # TAP_OFF
-    "80018001c003c003e007e007f00ff81ff81fbc3fdc3fdc3f981fb80ff007c001"  # DROP
-    "830186014c02580230046004d008881108130426042c041808301868e0c70080"  # DRY
-    "0000fe7f0240da56b66dfe7ffe7ffe7ffe7ffe7ffe7ffe7ffe7ffe7ffc3f0000"  # TANK_FULL
-    "00000240024002400240024002400240024002400240da56b66dfe7ffc3f0000"  # TANK_LOW
-    "0000024002400240024002400240da56b66dfe7ffe7ffe7ffe7ffe7ffc3f0000"  # TANK_MID
-    "001e000f8007c003e001f000f81ffc0f8007c003e001700038000c0006000100"  # BOLT
-    "031e060f8c07d803b0016000d81ebc0d0003c006e00d701838300c6006c00180"  # NO_BOLT
-    "e007181884218241824181818181818f818f018001800240024004201818e007"  # CLOCK
-    "f01f58355c355e35fe3ffe3f06300630e6332632e63306300630fe3ffe3f0000"  # SD
-    "02400990c5a325a4a5a5a5a58991824180018001c003c00360066006300c300c"  # ANTENNA
-    "8001c003c00360066006b00db00d981998198c310c308661866103c0ffffffff"  # WARN
-    "000000c000e000700038001c000e03078703ce01fc0078003000000000000000"  # TICK
-    "c003e007e007e007c0030000f00ff81ffc3fec37ec37ec376006600660066006"  # PERSON
-    "000000000000000000000000ff3fffffffffff3f000000000000000000000000"  # WIRE
-    "0000000000000006000380019f017ff07ffe1fe38001c0006000000000000000"  # NO_WIRE
-    "8001800198198c318661824183c103c003c003c0024006600c30381ce0070000"  # POWER
+# A bytes literal is one object on the board's heap (a hex string to decode would be
+# a second, twice its size, kept with the module's constants).
+_ICONS = (
+    b"\x00\x00\xfe\x00\xfe\x00\x30\x00\xff\x0f\xff\x1f\xff\x1f\x00\x3c"  # TAP_ON
+    b"\x00\x3c\x00\x00\x00\x18\x00\x18\x00\x00\x00\x18\x00\x18\x00\x00"
+    b"\x00\x00\xfe\x00\xfe\x00\x30\x00\xff\x0f\xff\x1f\xff\x1f\x00\x3c"  # TAP_OFF
+    b"\x00\x3c\x00\x00\x00\x00\x80\x31\x00\x1b\x00\x0e\x00\x1b\x80\x31"
+    b"\x80\x01\x80\x01\xc0\x03\xc0\x03\xe0\x07\xe0\x07\xf0\x0f\xf8\x1f"  # DROP
+    b"\xf8\x1f\xbc\x3f\xdc\x3f\xdc\x3f\x98\x1f\xb8\x0f\xf0\x07\xc0\x01"
+    b"\x83\x01\x86\x01\x4c\x02\x58\x02\x30\x04\x60\x04\xd0\x08\x88\x11"  # DRY
+    b"\x08\x13\x04\x26\x04\x2c\x04\x18\x08\x30\x18\x68\xe0\xc7\x00\x80"
+    b"\x00\x00\xfe\x7f\x02\x40\xda\x56\xb6\x6d\xfe\x7f\xfe\x7f\xfe\x7f"  # TANK_FULL
+    b"\xfe\x7f\xfe\x7f\xfe\x7f\xfe\x7f\xfe\x7f\xfe\x7f\xfc\x3f\x00\x00"
+    b"\x00\x00\x02\x40\x02\x40\x02\x40\x02\x40\x02\x40\x02\x40\x02\x40"  # TANK_LOW
+    b"\x02\x40\x02\x40\x02\x40\xda\x56\xb6\x6d\xfe\x7f\xfc\x3f\x00\x00"
+    b"\x00\x00\x02\x40\x02\x40\x02\x40\x02\x40\x02\x40\x02\x40\xda\x56"  # TANK_MID
+    b"\xb6\x6d\xfe\x7f\xfe\x7f\xfe\x7f\xfe\x7f\xfe\x7f\xfc\x3f\x00\x00"
+    b"\x00\x1e\x00\x0f\x80\x07\xc0\x03\xe0\x01\xf0\x00\xf8\x1f\xfc\x0f"  # BOLT
+    b"\x80\x07\xc0\x03\xe0\x01\x70\x00\x38\x00\x0c\x00\x06\x00\x01\x00"
+    b"\x03\x1e\x06\x0f\x8c\x07\xd8\x03\xb0\x01\x60\x00\xd8\x1e\xbc\x0d"  # NO_BOLT
+    b"\x00\x03\xc0\x06\xe0\x0d\x70\x18\x38\x30\x0c\x60\x06\xc0\x01\x80"
+    b"\xe0\x07\x18\x18\x84\x21\x82\x41\x82\x41\x81\x81\x81\x81\x81\x8f"  # CLOCK
+    b"\x81\x8f\x01\x80\x01\x80\x02\x40\x02\x40\x04\x20\x18\x18\xe0\x07"
+    b"\xf0\x1f\x58\x35\x5c\x35\x5e\x35\xfe\x3f\xfe\x3f\x06\x30\x06\x30"  # SD
+    b"\xe6\x33\x26\x32\xe6\x33\x06\x30\x06\x30\xfe\x3f\xfe\x3f\x00\x00"
+    b"\x02\x40\x09\x90\xc5\xa3\x25\xa4\xa5\xa5\xa5\xa5\x89\x91\x82\x41"  # ANTENNA
+    b"\x80\x01\x80\x01\xc0\x03\xc0\x03\x60\x06\x60\x06\x30\x0c\x30\x0c"
+    b"\x80\x01\xc0\x03\xc0\x03\x60\x06\x60\x06\xb0\x0d\xb0\x0d\x98\x19"  # WARN
+    b"\x98\x19\x8c\x31\x0c\x30\x86\x61\x86\x61\x03\xc0\xff\xff\xff\xff"
+    b"\x00\x00\x00\xc0\x00\xe0\x00\x70\x00\x38\x00\x1c\x00\x0e\x03\x07"  # TICK
+    b"\x87\x03\xce\x01\xfc\x00\x78\x00\x30\x00\x00\x00\x00\x00\x00\x00"
+    b"\xc0\x03\xe0\x07\xe0\x07\xe0\x07\xc0\x03\x00\x00\xf0\x0f\xf8\x1f"  # PERSON
+    b"\xfc\x3f\xec\x37\xec\x37\xec\x37\x60\x06\x60\x06\x60\x06\x60\x06"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\x3f\xff\xff"  # WIRE
+    b"\xff\xff\xff\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x00\x00\x00\x06\x00\x03\x80\x01\x9f\x01\x7f\xf0"  # NO_WIRE
+    b"\x7f\xfe\x1f\xe3\x80\x01\xc0\x00\x60\x00\x00\x00\x00\x00\x00\x00"
+    b"\x80\x01\x80\x01\x98\x19\x8c\x31\x86\x61\x82\x41\x83\xc1\x03\xc0"  # POWER
+    b"\x03\xc0\x03\xc0\x02\x40\x06\x60\x0c\x30\x38\x1c\xe0\x07\x00\x00"
+    b"\xff\xff\x55\x55\x80\x01\x80\x01\x80\x01\x80\x01\x80\x01\xf0\x0f"  # DEPTH
+    b"\xe0\x07\xc0\x03\x80\x01\x00\x00\xc6\x18\x29\xa5\x10\x42\x00\x00"
 )
 
 
@@ -70,11 +94,12 @@ def draw(d, st):
     fb = d.screen
     fb.fill(0)
     # page dots down the right edge: where am I among the button's pages
-    for i in range(PAGES):
+    gap = 12 if d.pages <= PAGES else 10
+    for i in range(d.pages):
         if i == d.page:
-            fb.fill_rect(125, 8 + 12 * i, 3, 3, 1)
+            fb.fill_rect(125, 8 + gap * i, 3, 3, 1)
         else:
-            fb.pixel(126, 9 + 12 * i, 1)
+            fb.pixel(126, 9 + gap * i, 1)
     _PAGES[d.page](d, st)
     fb.show()
 
@@ -220,4 +245,30 @@ def _p4(d, st):
         fb.text("+%d MORE" % (len(faults) - 2), 0, 54, 1)
 
 
-_PAGES = (_p0, _p1, _p2, _p3, _p4)
+def _level(d, y, icon, big, small, unit, alert):
+    # one sensor's half of the levels page: icon, the number big, a word under it
+    fb = d.screen
+    c = 0 if alert else 1
+    if alert:  # black on white: a fault or a low borewell, seen without reading
+        fb.fill_rect(0, y, 123, 31, 1)
+    _icon(d, icon, 0, y + 7, 1, c)
+    x = _big(d, big, 20, y + 2, 2, c)
+    fb.text(unit, x + 2, y + 10, c)
+    fb.text(small[:12], 20, y + 21, c)
+
+
+def _p5(d, st):
+    # the tank's level (percent full, litres) above, the borewell's water depth
+    # below ground under it; each only where its sensor is fitted
+    lv = st.get("levels") or {}
+    y = 0
+    if "tank_pct" in lv:
+        icon, pct, litres, alert = tank_level(lv)
+        _level(d, y, icon, pct, litres + " L", "", alert)
+        y = 33
+    if "bore_m" in lv:
+        icon, m, what, alert = bore_level(lv)
+        _level(d, y, icon, m, what, "m" if m != "?" else "", alert)
+
+
+_PAGES = (_p0, _p1, _p2, _p3, _p4, _p5)

@@ -4,11 +4,13 @@
 # loads only the one for the fitted display: each is a few KB of heap on the board).
 
 PAGES = 5  # pump, litres, switches, storage/uplink, faults
+LEVELS = 5  # and a sixth where a tank or borewell level sensor is fitted
 LPCD_TARGET = 55  # litres per capita per day of a fully functional scheme (JJM)
 
 # icon numbers: glyphs in jkfw.oled (16x16) and CGRAM characters in jkfw.lcd
 (TAP_ON, TAP_OFF, DROP, DRY, TANK_FULL, TANK_LOW, TANK_MID, BOLT, NO_BOLT) = range(9)
 (CLOCK, SD, ANTENNA, WARN, TICK, PERSON, WIRE, NO_WIRE, POWER) = range(9, 18)
+DEPTH = 18  # a borewell: the ground, and the water down below it
 
 _WORDS = {
     "tank_full": "TANK FULL", "tank_low": "TANK LOW", "dry_run": "DRY-RUN",
@@ -100,3 +102,27 @@ def litres_lpcd(st):
 
 def yes_no(flag, yes, no):
     return "?" if flag is None else (yes if flag else no)
+
+
+def tank_level(lv):
+    """(icon, percent text, litres text, alert) of the tank's level sensor: "?"
+    and the warning sign while it is in fault (or not read yet)."""
+    pct, litres = as_int(lv.get("tank_pct")), as_int(lv.get("tank_l"))
+    if pct is None:
+        return WARN, "?", "--" if litres is None else "%d" % litres, True
+    icon = TANK_FULL if pct >= 90 else TANK_LOW if pct <= 25 else TANK_MID
+    return icon, "%d%%" % pct, "--" if litres is None else "%d" % litres, False
+
+
+def bore_level(lv):
+    """(icon, metres text, word, alert) of the borewell's level sensor: the water's
+    depth below ground, LOW (inverted) while the pump is held off for it."""
+    m = lv.get("bore_m")
+    if m is None:
+        return WARN, "?", "FAULT", True
+    low = lv.get("bore_low")
+    # tenths rounded half up in integers: "%.1f" rounds 38.25 down on CPython and
+    # up on MicroPython
+    t = int(abs(m) * 10 + 0.5)
+    text = "%s%d.%d" % ("-" if m < 0 and t else "", t // 10, t % 10)
+    return DEPTH, text, "LOW" if low else "DEPTH", bool(low)

@@ -5,6 +5,8 @@
 #   p.inputs(now_s, dry, low, high, broken, mains)  # debounced; unsafe if unsure
 #   p.flow(now_s, pulses)          # source-meter pulses since the last call
 #   p.level(now_s, low)            # borewell level at the intake + margin (sensor)
+#   p.tank(now_s, fill)            # tank level sensor: below its low / at its high mark
+#   p.solar(now_s, sun, battery)   # solar: the panel can drive the pump; battery ok
 #   p.command(now_s, cmd, source)  # cmd: MODES; source: SOURCES
 #   for event, reason, value in p.step(now_s): ...  # then drive the relay from p.relay
 #   p.next_s(now_s)  # step again in this many s at the latest (None: nothing timed)
@@ -19,7 +21,8 @@
 # States (jkproto.objects.STATES) and transitions:
 #   boot    -> idle     first inputs() (a boot counts as a stop and a power return)
 #   idle    -> run      wanted (auto: tank low seen; mode on) and safe and timers out
-#   run     -> idle     tank_full | max_run | power_loss | bore_low | off command
+#   run     -> idle     tank_full | max_run | power_loss | bore_low | no_sun |
+#                       battery_low | off command (the last three: no lockout)
 #   run     -> lockout  dry_run | no_flow: wait lockout_s[k], k += 1 (last repeats)
 #   lockout -> run|idle lockout_end retry: starts only if the inputs allow
 #   any     -> fault    broken wire (relay off); back when the wire reads sane
@@ -67,8 +70,12 @@ class Pump:
         # jkfw.measure): stops a run and holds starts, before the dry-run probe
         # trips; a sensor in fault says False and the probe guards alone
         self.bore_low = False
+        # solar (jkfw.measure): the panel cannot drive the pump, the battery is below
+        # its cut-off; each holds the pump off like a stop, never a fault or lockout
+        self.no_sun = self.batt_low = False
         self._known = False
         self._demand = None  # tank latch: True after low, False after high
+        self._doubt = False  # the tank level sensor said fill with the float up
         self._src = "boot"  # who set the mode (the start/stop reason in on/off)
         self._on_s = self._flow_s = now_s  # run start; last pulses in this run
         self._flowed = False
@@ -117,6 +124,29 @@ class Pump:
         margin (stop, do not start), False = enough water or no verdict (a sensor
         fault: the dry-run probe still guards). It only ever forbids."""
         self.bore_low = bool(low)
+        self._status(now_s)
+
+    def tank(self, now_s, fill):
+        """The tank level sensor's verdict, as the floats' latch: True = below its
+        low mark (fill), False = at its high mark (full), None = no verdict (a
+        fault: the floats alone). It never overrides the high float (nor one not
+        read yet); after a "fill" with the high float up, its "fill" counts again
+        only once it has said "full"."""
+        if fill is False:
+            self._demand = False
+            self._start_why = None
+            self._doubt = False
+        elif fill and self._known:  # the floats read
+            if self.high:  # "fill" with the high float up: the sensor is wrong,
+                self._doubt = True  # the floats alone until it says full again
+            elif not self._doubt:
+                self._demand = True
+        self._status(now_s)
+
+    def solar(self, now_s, sun, battery=True):
+        """Solar scheme: sun = the panel can drive the pump (False holds it off:
+        reason no_sun); battery = above its cut-off (False: battery_low)."""
+        self.no_sun, self.batt_low = not sun, not battery
         self._status(now_s)
 
     def flow(self, now_s, pulses):
@@ -212,6 +242,7 @@ class Pump:
         return (
             self.mains
             and not (self.broken or self.dry or self.high or self.bore_low)
+            and not (self.no_sun or self.batt_low)
             and self.mode != "off"
             and self._demand is True
         )
@@ -239,6 +270,10 @@ class Pump:
             return "bore_low"
         if self.high:
             return "tank_full"
+        if self.batt_low:
+            return "battery_low"
+        if self.no_sun:
+            return "no_sun"
         if self.mode == "off":
             return self._src
         if self._demand is not True:
@@ -302,6 +337,10 @@ class Pump:
             return "bore_low"
         if self.high or self._demand is False:
             return "tank_full"
+        if self.batt_low:
+            return "battery_low"
+        if self.no_sun:
+            return "no_sun"
         if self._demand is None:
             return "none"  # no low tank seen since boot
         if now_s < self._ready_s():

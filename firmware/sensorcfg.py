@@ -10,6 +10,7 @@ DEFAULTS = {
     "quality": None,  # EC/TDS and pH probes, DS18B20 (pin role onewire)
     "motor": None,  # auxiliary contact (motor_aux) or CT (ct_adc)
     "volts": None,  # {"supply"|"panel"|"battery": divider}
+    "solar": None,  # the pump runs on the panel (volts.panel): SENSORS["solar"]
     "ads_addr": 72,  # 0x48: the ADS1115's I2C address (shares the display's bus)
     "measure_s": 0,  # measure frames; 0 = every interval_s
 }
@@ -35,6 +36,15 @@ SENSORS = {
         "width_m": (0.0, (_F, 0.0, 100.0)), "mount_mm": (0, (int, 0, 20000)),
         "range_m": (5.0, (_F, 0.5, 100.0)), "shunt_ohm": (100, (int, 10, 1000)),
         "zero_ma": (4.0, (_F, 3.8, 4.4)),
+        # start/stop on the level (0: floats only), read every every_s
+        "low_m": (0.0, (_F, 0.0, 50.0)), "high_m": (0.0, (_F, 0.0, 50.0)),
+        "every_s": (60, (int, 10, 3600)),
+    },
+    "solar": {
+        "start_v": (None, (_F, 1.0, 1000.0)), "stop_v": (None, (_F, 0.5, 1000.0)),
+        "settle_s": (120, (int, 0, 3600)), "every_s": (10, (int, 2, 600)),
+        "battery_cut_v": (0.0, (_F, 0.0, 100.0)),
+        "battery_on_v": (0.0, (_F, 0.0, 100.0)),
     },
     "quality": {
         "ec_in": ("", ("",) + _ANALOG), "ph_in": ("", ("",) + _ANALOG),
@@ -109,7 +119,7 @@ def _wired(cfg, bad):
             return adc(name) and top_a * shunt < ADC_TOP_V * 1000
         return top_a * shunt < ADS_TOP_V * 1000  # a short must read as a short
 
-    for key in ("bore", "tank", "quality", "motor", "volts"):
+    for key in ("bore", "tank", "quality", "motor", "volts", "solar"):
         s = cfg[key]
         if s is None:
             continue
@@ -123,6 +133,8 @@ def _wired(cfg, bad):
         if key == "tank":
             geo = s["diameter_m"] if s["shape"] == "vertical" else s["length_m"]
             ok = ok and geo > 0 and (s["shape"] == "vertical" or s["width_m"] > 0)
+            if s["low_m"] or s["high_m"]:  # marks inside the tank, low below high
+                ok = ok and 0 < s["low_m"] < s["high_m"] <= s["height_m"]
             if s["in"] == "sonar":
                 ok = ok and "sonar_rx" in pins and "sonar_tx" in pins
                 ok = ok and s["mount_mm"] > s["height_m"] * 1000
@@ -137,6 +149,11 @@ def _wired(cfg, bad):
         if key == "volts":
             for name, d in s.items():
                 ok = ok and analog(d["in"], role[name])
+        if key == "solar":  # needs the panel's divider; a cut-off, the battery's
+            v = cfg["volts"] or {}
+            ok = "panel" in v and s["stop_v"] < s["start_v"]
+            cut = s["battery_cut_v"]
+            ok = ok and (not cut or "battery" in v and s["battery_on_v"] > cut)
         if not ok:
             bad.append(key)
             cfg[key] = None

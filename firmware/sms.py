@@ -6,8 +6,6 @@
 # never an alphanumeric sender. A command goes to the pump state machine as the
 # button's does, so it never bypasses the safety rules. Every text is deleted once
 # read. Loaded only when sms_to or sms_allow is configured.
-from .modem import fields
-
 COMMANDS = (b"STATUS", b"PUMP ON", b"PUMP OFF", b"AUTO")  # event value: index + 1
 MODES = (None, "on", "off", "auto")
 QUEUE = 4  # alerts waiting for the network; the oldest is dropped first
@@ -48,6 +46,8 @@ async def inbox(modem, out, most=4):
         if line is None or line == b"OK" or b"ERROR" in line[:10]:
             return
         if line.startswith(b"+CMGL:"):  # +CMGL: <index>,<stat>,[<alpha>],<length>
+            from .modem import fields  # loaded: a session holds the modem
+
             f = fields(line)[0]
             i = int(f) if f.isdigit() else None
         elif i is not None:  # the PDU (a long one's first RX_BYTES hex digits)

@@ -5,14 +5,16 @@
 # byte budget on top: SIM data costs money. The session also reads the signal, sets
 # the clock from the network and carries the SMS alerts and commands. An answer moves
 # the cursor only when its sig verifies with the device's key for this very batch
-# (protocol/SPEC.md "Uplink"): a forged or replayed answer is no answer.
+# (protocol/SPEC.md "Uplink"): a forged or replayed answer is no answer. On the
+# board the modem's driver (jkfw.modem, and jkfw.mqtt for an mqtt uplink) is loaded
+# for a session and dropped after it: between sessions it holds no heap.
 import hashlib
 import os
 
 from jkproto import codec, local_day
 
+from . import unload
 from .logger import RING_HDR_LEN
-from .modem import cclk_utc
 
 # air bytes of one POST besides its body: TCP/IP handshake, ACKs and close (~12
 # packets of 40 B), the modem's request headers (~190 B), the server's answer
@@ -83,7 +85,7 @@ def verdict(status, body, n, nf, sha=b"", signer=None, device=""):
 class Uplink:
     def __init__(
         self, cfg, clock, modem, log, state, save, event, set_time, sms=None,
-        link=None, signer=None,
+        link=None, signer=None, make=None,
     ):  # fmt: skip
         self.cfg = cfg
         self.clock = clock
@@ -96,6 +98,10 @@ class Uplink:
         url = cfg["uplink_url"].rstrip("/").encode()
         self.url = url + b"/v1/frames" if url[:4] == b"http" else url
         self.link = link or modem  # HTTP through the modem, or mqtt.Mqtt
+        # make() -> (modem, link or None): the driver made for each session and
+        # dropped after it (start() gives one); modem is None then between sessions
+        self.make = make
+        self.kept = [False, 0, 0]  # a dropped modem's on, dead and cycles
         up = state.get("up")
         if not isinstance(up, list) or len(up) != len(UP):
             up = list(UP)
@@ -286,6 +292,8 @@ class Uplink:
         # clock the network never set is refused (cclk_utc), so it never wins
         m = self.modem
         if self.clock.quality < CLOCK_NET and await m.at(b"+CCLK?", 2000, b"+CCLK"):
+            from .modem import cclk_utc  # loaded: a session holds the modem
+
             t = m.info and cclk_utc(m.info)
             if t:
                 self.set_time(t)
@@ -354,9 +362,11 @@ class Uplink:
                 u[6] += 1
                 self.save()
             try:
+                self.open()
                 ok = await self.session(upload)
             except (OSError, ValueError, IndexError):
                 ok = False  # a file or an answer it could not read: try again later
+            self.close()
             if upload:
                 self.fails = 0 if ok else self.fails + 1
                 s = cfg["uplink_s"]
@@ -368,6 +378,29 @@ class Uplink:
                     self.rng = (self.rng * 1103515245 + 12345) & 0x7FFFFFFF
                     s = s * 3 // 4 + (self.rng >> 8) % (s // 2 + 1)
                 self.next_s = c.uptime_s() + s
+
+    def open(self):
+        """The modem's driver for a session (made by make(), its state as the last
+        session left it)."""
+        if self.modem is None:
+            m, link = self.make()
+            m.on, m.dead, m.cycles = self.kept
+            self.modem, self.link = m, link or m
+
+    def close(self):
+        """After a session: the driver dropped, its code unloaded (make() loads it
+        again for the next one); a modem given to the constructor stays."""
+        m = self.modem
+        if self.make is None or m is None:
+            return
+        self.kept = [m.on, m.dead, m.cycles]
+        self.modem = self.link = None
+        unload("mqtt")
+        unload("modem")
+
+    def cycles(self):
+        """Power cycles of the modem so far (it may be dropped between sessions)."""
+        return self.kept[2] if self.modem is None else self.modem.cycles
 
     def alert(self, text):
         """An SMS to the configured numbers, if SMS is set up."""
@@ -382,20 +415,25 @@ def start(ctl):
     m = ctl.hal.start_modem()
     if m is None:
         return None
-    from .modem import Modem
-
     cfg, clock = ctl.cfg, ctl.clock
-    modem = Modem(m[0], clock, cfg["modem"], m[1], cfg["modem_pwrkey_active"])
-    modem.pin = cfg["uplink_cert_sha256"]  # https/mqtts (tls.py)
-    sms = link = None
+
+    def make():
+        # the driver for one session: its modules are loaded here, dropped after
+        from .modem import Modem
+
+        modem = Modem(m[0], clock, cfg["modem"], m[1], cfg["modem_pwrkey_active"])
+        modem.pin = cfg["uplink_cert_sha256"]  # https/mqtts (tls.py)
+        if cfg["uplink_url"][:4] != "mqtt":
+            return modem, None
+        from .mqtt import Mqtt
+
+        return modem, Mqtt(modem, cfg["device"].encode(), ctl.enc.signer)
+
+    sms = None
     if cfg["sms_to"] or cfg["sms_allow"]:
         from .sms import for_controller
 
         sms = for_controller(ctl)
-    if cfg["uplink_url"][:4] == "mqtt":
-        from .mqtt import Mqtt
-
-        link = Mqtt(modem, cfg["device"].encode(), ctl.enc.signer)
 
     def set_time(utc_s):
         step = clock.set_utc(utc_s, CLOCK_NET)
@@ -407,8 +445,8 @@ def start(ctl):
     def save():
         ctl.store.save(ctl.state)
 
-    up = Uplink(cfg, clock, modem, ctl.log, ctl.state, save, ctl.event, set_time,
-                sms, link, ctl.enc.signer)  # fmt: skip
+    up = Uplink(cfg, clock, None, ctl.log, ctl.state, save, ctl.event, set_time,
+                sms, None, ctl.enc.signer, make)  # fmt: skip
     if ctl.hal.reset_cause() in (1, 6):  # power-on or brown-out reset: power is back
         up.alert("power back")
     return up

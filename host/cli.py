@@ -94,7 +94,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "keys file and the servers' accounts.",
     ),
     "serve": (
-        "jalkal.ingest.command",
+        "jalkal.command",
         "serve_cmd",
         "Ingest server: frames over HTTP and MQTT into an exactly-once DuckDB store.",
     ),

@@ -26,7 +26,7 @@ REASONS = (
     "button", "command", "sms", "power_return", "power_loss", "wire_break", "retry",
     "boot", "sd_fail", "modem", "relay_stuck", "min_off", "auto", "manual",
     "config", "clock", "crash", "counter", "bad_pin", "bad_ack", "bore_low",
-    "motor_not_running", "motor_without_relay",
+    "motor_not_running", "motor_without_relay", "no_sun", "battery_low",
 )  # fmt: skip
 METERS = ("source", "supply")
 STATES = ("boot", "idle", "run", "lockout", "fault", "off")

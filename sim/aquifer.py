@@ -151,6 +151,10 @@ class Aquifer:
         swing = self.annual * math.cos(2 * math.pi * (doy - self.deepest) / 365.25)
         return self.static_m + self.trend * days / 30.4375 + swing
 
+    def static_days(self, days, at_s=6 * 3600):
+        """Ground truth: the water table at rest at at_s into each day index."""
+        return [round(self.static(d * DAY_S + at_s), 4) for d in range(days)]
+
     def depth(self, t_s):
         """Depth to water in the well below ground (metres)."""
         return self.static(t_s) + self.drawdown(t_s)
@@ -236,6 +240,14 @@ class Quality:
 
     def temp(self, t_s):
         return self.temp0 + self.temp_amp * (2 * self._season(t_s) - 1)
+
+    def truth(self, days):
+        """Ground truth per day index: [pH, smallest and largest TDS (hourly)]."""
+        out = []
+        for d in range(days):
+            tds = [self.tds((d * 24 + h) * 3600) for h in range(25)]
+            out.append([self.ph(d * DAY_S), round(min(tds), 2), round(max(tds), 2)])
+        return out
 
     def ph(self, t_s):
         day = int(t_s // DAY_S)

@@ -64,7 +64,10 @@ class Fitted:
             T=s["transmissivity"], S=s["storativity"], static_m=s["static_m"],
             trend_m_month=s["trend_m_month"], start_doy=doy,
         )  # fmt: skip
-        self.quality = Quality(start_doy=doy, excursions=((4, 5, -1.1),))
+        self.quality = Quality(
+            tds_mg=s["tds_mg"], summer_mg=s["summer_mg"], start_doy=doy,
+            excursions=tuple(tuple(x) for x in s["ph_excursions"]),
+        )  # fmt: skip
         self.motor = Motor(rated_a=s["motor_a"])
         faults: dict[str, list[Fault]] = {}
         for f in sc["fault"]:

@@ -89,11 +89,13 @@ class Tank:
         return n
 
 
-def build(board_json="board.json", key_hex="00" * 32, display="none", sensors=False):
+def build(board_json="board.json", key_hex="00" * 32, display="none", sensors=False,
+          extra=None, fit=None):  # fmt: skip
     """(clock, hal, controller) booted through the board's own boot sequence
     (jkfw.main.start), with the tank ticking every 10 s. display: "none",
     "ssd1306" or "hd44780" on a simulated I2C bus; sensors: every sensor of
-    SENSORS fitted (the board file needs their pins: the S3 DevKitC's)."""
+    SENSORS fitted (the board file needs their pins: the S3 DevKitC's); extra:
+    more config keys; fit(hal, clock, pins): fits more hardware (a modem)."""
     for d in ("sd", "flash"):
         try:
             os.mkdir(d)
@@ -107,6 +109,7 @@ def build(board_json="board.json", key_hex="00" * 32, display="none", sensors=Fa
         from .probes import SENSORS
 
         cfg.update(SENSORS)
+    cfg.update(extra or {})
     with open("config.json", "w") as f:
         json.dump(cfg, f)
     clock = VirtualClock(START_UTC)
@@ -120,6 +123,8 @@ def build(board_json="board.json", key_hex="00" * 32, display="none", sensors=Fa
             fit_probes(hal)  # the display shares the ADS1115's bus (start_i2c)
         else:
             hal.i2c = NullI2C()
+        if fit is not None:
+            fit(hal, clock, pins)
         made.append(hal)
         return hal
 

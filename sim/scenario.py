@@ -58,6 +58,32 @@ DEFAULTS: dict[str, Any] = {
         "restart_m": 2.0,  # start again once it is this much higher
         "dry_probe_m": 39.0,  # the dry-run probe (float switch) depth
         "motor_a": 8.0,  # the motor's rated current
+        "tds_mg": 350.0,  # TDS (mg/L) at its lowest; it rises in summer by
+        "summer_mg": 150.0,  # this much to its peak (late May, sim/aquifer.py)
+        "ph_excursions": [[4, 5, -1.1]],  # [first day, last day, pH change]
+    },
+    "tank_level": {  # start/stop on a tank transducer (sim/control.py)
+        "fitted": False,
+        "low_frac": 0.45,  # the controller's low mark, a fraction of the tank
+        "high_frac": 0.8,  # its high mark (the floats stay at scheme's fractions)
+        "every_s": 60,  # how often the controller reads the level
+    },
+    "solar": {  # a solar pump (sim/control.py): runs while the panel drives it
+        "fitted": False,
+        "peak_w": 1000.0,  # clear-sky irradiance at noon, W/m^2
+        "cloudy_days": [],  # day indices (0 = the first day) that are cloudy
+        "p_cloudy": 0.0,  # else each day is cloudy with this probability (seeded)
+        "need_w": 200.0,  # the pump lifts nothing below this irradiance
+        "stop_x": 1.25,  # the controller stops at the panel volts of need_w x this
+        "start_x": 1.75,  # and starts above those of need_w x this
+        "settle_s": 120,  # held that long above the start voltage first
+        "every_s": 10,  # how often the controller reads the panel
+        "battery_ah": 40.0,  # the controller's 12 V battery (0: none)
+        "charge_a": 3.0,  # its charge current at 1000 W/m^2
+        "load_a": 0.3,  # the controller and modem
+        "pump_a": 0.5,  # the contactor's coil and the drive, while the relay is on
+        "cut_v": 11.9,  # battery cut-off: the pump held below it
+        "on_v": 12.3,  # until the battery is back above this
     },
     "pump": {  # controller settings (config.json keys)
         "min_off_s": 300,
@@ -135,6 +161,22 @@ def normalize(raw: dict, name: str = "custom") -> dict:
         raise ScenarioError("scheme: need 0 <= low_frac < high_frac <= 1")
     if sc["demand"]["lpcd"] < 0:
         raise ScenarioError("demand.lpcd must be >= 0")
+    tl, so = sc["tank_level"], sc["solar"]
+    if not 0 < tl["low_frac"] < tl["high_frac"] <= 1:
+        raise ScenarioError("tank_level: need 0 < low_frac < high_frac <= 1")
+    if not all(type(d) is int and d >= 0 for d in so["cloudy_days"]):
+        raise ScenarioError("solar.cloudy_days must be day indices (integers >= 0)")
+    if not (0 < so["need_w"] and 1 < so["stop_x"] < so["start_x"]):
+        raise ScenarioError("solar: need need_w > 0 and 1 < stop_x < start_x")
+    if (tl["fitted"] or so["fitted"]) and sc["sensors"]["fitted"]:
+        raise ScenarioError(
+            "tank_level and solar use the ADS1115 inputs sensors.fitted takes: "
+            "fit one or the other"
+        )
+    for x in sc["sensors"]["ph_excursions"]:
+        if not (isinstance(x, list) and len(x) == 3 and all(
+                isinstance(v, (int, float)) for v in x)):  # fmt: skip
+            raise ScenarioError("sensors.ph_excursions: [first day, last day, delta]")
     sc["tz_offset_min"] = _tz_offset_min(sc["tz"], start)
     midnight = dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc)
     sc["start_utc"] = int(midnight.timestamp()) - sc["tz_offset_min"] * 60
@@ -163,7 +205,9 @@ def _fault(f: Any, i: int, sc: dict) -> dict:
     }
     if out["switch"] not in SWITCHES:
         raise ScenarioError(f"{where}switch must be one of {', '.join(SWITCHES)}")
-    if kind in ("sensor", "motor_trip", "motor_bypass") and not sc["sensors"]["fitted"]:
+    tank = kind == "sensor" and f.get("sensor") == "tank"
+    fitted = sc["sensors"]["fitted"] or tank and sc["tank_level"]["fitted"]
+    if kind in ("sensor", "motor_trip", "motor_bypass") and not fitted:
         raise ScenarioError(f"{where}{kind} needs sensors.fitted = true")
     if kind == "sensor":
         out["sensor"], out["mode"] = f.get("sensor"), f.get("mode", "open")
@@ -253,6 +297,19 @@ def builtin(
         elif name == "motor-faults":
             add("motor_trip", 1, 6, 8.0)  # an overload trips: relay on, no motor
             add("motor_bypass", 3, 14, 2.0)  # a starter bypassed: motor, no relay
+        elif name == "quality-drift":  # TDS past 500 mg/L, a pH dip on days 6-7
+            raw["sensors"].update(tds_mg=120.0, summer_mg=600.0,
+                                  ph_excursions=[[6, 7, -1.3]])  # fmt: skip
+        elif name == "water-table-decline":  # the water table 3 m deeper a month
+            raw["sensors"]["trend_m_month"] = 3.0
+    elif name == "solar-week":  # a solar pump through a week with cloudy days
+        raw["board"] = "esp32s3-devkitc-sim7600"
+        raw["solar"] = {"fitted": True, "cloudy_days": [1, 4, 5]}
+    elif name == "tank-level":  # start/stop on the tank's transducer
+        raw["board"] = "esp32s3-devkitc-sim7600"
+        raw["tank_level"] = {"fitted": True}
+        if days >= 3:  # its loop cut for a few hours: the floats take over
+            add("sensor", 2, 7, 6.0, sensor="tank", mode="open")
     else:
         names = ", ".join(BUILTINS)
         raise ScenarioError(f"no built-in scenario {name!r}; try one of {names}")
@@ -260,9 +317,11 @@ def builtin(
     return raw
 
 
-SENSOR_BUILTINS = ("sensors", "bore-open", "motor-faults")
+SENSOR_BUILTINS = ("sensors", "bore-open", "motor-faults", "quality-drift",
+                   "water-table-decline")  # fmt: skip
 BUILTINS = ("normal", "power-cuts", "dry-borewell", "overflow-fault", "sensor-faults",
-            "sd-fault", "sim-outage") + SENSOR_BUILTINS  # fmt: skip
+            "sd-fault", "sim-outage") + SENSOR_BUILTINS + ("solar-week",
+            "tank-level")  # fmt: skip
 
 
 def load(
@@ -274,7 +333,9 @@ def load(
     """A normalized scenario from a built-in name or a TOML file; flags override."""
     p = Path(name_or_file)
     if name_or_file in BUILTINS:
-        raw = builtin(name_or_file, days or 10, seed if seed is not None else 1,
+        week = name_or_file == "solar-week"
+        raw = builtin(name_or_file, days or (7 if week else 10),
+                      seed if seed is not None else 1,
                       start or "2026-03-01")  # fmt: skip
         name = name_or_file
     elif p.suffix == ".toml" or p.exists():

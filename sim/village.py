@@ -23,6 +23,8 @@ from jkfw import main as board
 from jkfw.app import Controller
 from jkproto import objects as ob
 
+from .control import Control
+from .control import board_config as control_config
 from .fitted import Fitted, board_config
 from .hw import SimHal
 from .modem import SimModem, fit
@@ -70,6 +72,7 @@ class Village:
         raw.update(sc["pump"])
         if sc["sensors"]["fitted"]:
             raw.update(board_config(sc["sensors"], sc["scheme"]))
+        raw.update(control_config(sc))
         self.cfg, bad = config.validate(raw)
         if bad:
             raise ValueError(
@@ -95,6 +98,10 @@ class Village:
             self.fitted = Fitted(sc, self.clock, self.hal)
             self.fitted.plant = self.plant
             self.plant.fitted = self.fitted
+        self.control: Control | None = None
+        if sc["tank_level"]["fitted"] or sc["solar"]["fitted"]:
+            self.control = Control(sc, self.clock, self.hal, self.plant)
+            self.plant.fitted = self.control
         self.ctl: Controller | None = None
         self.boots = 0
 
@@ -245,6 +252,8 @@ class Village:
         self.plant.wire()
         self.boot()
         self.plant.start()
+        if self.control is not None:
+            self.control.start()
         self.schedule()
         self.clock.at(1000, self.watchdog_check)
         t = 0
@@ -297,6 +306,8 @@ class Village:
         }
         if self.fitted is not None:
             out["sensors"] = self.fitted_truth()
+        if self.control is not None:
+            out.update(self.control.truth([d["date"] for d in days]))
         return out
 
     def fitted_truth(self) -> dict:
@@ -318,6 +329,8 @@ class Village:
             "margin_m": s["margin_m"], "dry_probe_m": s["dry_probe_m"],
             "range_m": s["range_m"], "faults": faults,
             "bore": [[t0 + ms, d, ma] for ms, d, ma in self.fitted.truth],
+            "static_0600": self.fitted.aquifer.static_days(self.sc["days"]),
+            "quality": self.fitted.quality.truth(self.sc["days"]),
         }  # fmt: skip
 
 

@@ -266,7 +266,7 @@ def test_openapi_lists_every_path_and_only_those(dash: Dashboard) -> None:
 # --- the numbers are the report's --------------------------------------------------
 
 
-def report(world: World, *args: str) -> dict:
+def report(world: World, *args: str, store: str | None = None) -> dict:
     out = subprocess.run(
         [
             sys.executable,
@@ -274,7 +274,7 @@ def report(world: World, *args: str) -> dict:
             "jalkal",
             "report",
             "--store",
-            str(world.store),
+            str(store or world.store),
             "--villages",
             str(world.villages),
             "--format",
@@ -310,12 +310,60 @@ def lp(x: float | None) -> str:
 
 
 def test_every_number_is_the_reports(dash: Dashboard, world: World) -> None:
-    c = logged_in(dash.url, "admin")
-    daily = report(world)["days"]
-    pday = report(world, "--period", "day")["periods"]
-    pmonth = report(world, "--period", "month")["periods"]
-    pdist = report(world, "--period", "month", "--by", "district")["periods"]
-    alerts = report(world, "--alerts")["alerts"]
+    numbers_are_the_reports(dash.url, world, str(world.store))
+
+
+def test_every_number_is_the_reports_on_postgres(world: World, request) -> None:
+    """The same on PostgreSQL, half the frames stored while the dashboard runs:
+    it keeps the daily aggregates in the store, `report --store` (daily,
+    --period) reads them, --alerts reads the frames."""
+    from conftest import new_database
+    from test_dashboard_support import wait_for
+
+    from jalkal.decode import bulk
+    from jalkal.ingest.store import open_store
+    from jalkal.keys import load_keys
+
+    url = new_database(request.getfixturevalue("pg_cluster"))
+    with open_store(world.store, read_only=True) as src:
+        raw, total = src.raw_stream(), src.count()
+    tb = bulk.decode(raw).table
+    off, ln = tb["offset"].to_numpy(), tb["length"].to_numpy()
+    batches = [
+        raw[off[i] : off[j - 1] + ln[j - 1]]
+        for i in range(0, off.size, 500)
+        for j in [min(i + 500, off.size)]
+    ]
+    keys = load_keys(world.keys)
+    with open_store(url, keys) as dst:
+        for b in batches[::2]:
+            assert dst.ingest(b, "test").error is None
+    d = Dashboard(url, world.villages, world.users, "--as-of", "latest").start()
+    try:
+        c = logged_in(d.url, "admin")
+        with open_store(url, keys) as dst:  # the rest, late, while it runs
+            for b in batches[1::2]:
+                assert dst.ingest(b, "test").error is None
+        assert wait_for(
+            lambda: (
+                sum(x["frames"] for x in c.get_json("/v1/devices")["devices"]) == total
+            ),
+            30,
+        )
+        numbers_are_the_reports(d.url, world, url)
+    finally:
+        d.stop()
+
+
+def numbers_are_the_reports(url: str, world: World, store: str) -> None:
+    c = logged_in(url, "admin")
+    daily = report(world, store=store)["days"]
+    pday = report(world, "--period", "day", store=store)["periods"]
+    pmonth = report(world, "--period", "month", store=store)["periods"]
+    pdist = report(world, "--period", "month", "--by", "district", store=store)[
+        "periods"
+    ]
+    alerts = report(world, "--alerts", store=store)["alerts"]
     villages = c.get_json("/v1/villages")["villages"]
     assert len(villages) == len(world.devices)
     by_day = {(r["village"], r["period"]): r for r in pday}

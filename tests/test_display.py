@@ -595,6 +595,120 @@ def test_lcd_rewrites_only_what_changed():
     assert lcd_lines(bus).lines()[0].endswith("06:43")
 
 
+# -- the levels page (tank and borewell level sensors) ------------------------------
+
+LEVELS = {"tank_pct": 62, "tank_l": 12345, "bore_m": 23.4, "bore_low": False}
+
+
+def oled_levels(levels):
+    d = Display(SSD1306(Bus()), "ssd1306", levels=True)
+    d.page = dsp.LEVELS
+    assert d.render({"levels": levels}) is True
+    return d.screen
+
+
+def test_the_levels_page_is_there_only_where_a_level_sensor_is():
+    plain = Display(SSD1306(Bus()), "ssd1306")
+    assert [plain.next_page() for _ in range(5)] == [1, 2, 3, 4, 0]
+    d = Display(SSD1306(Bus()), "ssd1306", levels=True)
+    assert [d.next_page() for _ in range(7)] == [1, 2, 3, 4, 5, 0, 1]
+    fb = oled_levels(LEVELS)
+    # six page dots, 10 px apart, the levels page's the filled one
+    assert lit(fb, 125, 8 + 10 * dsp.LEVELS, 3, 3) == 9
+    assert lit(fb, 125, 0, 3, 64) == 9 + 5
+
+
+def test_levels_page_tank_and_borewell():
+    fb = oled_levels(LEVELS)
+    # the tank: its icon by how full it is, the percent big, the litres under it
+    assert shows_icon(fb, "TANK_MID", 0, 7)
+    assert shows_text(fb, "62%", 20, 2, 2)
+    assert shows_text(fb, "12345 L", 20, 21)
+    # the borewell: water 23.4 m below ground
+    assert shows_icon(fb, "DEPTH", 0, 40)
+    assert shows_text(fb, "23.4", 20, 35, 2)
+    assert shows_text(fb, "m", 20 + 4 * 16 + 2, 43)
+    assert shows_text(fb, "DEPTH", 20, 54)
+    assert lit(fb, 0, 0, 123, 64) < 123 * 64 // 3  # nothing inverted
+
+
+@pytest.mark.parametrize("pct, icon", [(95, "TANK_FULL"), (90, "TANK_FULL"),
+                                       (89, "TANK_MID"), (25, "TANK_LOW"),
+                                       (0, "TANK_LOW")])  # fmt: skip
+def test_levels_page_tank_icon_follows_the_level(pct, icon):
+    fb = oled_levels({"tank_pct": pct, "tank_l": 10})
+    assert shows_icon(fb, icon, 0, 7)
+    assert shows_text(fb, "%d%%" % pct, 20, 2, 2)
+
+
+def test_levels_page_faults_and_a_low_borewell_are_inverted():
+    fb = oled_levels({"tank_pct": None, "tank_l": None, "bore_m": 38.2,
+                      "bore_low": True})  # fmt: skip
+    # black on white: the warning sign and "?" for the tank sensor in fault
+    assert lit(fb, 0, 0, 123, 31) > 123 * 31 // 2
+    assert shows_icon(fb, "WARN", 0, 7, 1, 0) and shows_text(fb, "?", 20, 2, 2, 0)
+    assert shows_text(fb, "-- L", 20, 21, 1, 0)
+    # the borewell down to the pump's stop level: LOW, inverted
+    assert shows_icon(fb, "DEPTH", 0, 40, 1, 0)
+    assert shows_text(fb, "38.2", 20, 35, 2, 0)
+    assert shows_text(fb, "LOW", 20, 54, 1, 0)
+    fb = oled_levels({"bore_m": None, "bore_low": False})  # only a borewell, faulty
+    assert shows_icon(fb, "WARN", 0, 7, 1, 0) and shows_text(fb, "FAULT", 20, 21, 1, 0)
+    assert lit(fb, 0, 33, 123, 31) == 0  # no tank sensor: nothing below
+
+
+def test_borewell_depth_tenths_round_half_up_on_both_interpreters():
+    # from whole centimetres (the measure frame's resolution)
+    got = [dsp.bore_level({"bore_m": cm / 100})[1] for cm in (3825, 2000, 4, 0, -15)]
+    assert got == ["38.3", "20.0", "0.0", "0.0", "-0.2"]
+
+
+def test_lcd_levels_page():
+    bus = Bus()
+    d = Display(HD44780(bus, sleep_ms=Sleeps()), "hd44780", levels=True)
+    d.page = dsp.LEVELS
+    assert d.render({"levels": LEVELS}) is True
+    assert lcd_lines(bus).lines() == ["\x04TANK 62% 12345L", "WELL 23.4m DEPTH"]
+    d.render({"levels": {"bore_m": None, "bore_low": False}})
+    assert lcd_lines(bus).lines() == ["WELL ?     FAULT", " " * 16]
+
+
+def test_the_controller_shows_its_sensors_levels(tmp_path, monkeypatch):
+    """The simulator's board with every sensor (sim/probes.py) and an OLED: the
+    levels page shows what the probes put on the wires, worked out here from the
+    tank's and the transducer's own numbers (sim/probes.py SENSORS)."""
+    from jksim.minivillage import build
+    from jksim.probes import SENSORS
+
+    monkeypatch.chdir(tmp_path)
+    board = REPO / "boards" / "esp32s3-devkitc-sim7600.json"
+    clock, hal, ctl = build(str(board), display="ssd1306", sensors=True)
+    p = hal.probes
+    tank, bore = SENSORS["tank"], SENSORS["bore"]
+    level_mm = 2250  # of a 3 m tank seen by the sonar from 3.3 m above its floor
+    p.sonar_mm = lambda: tank["mount_mm"] - level_mm
+    ma = 12.0  # the transducer's loop through its 150 ohm shunt on ADS1115 AIN0
+    p.ads_volts[0] = lambda: ma / 1000 * bore["shunt_ohm"]
+    clock.run_until(20 * 60000)
+    litres = 3.141592653589793 * tank["diameter_m"] ** 2 / 4 * level_mm
+    head = (ma - 4) / 16 * bore["range_m"]
+    depth = bore["install_m"] - head  # 20.0 m below ground, above the stop level
+    d = ctl.display
+    d.page = dsp.LEVELS
+    ctl.show()
+    fb = d.screen
+    pct = round(100 * level_mm / 1000 / tank["height_m"])
+    assert shows_text(fb, "%d%%" % pct, 20, 2, 2)
+    assert shows_text(fb, "%d L" % round(litres), 20, 21)
+    assert shows_text(fb, "%.1f" % depth, 20, 35, 2)
+    assert shows_text(fb, "DEPTH", 20, 54)
+    # the loop opened (0 mA): at the next reading of the level, a fault, no depth
+    p.ads_volts[0] = lambda: 0.0
+    clock.run_until(clock.ms + 2 * 60000)
+    ctl.show()
+    assert shows_text(fb, "?", 20, 35, 2, 0) and shows_text(fb, "FAULT", 20, 54, 1, 0)
+
+
 # -- real MicroPython ---------------------------------------------------------------
 
 MPY_RENDER = """
@@ -674,6 +788,58 @@ def test_micropython_pages_match_the_simulator_byte_for_byte(mpy_pages):
             d, bus = lcd(status, page)
             got = bytes.fromhex(mpy_pages["lcd", name, page][0])
             assert got == b"".join(w for _, w in bus.writes), (name, page)
+
+
+MPY_LEVELS = """
+import binascii
+from jkfw.display import Display
+from jkfw.ssd1306 import SSD1306
+from jkfw.hd44780 import HD44780
+from jkfw.pages import LEVELS
+
+class Bus:
+    def __init__(self):
+        self.writes = []
+    def writeto(self, addr, buf):
+        self.writes.append(bytes(buf))
+
+for levels in %r:
+    bus = Bus()
+    d = Display(SSD1306(bus), "ssd1306", True)
+    d.page = LEVELS
+    assert d.render({"levels": levels})
+    print("oled", binascii.hexlify(bus.writes[-1]).decode())
+    bus = Bus()
+    d = Display(HD44780(bus, sleep_ms=lambda ms: None), "hd44780", True)
+    d.page = LEVELS
+    assert d.render({"levels": levels})
+    print("lcd", binascii.hexlify(b"".join(bus.writes)).decode())
+"""
+LEVEL_CASES = [
+    LEVELS,
+    {"tank_pct": None, "tank_l": None, "bore_m": 38.25, "bore_low": True},
+    {"tank_pct": 100, "tank_l": 19999},
+    {"bore_m": None, "bore_low": False},
+]
+
+
+@pytest.mark.micropython
+def test_micropython_levels_page_matches_the_simulator(mpy):
+    """The levels page in real MicroPython (its float formatting, framebuf) draws
+    the same bytes as under CPython."""
+    out = mpy.run(MPY_LEVELS % (LEVEL_CASES,), firmware_files()).split()
+    for i, levels in enumerate(LEVEL_CASES):
+        assert out[4 * i] == "oled" and out[4 * i + 2] == "lcd"
+        bus = Bus()
+        d = Display(SSD1306(bus), "ssd1306", True)
+        d.page = dsp.LEVELS
+        d.render({"levels": levels})
+        assert bytes.fromhex(out[4 * i + 1]) == bus.writes[-1][1], levels
+        bus = Bus()
+        d = Display(HD44780(bus, sleep_ms=Sleeps()), "hd44780", True)
+        d.page = dsp.LEVELS
+        d.render({"levels": levels})
+        assert bytes.fromhex(out[4 * i + 3]) == b"".join(w for _, w in bus.writes)
 
 
 MPY_PRIMITIVES = """

@@ -18,7 +18,7 @@ from uplink_util import DEV, DEV2, KEY, KEY2, frames
 
 from jalkal.cli import main
 from jalkal.errors import JalkalError
-from jalkal.ingest.store import Store
+from jalkal.ingest.store import Store, open_store
 from jalkal.reports.since import export_since, parse_since
 
 PER_DAY = 96  # readings every 15 minutes
@@ -44,11 +44,26 @@ def stamp(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def age(db: Path, days: int) -> None:
+def age(db: Path | str, days: int) -> None:
     """Make every frame stored so far look received `days` days ago."""
+    if str(db).startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            conn.execute("UPDATE jalkal.frames SET received = received - "
+                         f"INTERVAL '{days} days'")  # fmt: skip
+        return
     con = duckdb.connect(str(db))
     con.execute(f"UPDATE frames SET received = received - INTERVAL {days} DAY")
     con.close()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request, tmp_path) -> str:
+    """Both back-ends: PostgreSQL's --since reads only the touched partitions."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(tmp_path / "store.duckdb")
 
 
 def report(capsys, *args: str) -> object:
@@ -65,12 +80,12 @@ def village(tmp_path):
 
 
 def test_since_writes_new_and_late_days_only_and_equals_a_full_export(
-    tmp_path, village, capsys
+    tmp_path, village, capsys, store
 ):
-    db, out = tmp_path / "store.duckdb", tmp_path / "lake"
+    db, out = store, tmp_path / "lake"
     one = frames(4 * PER_DAY)  # days 1-4 of device 1 (a boot, then readings)
     first = one[: 3 * PER_DAY]
-    with Store(db, keymap()) as st:
+    with open_store(db, keymap()) as st:
         body = b"".join(f for i, f in enumerate(first) if i != LATE)
         assert st.ingest(body).stored == len(first) - 1
         assert st.ingest(b"".join(frames(PER_DAY, DEV2, KEY2))).stored == PER_DAY
@@ -81,7 +96,7 @@ def test_since_writes_new_and_late_days_only_and_equals_a_full_export(
     assert len(before) == 4  # 3 days of device 1, 1 of device 2
 
     today = datetime.now(timezone.utc).date().isoformat()
-    with Store(db, keymap()) as st:  # day 4, and the late frame of day 2
+    with open_store(db, keymap()) as st:  # day 4, and the late frame of day 2
         assert st.ingest(b"".join(one[3 * PER_DAY :])).stored == PER_DAY
         assert st.ingest(one[LATE]).stored == 1
     assert main(["export", "--store", str(db), "--out", str(out),
@@ -117,9 +132,9 @@ def test_since_writes_new_and_late_days_only_and_equals_a_full_export(
         assert stamp(out) == after
 
 
-def test_since_month_partitions_and_frames_without_a_clock(tmp_path):
-    db, out = tmp_path / "store.duckdb", tmp_path / "lake"
-    with Store(db, keymap()) as st:
+def test_since_month_partitions_and_frames_without_a_clock(tmp_path, store):
+    db, out = store, tmp_path / "lake"
+    with open_store(db, keymap()) as st:
         st.ingest(b"".join(frames(PER_DAY)))
     e = export_since(db, out, "2000-01-01", "month")  # a new folder: created
     assert (e.files, e.new, e.unchanged) == (1, 1, 0)

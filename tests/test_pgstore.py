@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from uplink_util import DEV, DEV2, KEY, KEY2, frames, free_port, post
 
@@ -203,3 +204,89 @@ def test_connection_lost_mid_batch_503_health_says_so_then_reconnects(pg_url):
         httpd.shutdown()
         httpd.server_close()
         st.close()
+
+
+def test_count_is_kept_exact_beside_the_frames(pg_url):
+    """count() sums the per-writer counts kept in each batch's transaction: equal
+    to count(*) with two writers, in a reader's snapshot, after a reopen folds the
+    rows, and for a store made before the count (seeded once from count(*))."""
+    a, b = open_store(pg_url, KEYS), open_store(pg_url, KEYS)
+    fs, gs = frames(120), frames(80, DEV2, KEY2, boot=2)
+    ts = [
+        threading.Thread(target=lambda st=a: [st.ingest(b"".join(fs[i : i + 10]))
+                                              for i in range(0, 120, 10)]),
+        threading.Thread(target=lambda st=b: [st.ingest(b"".join(gs[i : i + 10]))
+                                              for i in range(0, 80, 10)]),
+    ]  # fmt: skip
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert a.ingest(b"".join(fs[:30])).duplicate == 30  # duplicates count nothing
+    with psycopg.connect(pg_url) as conn:
+        real = conn.execute("SELECT count(*) FROM jalkal.frames").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM jalkal.frame_counts").fetchone()[0]
+    assert real == 200 and a.count() == b.count() == 200 and rows == 3
+    reader = open_store(pg_url, read_only=True)
+    assert reader.count() == 200
+    a.ingest(b"".join(frames(5, seq=120, prev=_mac16(fs[-1]))))
+    assert reader.count() == 200 and a.count() == 205  # the reader's snapshot
+    a.close(), b.close(), reader.close()
+    with open_store(pg_url, KEYS) as c:  # folded into one row at a read-write open
+        assert c.count() == 205
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT writer, n FROM jalkal.frame_counts").fetchall() == [
+            ("base", 205)
+        ]
+        conn.execute("DROP TABLE jalkal.frame_counts")  # as a store made before it
+    with open_store(pg_url, read_only=True) as r:
+        assert r.count() == 205  # counted the slow way, nothing written
+    with open_store(pg_url, KEYS) as c:
+        assert c.count() == 205  # seeded once from count(*)
+
+
+def test_bulk_read_equals_the_stored_columns(pg_url, monkeypatch):
+    """pgread reads the bytes and decodes them again: every column equal to what
+    the store holds (read column by column), across several device groups; a
+    group whose bytes do not decode as stored falls back to the columns."""
+    from jalkal.ingest import pgread
+
+    devs = {0x0B000001 + i: bytes([i + 7]) * 32 for i in range(5)}
+    keys = {f"{d:08x}": k for d, k in devs.items()}
+    with open_store(pg_url, keys) as st:
+        for i, (d, k) in enumerate(devs.items()):
+            assert (
+                st.ingest(
+                    b"".join(frames(30 + i, d, k, boot=i + 1)),
+                    via="mqtt" if i % 2 else "http",
+                ).stored
+                == 30 + i
+            )
+    monkeypatch.setattr(pgread, "CHUNK_ROWS", 40)  # about one device a group
+    fast: list[bool] = []
+    real = pgread.decoded
+
+    def counted(hx):
+        got = real(hx)
+        fast.append(got is not None)
+        return got
+
+    monkeypatch.setattr(pgread, "decoded", counted)
+    with open_store(pg_url, read_only=True) as r:
+        want = r.table()
+        groups = pgread.device_groups(r.distinct_boots()[0], r.count())
+        assert len(groups) >= 3
+        got = pa.concat_tables(list(pgread.chunks(r)))
+        assert got.equals(want) and fast and all(fast)  # all decoded again
+        assert r.con.execute("SELECT count(*) FROM frames").fetchall() == [(160,)]
+        folder = Path(r.duck_dir.name)
+        assert folder.is_dir()
+    assert not folder.exists()  # the DuckDB copy goes with the reader
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # bytes that are not
+        conn.execute("UPDATE jalkal.frames SET frame = '\\x0102'::bytea "  # a frame
+                     f"WHERE device = {0x0B000002} AND seq = 3")  # fmt: skip
+    with open_store(pg_url, read_only=True) as r:
+        want = r.table()
+        got = pa.concat_tables(list(pgread.chunks(r)))
+        assert got.equals(want) and b"\x01\x02" in got.column("frame").to_pylist()
+    assert fast.count(False) == 1  # the one group with the odd bytes

@@ -14,6 +14,7 @@ from uplink_util import DEV, DEV2, KEY, KEY2, Server, frames, keys_file, post
 
 from jalkal.cli import main
 from jalkal.ingest.store import open_store
+from jkproto import codec
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 psycopg = pytest.importorskip("psycopg")
@@ -149,6 +150,60 @@ def test_kill9_of_postgres_mid_batch_loses_nothing_acked(tmp_path):
         assert acked == body
         got = stored(pg.url)
     assert sorted(got) == sorted(b"".join(body)) and len(got) == len(b"".join(body))
+
+
+def test_kill9_of_postgres_inside_a_batch_transaction(tmp_path):
+    """PostgreSQL killed while a batch is inside its transaction (a trigger holds
+    its INSERT in pg_sleep), a second worker's batch queued behind nothing: the held
+    batch is answered 503 with nothing acked, crash recovery leaves none of it, and
+    after a restart the re-sent backlog is stored whole, once."""
+    with PrivatePostgres() as pg:
+        a, b = workers(tmp_path, pg.url, 2)  # the schema exists once they run
+        body = batches(200, 10)  # DEV and DEV2 alternate
+        held = body[21]  # DEV2's 11th batch
+        hold_seq = codec.unpack_head(held)[6]  # version, len, kind, flags, device…
+        with psycopg.connect(pg.url, autocommit=True) as c:
+            c.execute(
+                "CREATE FUNCTION public.hold() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN IF NEW.device = {DEV2} AND NEW.seq = {hold_seq} THEN "
+                "PERFORM pg_sleep(60); END IF; RETURN NEW; END $$"
+            )
+            c.execute("CREATE TRIGGER hold BEFORE INSERT ON jalkal.frames "
+                      "FOR EACH ROW EXECUTE FUNCTION public.hold()")  # fmt: skip
+        acked: list[bytes] = []
+        try:
+            send_all([a, b], body[:21], acked)
+            got: dict[str, tuple] = {}
+            t = threading.Thread(target=lambda: got.update(h=post(a.http, held)))
+            t.start()
+            with psycopg.connect(pg.url, autocommit=True) as c:
+                end = time.monotonic() + 20
+                while not c.execute("SELECT 1 FROM pg_stat_activity WHERE "
+                                    "wait_event = 'PgSleep'").fetchall():  # fmt: skip
+                    assert time.monotonic() < end, "the batch never reached the hold"
+                    time.sleep(0.02)
+            other = post(b.http, body[22])  # DEV's next, while the held one waits
+            pg.kill9()  # inside the held batch's transaction
+            t.join(30)
+            status, doc = got["h"]
+            assert status == 503 and doc["error"] == "store_error", doc
+            assert doc["acked"] == [] and doc["stored"] == 0
+            pg.restart()
+            with psycopg.connect(pg.url, autocommit=True) as c:
+                c.execute("DROP TRIGGER hold ON jalkal.frames")
+                left = c.execute("SELECT count(*) FROM jalkal.frames WHERE device = "
+                                 f"{DEV2} AND seq = {hold_seq}").fetchone()  # fmt: skip
+            assert left == (0,)  # rolled back by crash recovery
+            if other[0] == 200 and other[1]["ok"]:
+                acked.append(body[22])
+            rest = [x for x in body[21:] if x not in acked]
+            send_all([a, b], rest, acked)
+        finally:
+            a.stop(), b.stop()
+        assert sorted(acked) == sorted(body)
+        got_bytes = stored(pg.url)
+    assert sorted(got_bytes) == sorted(b"".join(body))
+    assert len(got_bytes) == len(b"".join(body))
 
 
 def test_report_and_export_while_serving_equal_duckdb(tmp_path, pg_url, capsys):

@@ -14,7 +14,13 @@ the rules written from the spec, not against the Pump's own claims:
 the right reason;  7 no run goes no_flow_s without pulses, and such a stop
 raises the fault;  8 commands are part of every sequence;  9 never on while
 the borewell level sensor says the water is at the intake + margin, and a level
-sensor in fault (no verdict) never lets it start where a float forbids it.
+sensor in fault (no verdict) never lets it start where a float forbids it;
+10 the tank level sensor's verdicts (below the low mark: fill; at the high mark:
+full; in fault: none) act as the floats' latch and never override the high float
+(a "fill" with it up is not believed until the sensor says "full"), so a tank
+sensor fault never lets it start where a float forbids it; 11 a solar
+scheme's "no sun" and "battery low" hold it off and stop it with their own
+reasons, and never start a lockout or count in the dry-run/no-flow back-off.
 Also: next_s() is never late (a probe step before it does nothing) and never
 wakes for nothing, and the pump does run whenever the model says nothing holds it.
 """
@@ -39,10 +45,12 @@ SLOW = settings(
 )
 SWITCHES = ("dry", "low", "high", "broken", "mains")
 ACTIONS = ("sw",) * 8 + ("sws", "plant", "flow", "flow", "cmd", "cmd", "reboot", "wait")
-ACTIONS += ("level", "level")
+ACTIONS += ("level", "level", "tank", "tank", "solar", "solar")
 # the borewell level sensor's verdicts (jkfw.measure): low, enough water, and a
 # sensor fault (no verdict: the measure task passes False and the floats guard)
 LEVELS = (True, False, None)
+# the tank level sensor's verdicts: below the low mark, at the high mark, a fault
+FILLS = (True, False, None)
 
 
 class HypChooser:
@@ -95,6 +103,9 @@ class Driver:
         self.sw = dict(dry=False, low=False, high=False, broken=False, mains=True)
         self.plant_flow = True  # the well gives water when the pump runs
         self.bore_low = False  # the level sensor's verdict, as last given
+        self.tank_fault = False  # the tank level sensor's last verdict was none
+        self.doubt = False  # it said "fill" with the high float up
+        self.no_sun = self.batt_low = False  # solar: the panel, the battery
         self.relay = False  # the relay timeline, as recorded here
         self.on_t = self.last_flow_t = None
         self.flowed = False
@@ -139,6 +150,26 @@ class Driver:
         self.p.level(self.t, low)
         self.step()
 
+    def tank(self, fill):
+        """The tank level sensor: fill (below its low mark), full (at its high
+        mark), or in fault (None: no verdict, the floats alone)."""
+        self.tank_fault = fill is None
+        self.p.tank(self.t, fill)
+        if fill is False:
+            self.demand = False
+            self.doubt = False
+        elif fill and self.known:
+            if self.sw["high"]:  # contradicts the high float: not believed
+                self.doubt = True  # until it says full again
+            elif not self.doubt:
+                self.demand = True
+        self.step()
+
+    def solar(self, sun, battery):
+        self.no_sun, self.batt_low = not sun, not battery
+        self.p.solar(self.t, sun, battery)
+        self.step()
+
     def flow(self, pulses):
         self.p.flow(self.t, pulses)
         if pulses > 0 and self.relay:
@@ -166,6 +197,7 @@ class Driver:
         self.demand = True if mode == "on" else None
         self.lock_until = self.t + left if left > 0 else None
         self.bore_low = False  # a new Pump: no verdict until the sensor is read
+        self.no_sun = self.batt_low = self.doubt = False
         self._boot(self.persisted)
 
     # --- time
@@ -203,6 +235,10 @@ class Driver:
             return "bore_low"
         if sw["high"]:
             return "tank_full"
+        if self.batt_low:
+            return "battery_low"
+        if self.no_sun:
+            return "no_sun"
         if self.mode == "off":
             return self.off_src
         if self.demand is not True:
@@ -237,6 +273,7 @@ class Driver:
             assert sw["mains"], "(2) relay on without mains"
             assert not (sw["dry"] or sw["high"] or sw["broken"]), "(2) unsafe input"
             assert not self.bore_low, "(9) relay on with the borewell at the intake"
+            assert not (self.no_sun or self.batt_low), "(11) on with no sun/battery"
         stopped = False
         if on and not self.relay:
             assert len(starts) == 1 and not stops, "(6) %r" % (ev,)
@@ -244,6 +281,8 @@ class Driver:
             assert t - self.mains_t >= c["restart_delay_s"], "restart delay"
             assert self.lock_until is None, "(5) start in a lockout"
             assert self.mode != "off" and self.demand is True, "start not wanted"
+            if self.tank_fault:  # (10) the floats alone decide
+                assert not (sw["high"] or sw["dry"]), "(10) start a float forbids"
             self.on_t = self.last_flow_t = t
             self.flowed = False
         elif self.relay and not on:
@@ -262,6 +301,8 @@ class Driver:
                 if why == "no_flow" and not self.fault:
                     self.fault = True
                     self.faults.append(("fault_raised", "no_flow", 0))
+            else:  # (11) no sun, battery low, tank full...: never a lockout
+                assert not [e for e in ev if e[0] == "lockout"], "(11) lockout"
             self.last_off_t = t
             stopped = True
         else:
@@ -285,6 +326,8 @@ class Driver:
             or sw["high"]
             or sw["broken"]
             or self.bore_low
+            or self.no_sun
+            or self.batt_low
             or self.mode == "off"
             or self.demand is not True
             or self.lock_until is not None
@@ -323,6 +366,10 @@ def play(ch, n_actions):
             d.inputs(**{name: ch.pick((True, False)) for name in SWITCHES})
         elif kind == "level":
             d.level(ch.pick(LEVELS))
+        elif kind == "tank":
+            d.tank(ch.pick(FILLS))
+        elif kind == "solar":  # mostly sun and a good battery, as in the field
+            d.solar(ch.pick((True, True, False)), ch.pick((True, True, True, False)))
         elif kind == "plant":
             d.plant_flow = not d.plant_flow
         elif kind == "flow":
@@ -367,6 +414,7 @@ def test_the_driver_reaches_every_behaviour():
         ("lockout_end", "retry"), ("fault_raised", "no_flow"),
         ("fault_cleared", "no_flow"), ("fault_raised", "wire_break"),
         ("fault_cleared", "wire_break"), ("mode_change", "tank_full"),
-        ("pump_stop", "bore_low"),
+        ("pump_stop", "bore_low"), ("pump_stop", "no_sun"),
+        ("pump_stop", "battery_low"),
     }  # fmt: skip
     assert want <= seen, want - seen

@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import pytest
 from conftest import firmware_files
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jkfw import ads1115, loop420, motor, quality, sensors, sonar
@@ -291,8 +291,12 @@ def test_garbage_never_raises_and_only_checked_frames_count(data):
     st.binary(max_size=20).map(lambda b: bytes(x for x in b if x != 0xFF)),
 )
 def test_a_frame_with_a_bad_checksum_is_never_a_distance(mm, bad, junk):
+    data = junk + frame(mm, bad) + junk
+    # the frame's 0xFF bytes and the junk after them can make a window whose
+    # checksum holds (FF FE 8A 87): a checked frame, which the test above covers
+    assume(not valid_windows(data))
     s = sonar.Sonar(None, min_mm=0, max_mm=65535)
-    assert s.feed(junk + frame(mm, bad) + junk) == 0
+    assert s.feed(data) == 0
     assert s.last == -1 and s.k == 0
     # and good frames after it are found (a distance a sensor can give: its high
     # byte is never 0xFF, so a run of frames cannot stay out of step)

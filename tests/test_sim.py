@@ -216,3 +216,15 @@ def test_sd_corruption_is_skipped_and_counted(tmp_path):
     )
     assert stats["skipped_bytes"] >= 512 - 80
     assert all(o["verified"] for o in objs)
+
+
+def test_sim_help_names_every_builtin_scenario():
+    """`jalkal sim --help` spells its scenario names out (no import of the
+    simulator for a help text): every built-in one is there."""
+    from click.testing import CliRunner
+
+    from jalkal.virtual.command import sim_cmd
+
+    out = CliRunner().invoke(sim_cmd, ["--help"], terminal_width=400).output
+    missing = [n for n in scenario.BUILTINS if n not in out]
+    assert not missing, missing

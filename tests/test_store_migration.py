@@ -47,9 +47,20 @@ def make_v1(where: str) -> bytes:
     else:
         import duckdb
 
-        con = duckdb.connect(where)
-        for name in added:
-            con.execute(f'ALTER TABLE frames DROP COLUMN "{name}"')
+        con = duckdb.connect(where)  # version 1's table: PRIMARY KEY (device,
+        con.execute("ALTER TABLE frames RENAME TO newer")  # boot, seq), no frame_key
+        cols = [r[0] for r in con.execute("DESCRIBE newer").fetchall()]
+        keep = [x for x in cols if x not in added and x != "frame_key"]
+        types = dict(con.execute("SELECT column_name, column_type FROM "
+                                 "(DESCRIBE newer)").fetchall())  # fmt: skip
+        con.execute(
+            "CREATE TABLE frames ("
+            + ", ".join(f'"{x}" {types[x]}' for x in keep)
+            + ", PRIMARY KEY (device, boot, seq))"
+        )
+        names = ", ".join(f'"{x}"' for x in keep)
+        con.execute(f"INSERT INTO frames SELECT {names} FROM newer")
+        con.execute("DROP TABLE newer")
         con.execute("UPDATE jalkal_meta SET value = '1' WHERE key = 'schema_version'")
         con.close()
     return body
@@ -71,9 +82,17 @@ def test_an_old_store_is_upgraded_and_takes_measure_frames(where):
         m = measure_frame()
         res = st.ingest(m)
         assert res.stored == 1, res.summary()
+        again = st.ingest(body + m)  # found again through the upgraded key index
+        assert (again.stored, again.duplicate) == (0, 4), again.summary()
         tb = st.table(["seq", "kind", "bore_depth_cm", "tank_l"])
         assert tb.column("bore_depth_cm").to_pylist() == [None, None, None, 3790]
         assert tb.column("tank_l").to_pylist()[-1] == 9250
     with open_store(where, read_only=True) as st:  # now a reader opens it
         assert st.count() == 4
+        if not where.startswith("postgresql"):  # every old frame got its key
+            got = st.query(
+                "SELECT count(*) AS n FROM frames WHERE frame_key = "
+                "(device::UBIGINT << 32) | (boot::UBIGINT << 16) | seq"
+            )
+            assert got.column("n").to_pylist() == [4]
     assert SCHEMA_VERSION == "2"

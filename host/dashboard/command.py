@@ -77,7 +77,8 @@ def dashboard_cmd(
     the numbers of `jalkal report`, behind a login. See docs/dashboard.md."""
     from ..registry import load_registry
     from . import server
-    from .source import Live, StoreReader
+    from .sessions import sessions_for
+    from .source import AggregateReader, Live
     from .users import open_users
 
     if bool(tls_cert) != bool(tls_key):
@@ -85,8 +86,9 @@ def dashboard_cmd(
     accounts = open_users(users, insecure_users_file)
     reg = load_registry(villages)
     tls = server.tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
-    live = Live(StoreReader(store), reg, as_of)
-    srv = server.serve(live, accounts, listen, tls)
+    live = Live(AggregateReader(store), reg, as_of)
+    sessions = sessions_for(users, insecure_users_file)
+    srv = server.serve(live, accounts, listen, tls, sessions)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_a: done.set())

@@ -28,8 +28,9 @@ from ..reports.alerts import alerts, as_of_time
 from ..reports.daily import band_of
 from ..reports.periods import Report, build, periods
 from ..reports.plausible import DEFAULT_MAX_FLOW_M3H, intervals
+from .days import DAYS_SHOWN, ChartDays, days_from
 
-DAYS_SHOWN = 90
+RECENT_DAYS = DAYS_SHOWN + 10  # the days read for the day and month rows
 STATUSES = ("water", "none", "silent", "locked")
 STATUS_LABELS = {
     "water": "water today",
@@ -95,7 +96,7 @@ class View:
     built_s: float
     villages: list[dict[str, Any]] = field(default_factory=list)
     by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
-    days: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    days: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # ChartDays
     months: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
@@ -108,29 +109,53 @@ def empty_view(reg: Registry, now: int | None) -> View:
     return build_view(None, reg, 0, now)
 
 
+def view_time(rep: Report, now: int | None) -> int:
+    """'Now' of a View: the given time, else the latest frame's (the wall clock
+    for a store without one)."""
+    at = as_of_time(rep, now) if now is not None or rep.result.seen else 0
+    return at or int(time.time())
+
+
 def build_view(
     table: pa.Table | None,
     reg: Registry,
     count: int,
     now: int | None,
     max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
+    rep: Report | None = None,
+    stored: dict[str, dict[str, Any]] | None = None,
 ) -> View:
     """The View of the frames `table` (the store's columns, (device, boot, seq)
-    order); now: UTC seconds, None for the latest frame time."""
+    order); now: UTC seconds, None for the latest frame time. rep: the Report
+    of every frame, from the daily aggregates (reports/aggregates.py), with
+    `stored` (each device's frames, last upload, way in and signal,
+    aggregates.uploads_of); `table` then holds only the frames of the last
+    days (today's litres so far, uploads of the last day) and every boot frame
+    (the K-factor)."""
     t0 = time.perf_counter()
     frames = table if table is not None and table.num_rows else _no_frames()
-    rep = build(frames, reg, max_flow_m3h)
-    at = as_of_time(rep, now) if now is not None or rep.result.seen else 0
-    at = at or int(time.time())
+    if rep is None:
+        rep = build(frames, reg, max_flow_m3h)
+    at = view_time(rep, now)
     view = View(count=count, now=at, built_s=0.0)
     view.alerts = rows_of(alerts(rep, at))
     view.report_days = rep.days
-    day_rows = periods(rep.days, "day", "village", registry=reg).to_pylist()
-    month_rows = periods(rep.days, "month", "village", registry=reg).to_pylist()
+    # a period's rows need only its own days: yesterday's (in any zone) for
+    # every village now, this month's, and a village's 90 days when it is shown
+    utc = datetime.fromtimestamp(at, timezone.utc).date()
+    day_rows = periods(days_from(rep.days, utc - timedelta(2)), "day", "village",
+                       registry=reg).to_pylist()  # fmt: skip
+    month_rows = periods(days_from(rep.days, (utc - timedelta(1)).replace(day=1)),
+                         "month", "village", registry=reg).to_pylist()  # fmt: skip
+    view.days = ChartDays(days_from(rep.days, utc - timedelta(RECENT_DAYS)), reg)
     pumps = _pump_states(rep, at)
     groups = _villages(reg, at)
     arrays = Arrays(frames)
     uploads = _uploads(frames, arrays, at)
+    for dev, u in (stored or {}).items():
+        got = uploads.setdefault(dev, {"uploads_day": 0})
+        got["frames"], got["via"], got["signal_csq"] = u["frames"], u["via"], u["csq"]
+        got["last_upload"] = iso(u["last_received"])
     by_day: dict[tuple[Any, ...], dict[date, dict[str, Any]]] = {}
     for r in day_rows:
         key = (r["state"], r["district"], r["block"], r["village"])
@@ -139,6 +164,15 @@ def build_view(
         (r["state"], r["district"], r["block"], r["village"], r["period"]): r
         for r in month_rows
     }
+    # the events of the last days (every village's midnight is after `since`)
+    since = pa.scalar(at - 2 * DAY, pa.timestamp("s", tz="UTC"))
+    late: dict[str, list[dict[str, Any]]] = {}
+    for e in rep.events.filter(pc.greater(rep.events["t"], since)).to_pylist():
+        late.setdefault(e["device"], []).append(e)
+    active: dict[str, list[dict[str, Any]]] = {}
+    for a in view.alerts:
+        if a["active"]:
+            active.setdefault(a["device"], []).append(a)
     for key, rows in sorted(groups.items()):
         vid = village_id(key)
         tz = rows[0].tz
@@ -154,7 +188,7 @@ def build_view(
         yest = dmap.get(today - timedelta(days=1))
         month = by_month.get((*key, f"{today.year}-{today.month:02d}"))
         mean = month["mean_lpcd"] if month else None
-        open_alerts = [a for a in view.alerts if a["active"] and a["device"] in devs]
+        open_alerts = [a for d in devs for a in active.get(d, ())]
         pump = _worst_pump([pumps.get(d) for d in devs])
         status = (
             "silent"
@@ -198,23 +232,8 @@ def build_view(
         }
         view.villages.append(v)
         view.by_id[vid] = v
-        first = today - timedelta(days=DAYS_SHOWN)
-        view.days[vid] = [
-            {
-                "date": d.isoformat(),
-                "lpcd": r["mean_lpcd"],
-                "band": r["quantity"],
-                "litres": r["litres"],
-                "complete": bool(r["days_complete"]),
-                "completeness": r["completeness"],
-                "pump_hours": r["pump_hours"],
-                "lockouts": r["lockouts"],
-                "faults_raised": r["faults_raised"],
-            }
-            for d, r in sorted(dmap.items())
-            if first <= d < today
-        ]
-        view.events[vid] = _today_events(rep, devs, midnight, at)
+        view.days.shown[vid] = (key, today)
+        view.events[vid] = _today_events(late, devs, midnight, at)
         if month:
             view.months.append({k: _jsonable(x) for k, x in month.items()})
     view.devices = _devices(reg, rep, frames, pumps, uploads)
@@ -315,12 +334,20 @@ def litres_so_far(
 
 def _pump_states(rep: Report, at: int) -> dict[str, str]:
     """Device -> the pump's state after its last pump event up to `at`."""
-    out: dict[str, str] = {}
-    ev = rep.events.to_pydict()
-    for dev, t, what in zip(ev["device"], ev["t"], ev["event"], strict=True):
-        if what in PUMP_STATES and t is not None and int(t.timestamp()) <= at:
-            out[dev] = PUMP_STATES[what]  # events are in time order per device
-    return out
+    ev = rep.events
+    upto = pa.scalar(at, pa.int64()).cast(pa.timestamp("s")).cast(ev["t"].type)
+    ev = ev.filter(
+        pc.and_(
+            pc.is_in(ev["event"], pa.array(list(PUMP_STATES))),
+            pc.less_equal(ev["t"], upto),
+        )
+    )
+    devs = ev["device"].to_numpy(zero_copy_only=False)
+    # each device's last one: events are in time order per device
+    _, back = np.unique(devs[::-1], return_index=True)
+    last = (devs.size - 1 - back).tolist()
+    what = ev["event"].take(pa.array(last, pa.int64())).to_pylist()
+    return {str(devs[i]): PUMP_STATES[w] for i, w in zip(last, what, strict=True)}
 
 
 def _worst_pump(states: list[str | None]) -> str | None:
@@ -331,24 +358,24 @@ def _worst_pump(states: list[str | None]) -> str | None:
 
 
 def _today_events(
-    rep: Report, devs: list[str], midnight: int, at: int
+    late: dict[str, list[dict[str, Any]]], devs: list[str], midnight: int, at: int
 ) -> list[dict[str, Any]]:
-    ev = rep.events.to_pylist()
+    """The pump's starts, stops, lockouts and faults of these devices today, in
+    the report's event order. late: the recent events by device."""
     out = []
-    for e in ev:
+    for e in (e for d in devs for e in late.get(d, ())):
         t = int(e["t"].timestamp()) if e["t"] is not None else None
-        if e["device"] in devs and t is not None and midnight < t <= at:
-            if e["event"] in TODAY_EVENTS:
-                out.append(
-                    {
-                        "t": iso(t),
-                        "device": e["device"],
-                        "event": e["event"],
-                        "reason": e["reason"],
-                        "boot": e["boot"],
-                        "seq": e["seq"],
-                    }
-                )
+        if t is not None and midnight < t <= at and e["event"] in TODAY_EVENTS:
+            out.append(
+                {
+                    "t": iso(t),
+                    "device": e["device"],
+                    "event": e["event"],
+                    "reason": e["reason"],
+                    "boot": e["boot"],
+                    "seq": e["seq"],
+                }
+            )
     return out
 
 

@@ -82,10 +82,11 @@ class DashboardServer(ThreadingHTTPServer):
         live: Live,
         users: dict[str, User],
         tls: ssl.SSLContext | None = None,
+        sessions: Sessions | None = None,
     ):
         super().__init__(addr, Handler)
         self.live, self.users, self.tls = live, users, tls
-        self.sessions = Sessions()
+        self.sessions = sessions or Sessions()
         self.env = templates()
         self.stopping = threading.Event()
         if tls is not None:
@@ -105,6 +106,9 @@ class Handler(BaseHTTPRequestHandler):
     session: Session | None = None
     protocol_version = "HTTP/1.1"
     timeout = 30
+    # the headers and the body go out in separate writes: without this a
+    # kept-alive connection waits out the client's delayed ACK (40 ms) each time
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # pages are not logged; errors are said where they happen
@@ -409,11 +413,16 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def serve(
-    live: Live, users: dict[str, User], listen: str, tls: ssl.SSLContext | None = None
+    live: Live,
+    users: dict[str, User],
+    listen: str,
+    tls: ssl.SSLContext | None = None,
+    sessions: Sessions | None = None,
 ) -> DashboardServer:
-    """Start the View's thread and the server (its own thread); stop with stop()."""
+    """Start the View's thread and the server (its own thread); stop with stop().
+    sessions: kept in a file (sessions_for), else in memory."""
     try:
-        srv = DashboardServer(parse_listen(listen), live, users, tls)
+        srv = DashboardServer(parse_listen(listen), live, users, tls, sessions)
     except OSError as e:
         raise JalkalError(f"cannot listen on {listen}: {e.strerror or e}")
     live.start()

@@ -1,17 +1,30 @@
-"""Login sessions, kept in the server's memory: a random 256-bit id in an HttpOnly,
-SameSite=Strict cookie (Secure over https), an absolute expiry, and a per-session
-CSRF token every POST must carry in a hidden field. A browser that has not logged
-in gets a session without a user, so the login form is CSRF-checked too; logging
-in makes a new id (no session fixation). Failed logins of one name are throttled."""
+"""Login sessions: a random 256-bit id in an HttpOnly, SameSite=Strict cookie
+(Secure over https), an absolute expiry, and a per-session CSRF token every POST
+must carry in a hidden field. A browser that has not logged in gets a session
+without a user, so the login form is CSRF-checked too; logging in makes a new id
+(no session fixation). Failed logins of one name are throttled.
+
+Sessions are found by the SHA-256 of their id, never the id itself: the logged-in
+ones are kept in a file (``<users file>.sessions``, owner-only, written at every
+login and logout) so that they survive a restart of the dashboard, and a copy of
+that file gives nobody a cookie that works. Expired ones are left out when it is
+read and when it is written."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
+
+from .. import console
+from ..fileio import atomic_write, read_optional
+from ..keys import check_private
 
 COOKIE = "jalkal_session"
 SESSION_S = 8 * 3600  # a login lasts a working day
@@ -35,11 +48,58 @@ class Session:
         )
 
 
+def token_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 class Sessions:
-    def __init__(self) -> None:
+    """The sessions by the hash of their id; path: the file the logged-in ones
+    are kept in (None: memory only)."""
+
+    def __init__(self, path: str | Path | None = None, check: bool = True) -> None:
         self.lock = threading.Lock()
         self.all: OrderedDict[str, Session] = OrderedDict()
         self.fails: dict[str, list[float]] = {}
+        self.path = Path(path) if path is not None else None
+        self.check = check
+        if self.path is not None:
+            self.load()
+
+    def load(self) -> None:
+        assert self.path is not None
+        # whoever can write it could add a session of their own (never read it)
+        if self.check:
+            check_private(self.path, "--insecure-users-file", "sessions file",
+                          "log in as anyone")  # fmt: skip
+        raw = read_optional(self.path)
+        try:
+            doc = json.loads(raw) if raw else {}
+            now = time.time()
+            for h, v in doc.get("sessions", {}).items():
+                if float(v["expires"]) > now and v.get("user"):
+                    self.all[str(h)] = Session(
+                        "", str(v["csrf"]), float(v["expires"]), str(v["user"]),
+                        str(v["role"]),
+                    )  # fmt: skip
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            console.say(f"dashboard: {self.path} is not a sessions file ({e}): "
+                        "everyone logs in again")  # fmt: skip
+            self.all.clear()
+
+    def save(self) -> None:
+        """Write the logged-in sessions (the caller holds the lock)."""
+        if self.path is None:
+            return
+        now = time.time()
+        doc = {
+            "sessions": {
+                h: {"csrf": s.csrf, "expires": s.expires, "user": s.user,
+                    "role": s.role}
+                for h, s in self.all.items() if s.user and s.expires > now
+            }
+        }  # fmt: skip
+        data = json.dumps(doc, indent=1).encode()
+        atomic_write(self.path, lambda f: f.write(data), secret=True)
 
     def new(self, user: str | None = None, role: str | None = None) -> Session:
         s = Session(
@@ -50,24 +110,31 @@ class Sessions:
             role=role,
         )
         with self.lock:
-            self.all[s.id] = s
+            self.all[token_hash(s.id)] = s
             while len(self.all) > MAX_SESSIONS:
                 self.all.popitem(last=False)
+            if user:
+                self.save()
         return s
 
     def get(self, sid: str | None) -> Session | None:
         if not sid:
             return None
+        h = token_hash(sid)
         with self.lock:
-            s = self.all.get(sid)
+            s = self.all.get(h)
             if s is not None and s.expires < time.time():
-                del self.all[sid]
+                del self.all[h]
                 return None
+            if s is not None and not s.id:  # read from the file: the id it showed
+                s.id = sid
             return s
 
     def drop(self, sid: str) -> None:
         with self.lock:
-            self.all.pop(sid, None)
+            s = self.all.pop(token_hash(sid), None)
+            if s is not None and s.user:
+                self.save()
 
     def locked(self, name: str) -> bool:
         now = time.monotonic()
@@ -94,3 +161,8 @@ def cookie_header(s: Session, secure: bool, clear: bool = False) -> str:
     return f"{COOKIE}={value}; Path=/; Max-Age={age}; HttpOnly; SameSite=Strict" + (
         "; Secure" if secure else ""
     )
+
+
+def sessions_for(users: str | Path, insecure: bool = False) -> Sessions:
+    """The sessions of the dashboard with this users file, kept beside it."""
+    return Sessions(Path(str(users) + ".sessions"), check=not insecure)

@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from jkproto import codec as c
+
 from .. import console
 from ..errors import JalkalError
-from ..ingest.store import is_postgres, open_store
+from ..ingest.store import FrameStore, is_postgres, open_store
 from ..registry import Registry
-from ..reports import live
+from ..reports import aggregates, live
 from ..reports.frames import TABLE_COLUMNS
 from ..reports.sources import opened
-from .model import View, build_view, empty_view
+from .model import DAY, View, build_view, empty_view, view_time
 
 COLUMNS = [x for x in TABLE_COLUMNS if x != "status"] + ["csq", "received", "via"]
 POLL_S = 1.0
 REBUILD_S = 60.0  # on the wall clock, "today" and "silent" move with time
+RECENT_S = 3 * 86400  # frames read besides the aggregates: every midnight of today
 
 
 def parse_time(text: str) -> int:
@@ -81,6 +86,104 @@ class StoreReader:
         if self.pg is not None:
             self.pg.close()
 
+    def poll(
+        self, have: int, aged: bool, reg: Registry, now: int | None
+    ) -> View | None:
+        """A new View when the frame count is not `have` (or `aged`), else None."""
+        count, tb = self.read(have)
+        if tb is None and not aged:
+            return None
+        if tb is not None:
+            self.frames = tb
+        return build_view(self.frames, reg, count, now)
+
+    frames: pa.Table | None = None
+
+
+class AggregateReader:
+    """The store through its daily aggregates (reports/aggregates.py): the View
+    from the aggregates and the frames of the last days only.
+
+    `store`: a store this process holds (`jalkal serve --dashboard`), or a
+    PostgreSQL URL (opened read-write, once): the aggregates are kept current
+    there, and a View is built when frames were committed since the last one
+    (the store marks the device-days each batch touched) or another reader
+    refreshed them. A DuckDB file is opened read-only for each read (a
+    `jalkal report --store` may open it meanwhile): a View is built when its
+    frame count changed, with the marked devices computed in memory (`jalkal
+    report --store` and `jalkal serve --dashboard` store them); while a `jalkal
+    serve` holds the file, its snapshot's frames are read (StoreReader)."""
+
+    def __init__(self, where: str, store: FrameStore | None = None):
+        self.where, self.store = where, store
+        self.pg: FrameStore | None = None
+        if store is None and is_postgres(where):
+            try:
+                self.pg = open_store(where)
+            except JalkalError as e:  # a role that may only read: aggregates
+                console.say(f"dashboard: {e}; reading it as it is")  # in memory
+                self.pg = open_store(where, read_only=True)
+        self.frames_path: StoreReader | None = None
+        self.generation: str | None = None  # of the aggregates of the last View
+        if store is None and self.pg is None and not Path(where).is_file():
+            raise JalkalError(f"store {where}: no such file")
+
+    @contextmanager
+    def opened(self) -> Iterator[tuple[FrameStore | None, bool]]:
+        """(the store, whether the aggregates are written in it); None while a
+        `jalkal serve` holds the DuckDB file."""
+        held = self.store or self.pg
+        if held is not None:
+            try:
+                yield held, not held.read_only
+            finally:
+                if held.read_only:  # end its snapshot: the next read sees new frames
+                    pg: Any = held
+                    pg.conn.rollback()
+            return
+        if live.find(self.where) is not None:
+            yield None, False
+            return
+        with opened(self.where):
+            with open_store(self.where, read_only=True) as st:
+                yield st, False
+
+    def poll(
+        self, have: int, aged: bool, reg: Registry, now: int | None
+    ) -> View | None:
+        with self.opened() as (st, write):
+            if st is None:  # a server holds the file: its snapshot's frames
+                self.frames_path = self.frames_path or StoreReader(self.where)
+                return self.frames_path.poll(have, aged, reg, now)
+            self.frames_path = None
+            if write:
+                marked, gen = aggregates.changes(st)
+                if have >= 0 and not aged and not marked and gen == self.generation:
+                    return None
+            else:
+                count = st.count()
+                if count == have and not aged:
+                    return None
+            rep, stored = aggregates.report(st, reg, write=write)
+            if write:
+                self.generation = aggregates.changes(st)[1]
+            cols = ", ".join(f'"{c}"' for c in COLUMNS)
+            at = view_time(rep, now)
+            tb = aggregates.Db(st).read(
+                f"SELECT {cols} FROM frames WHERE kind = {c.BOOT} OR t >= ? "
+                "OR received > ? ORDER BY device, boot, seq",
+                [at - RECENT_S, datetime.fromtimestamp(at - DAY, timezone.utc)
+                 .replace(tzinfo=None)],
+            )  # fmt: skip
+        count = sum(int(u.get("frames", 0)) for u in stored.values())
+        return build_view(tb, reg, count, now, rep=rep, stored=stored)
+
+    def close(self) -> None:
+        if self.pg is not None:
+            self.pg.close()
+        if self.frames_path is not None:
+            self.frames_path.close()
+
 
 class Live:
     """The current View, rebuilt by a thread; `wait(version)` blocks until a
@@ -88,7 +191,7 @@ class Live:
 
     def __init__(
         self,
-        reader: StoreReader,
+        reader: StoreReader | AggregateReader,
         reg: Registry,
         as_of: str = "now",
         poll_s: float = POLL_S,
@@ -102,7 +205,7 @@ class Live:
         self.error: str | None = None
         self.stopping = threading.Event()
         self.view: View = empty_view(reg, self.now())
-        self.frames: pa.Table | None = None
+        self.built = False
         self.thread: threading.Thread | None = None
 
     def now(self) -> int | None:
@@ -112,13 +215,13 @@ class Live:
 
     def refresh(self) -> bool:
         """Read the store once; True when the View changed."""
-        count, tb = self.reader.read(self.view.count if self.frames is not None else -1)
         aged = self.as_of == "now" and time.time() - self.view.now >= self.rebuild_s
-        if tb is None and not aged:
+        view = self.reader.poll(
+            self.view.count if self.built else -1, aged, self.reg, self.now()
+        )
+        if view is None:
             return False
-        if tb is not None:
-            self.frames = tb
-        view = build_view(self.frames, self.reg, count, self.now())
+        self.built = True
         with self.cond:
             self.view = view
             self.version += 1

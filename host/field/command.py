@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..console import plural, say
 from ..errors import JalkalError
-from . import broker, deploy, doctor, flash, monitor, provision, pull
+from . import broker, calibrate, deploy, doctor, flash, monitor, provision, pull
 from .board import connect, find_port, serial_ports
 
 
@@ -68,6 +69,31 @@ def ports_cmd(show_all: bool) -> None:
 
 
 # --- provision ----------------------------------------------------------------
+SENSOR_OPTIONS = (  # the sensors and their calibration (calibrate.py)
+    ("--bore", {"metavar": "K=V,...", "help": "Borewell transducer: in (adc, ads0-"
+                "ads3), range_m, install_m, intake_m, ... (docs/sensors.md)."}),
+    ("--tank", {"metavar": "K=V,...", "help": "Tank level: in (sonar, adc, ads0-ads3)"
+                ", height_m, diameter_m or shape=rect,length_m,width_m, mount_mm."}),
+    ("--ph-in", {"metavar": "IN", "help": "The pH board's input (adc, ads0-ads3)."}),
+    ("--ph-cal", {"multiple": True, "metavar": "MV=PH",
+                  "help": "A pH buffer's reading, twice: --ph-cal 2500=7.00 ..."}),
+    ("--ec-in", {"metavar": "IN", "help": "The EC board's input (adc, ads0-ads3)."}),
+    ("--ec-cal", {"multiple": True, "metavar": "MV=USCM",
+                  "help": "An EC standard's reading = its uS/cm at 25 C, twice."}),
+    ("--cal-temp", {"type": float, "metavar": "C",
+                    "help": "The buffers' or standards' temperature [pH: 25]."}),
+    ("--tds-factor", {"type": float, "metavar": "K", "help": "TDS = K x EC25."}),
+    ("--ct-ratio", {"type": float, "metavar": "A_PER_V",
+                    "help": "The motor's CT, amps per volt (SCT-013-030: 30)."}),
+    ("--motor-aux", {"is_flag": True, "help": "The motor's auxiliary contact."}),
+    ("--cal-date", {"metavar": "YYYY-MM-DD", "help": "Calibrated on [today]."}),
+)  # fmt: skip
+
+
+def sensor_options(f: Any) -> Any:
+    for name, kw in reversed(SENSOR_OPTIONS):
+        f = click.option(name, **kw)(f)
+    return f
 
 
 @click.command("provision")
@@ -152,6 +178,7 @@ def ports_cmd(show_all: bool) -> None:
     help="Add the device's MQTT login to the broker's password file in DIR "
     "(made by `jalkal broker`).",
 )
+@sensor_options
 def provision_cmd(
     board: str,
     village: str,
@@ -176,6 +203,7 @@ def provision_cmd(
     force: bool,
     mosquitto: str | None,
     server_cert: str | None,
+    **sensors: Any,
 ) -> None:
     """Make a device id and key, write the board's config.json, and add the device
     to the keys file and the village registry.
@@ -206,6 +234,7 @@ def provision_cmd(
         force=force,
         mosquitto=Path(mosquitto) if mosquitto else None,
         server_cert=Path(server_cert) if server_cert else None,
+        calibration=calibrate.Calibration(tz=tz, **sensors),
     )
     click.echo(provision.summary(req, provision.provision(req)))
 

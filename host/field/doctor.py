@@ -4,8 +4,7 @@ Everything is read, nothing is changed: the firmware is stopped with Ctrl-C for 
 checks and started again by a soft reset at the end. The pump relay is switched only
 with --test-relay (and only while the dry-run switch reads safe). A check that cannot
 be made on this board (no `machine.UART` on the virtual board, no uplink configured)
-shows "–" and why, never a ✓. The exit status is 1 when any check is ✗.
-"""
+shows "–" and why, never a ✓. The exit status is 1 when any check is ✗."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from jkproto import objects as ob
 
 from ..console import duration, plural, visible
 from ..errors import JalkalError
-from . import deploy, layout, pull
+from . import deploy, doctor_sensors, layout, pull
 from .board import Board
 from .doctor_board import DOCTOR_HELPERS, relay_pulse, set_rtc
 
@@ -57,6 +56,8 @@ class Doctor:
         self.machine = False
         self.frames: list[dict[str, Any]] = []
 
+    sensors = doctor_sensors.sensors  # a line per sensor (doctor_sensors.py)
+
     def add(self, name: str, status: str, detail: str, fix: str = "") -> None:
         self.checks.append(Check(name, status, detail, fix))
 
@@ -64,7 +65,7 @@ class Doctor:
         steps = (
             self.micropython, self.heap, self.config, self.firmware, self.sd,
             self.flash, self.clock, self.modem, self.upload, self.switches,
-            self.meters,
+            self.meters, self.sensors,
         )  # fmt: skip
         for step in steps:
             try:

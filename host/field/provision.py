@@ -25,7 +25,7 @@ from ..errors import JalkalError
 from ..fileio import read_optional
 from ..keys import parse_keys
 from ..registry import DEFAULT_TZ, OPTIONAL, REQUIRED, check_tz, parse_villages
-from . import broker, tlspin
+from . import broker, calibrate, tlspin
 
 BLANK_DEVICE = "00000000"  # the firmware's default id: a board with no config
 PUMP_KEYS = (
@@ -69,6 +69,7 @@ class Request:
     force: bool = False
     server_cert: Path | None = None  # https/mqtts: the certificate pinned (tlspin)
     mosquitto: Path | None = None  # `jalkal broker`'s folder: add the MQTT login
+    calibration: calibrate.Calibration | None = None  # sensors (calibrate.py)
 
 
 @dataclass
@@ -163,7 +164,7 @@ def build_config(req: Request, device: str, key: bytes) -> tuple[dict, list[str]
     """The raw config.json for the board (checked by the firmware's validator) and
     notes for the summary. Only keys the firmware knows are written."""
     fw = _fw_config()
-    known: dict[str, Any] = dict(fw.DEFAULTS)
+    known: dict[str, Any] = {**fw.DEFAULTS, **calibrate.defaults()}  # + sensors
     b = _board(req.board)
     notes: list[str] = []
     raw: dict[str, Any] = {
@@ -238,6 +239,8 @@ def build_config(req: Request, device: str, key: bytes) -> tuple[dict, list[str]
             )
         raw[k] = v
     notes += filter(None, [tlspin.pin(raw, known, req.server_cert)])
+    if req.calibration is not None:  # the sensors: kept, then the options applied
+        calibrate.apply(req.calibration, raw, req.out, device)
     _cfg, bad = fw.validate(raw)
     if bad:
         parts = [
@@ -246,6 +249,7 @@ def build_config(req: Request, device: str, key: bytes) -> tuple[dict, list[str]
         raise JalkalError(
             "the firmware would refuse these config.json values: "
             + ", ".join(parts)
+            + "".join(f" ({why})" for why in calibrate.explain(raw, bad))
             + "; nothing written"
         )
     return raw, notes
@@ -521,7 +525,7 @@ def summary(req: Request, r: ProvisionResult) -> str:
     ]
     if radio:
         lines.append("  " + "; ".join(radio))
-    lines += [f"  note: {n}" for n in r.notes]
+    lines += calibrate.summary(c) + [f"  note: {n}" for n in r.notes]
     lines.append(f"next: jalkal deploy --port PORT --config {r.config_path}")
     lines.append("      (a board without MicroPython: jalkal flash --port PORT first)")
     return "\n".join(lines)

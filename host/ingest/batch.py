@@ -57,6 +57,9 @@ from .guard import Throttle, Throttled, retry_after
 from .signer import FastSigner, check_macs, decoy_macs
 
 SCHEMA_VERSION = "2"
+# the device-days each committed batch touched (store.py, pgstore.py): what
+# reports/aggregates.py recomputes
+TOUCHED = "jalkal_touched"
 MAX_BODY = 256 * 1024  # bytes per upload batch (HTTP body or MQTT payload)
 _HEAD = [
     ("device", pa.uint32()), ("boot", pa.uint16()), ("seq", pa.uint16()),
@@ -162,7 +165,7 @@ class FrameStore:
     def table(self, columns: list[str] | None = None) -> pa.Table:
         """Stored frames ordered by (device, boot, seq): the order a device wrote
         them, which is the stream order of its SD log."""
-        cols = ", ".join(quote(x) for x in columns) if columns else "*"
+        cols = ", ".join(quote(x) for x in columns or SCHEMA.names)
         return self.query(f"SELECT {cols} FROM frames ORDER BY device, boot, seq")
 
     def raw_stream(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -117,6 +118,7 @@ def serve_cmd(
     mqtt_session_expiry: int | None,
     log_format: str,
     verbose: int,
+    attach: Any = None,  # serve.run's attach (jalkal/command.py: --dashboard)
 ) -> None:
     """Ingest server: frames over HTTP and MQTT into an exactly-once DuckDB store.
 
@@ -139,7 +141,7 @@ def serve_cmd(
               tls_cert=tls_cert, tls_key=tls_key,
               insecure_keys_file=insecure_keys_file, keys_poll=keys_poll,
               log_format=log_format, mqtt_share=mqtt_share,
-              mqtt_session_expiry=mqtt_session_expiry)  # fmt: skip
+              mqtt_session_expiry=mqtt_session_expiry, attach=attach)  # fmt: skip
 
 
 # --- replay -------------------------------------------------------------------

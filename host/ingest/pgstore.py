@@ -23,6 +23,9 @@ of a reader sees one snapshot, while the workers keep writing."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import threading
 from contextlib import suppress
 from typing import Any
@@ -38,6 +41,7 @@ from .batch import (
     NOT_NULL,
     SCHEMA,
     SCHEMA_VERSION,
+    TOUCHED,
     FrameStore,
     Prepared,
     frame_keys,
@@ -90,7 +94,50 @@ def create_sql() -> list[str]:
         f"INSERT INTO {NS}.jalkal_meta VALUES ('schema_version', '{SCHEMA_VERSION}')",
         f"CREATE TABLE {NS}.frames (\n  " + ",\n  ".join(cols)
         + ",\n  PRIMARY KEY (device, boot, seq)\n)",
+        *touched_sql(),
     ]  # fmt: skip
+
+
+def touched_sql() -> list[str]:
+    """The device-days each batch touched (as store.touched_sql)."""
+    return [
+        f"CREATE SEQUENCE IF NOT EXISTS {NS}.{TOUCHED}_batch",
+        f"CREATE TABLE IF NOT EXISTS {NS}.{TOUCHED} (device bigint NOT NULL, day date "
+        "NOT NULL, batch bigint NOT NULL, PRIMARY KEY (device, day))",
+    ]
+
+
+MARK_SQL = (
+    f"INSERT INTO {NS}.{TOUCHED} (device, day, batch) SELECT d, day, "
+    f"nextval('{NS}.{TOUCHED}_batch') FROM (SELECT DISTINCT d, coalesce(ts::date, "
+    "date '1970-01-01') AS day FROM unnest(%s::bigint[], %s::timestamp[]) AS r(d, ts) "
+    "ORDER BY 1, 2) x ON CONFLICT (device, day) DO UPDATE SET batch = EXCLUDED.batch"
+)
+
+
+COUNTS = "frame_counts"  # rows stored, one row per writing process: count() sums it
+COUNT_SQL = (
+    f"INSERT INTO {NS}.{COUNTS} AS c (writer, n) VALUES (%s, %s) "
+    "ON CONFLICT (writer) DO UPDATE SET n = c.n + EXCLUDED.n"
+)
+
+
+def counts_sql(made: bool) -> list[str]:
+    """The frame count kept beside the frames (count(*) reads every row: seconds at
+    100 M): each writer adds what it inserted to its own row in the batch's
+    transaction (no two workers wait on one row), so the sum is exact in every
+    snapshot. A store without the table gets it seeded with count(*) once; at each
+    read-write open the rows are folded into one (a live writer's next batch makes
+    its row again). Under the advisory lock of _check_schema."""
+    out = [] if made else [
+        f"CREATE TABLE {NS}.{COUNTS} (writer text PRIMARY KEY, n bigint NOT NULL)",
+        f"INSERT INTO {NS}.{COUNTS} SELECT 'base', count(*) FROM {NS}.frames",
+    ]  # fmt: skip
+    return out + [
+        f"WITH gone AS (DELETE FROM {NS}.{COUNTS} WHERE writer <> 'base' RETURNING n) "
+        f"UPDATE {NS}.{COUNTS} SET n = n + (SELECT coalesce(sum(n), 0) FROM gone) "
+        "WHERE writer = 'base'",
+    ]
 
 
 def key_ranges(keys: np.ndarray) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -119,12 +166,16 @@ class PgStore(FrameStore):
         self.lock = threading.RLock()
         self.conn: Any = None
         self.duck: Any = None
+        self.duck_dir: Any = None  # the temporary folder of con's DuckDB file
+        self.counted = False
+        self.namespace = NS
+        self.writer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.set_keys(keys or {})
         self.connect()
         try:
             self._check_schema()
             if not read_only:
-                d, b = self._distinct_boots()
+                d, b = self.distinct_boots()
                 self.boots.load(d, b)
         except BaseException:
             self.close()
@@ -198,6 +249,9 @@ class PgStore(FrameStore):
             if self.duck is not None:
                 self.duck.close()
                 self.duck = None
+            if self.duck_dir is not None:
+                self.duck_dir.cleanup()
+                self.duck_dir = None
 
     # --- schema -----------------------------------------------------------------
 
@@ -235,6 +289,10 @@ class PgStore(FrameStore):
                     for sql in create_sql():
                         cur.execute(sql)
                 self._version(cur)
+                if not self.read_only:  # a store made before the marks gets them
+                    for sql in touched_sql() + counts_sql(COUNTS in tables):
+                        cur.execute(sql)
+                self.counted = COUNTS in tables or not self.read_only
             if self.read_only:
                 self.conn.rollback()
         except psycopg.Error as e:
@@ -291,8 +349,12 @@ class PgStore(FrameStore):
         return rows, names
 
     def count(self) -> int:
-        rows, _ = self._fetch(f"SELECT count(*) FROM {NS}.frames")
-        return int(rows[0][0])
+        """The frames stored (exact, in this connection's snapshot)."""
+        if self.counted:
+            rows, _ = self._fetch(f"SELECT sum(n) FROM {NS}.{COUNTS}")
+        else:  # an older store opened read-only: it has no count kept
+            rows, _ = self._fetch(f"SELECT count(*) FROM {NS}.frames")
+        return int(rows[0][0] or 0)
 
     def ping(self) -> None:
         """Raise if the store does not answer (GET /healthz: cheap, unlike count
@@ -312,20 +374,27 @@ class PgStore(FrameStore):
 
     @property
     def con(self) -> Any:
-        """A DuckDB connection with this reader's snapshot of ``frames`` in memory,
-        for DuckDB SQL over the store (the Parquet export's COPY)."""
+        """A DuckDB connection with this reader's snapshot of ``frames`` in a
+        temporary DuckDB file, for DuckDB SQL over the store (the Parquet export's
+        COPY); filled a group of devices at a time (pgread.py)."""
         if self.duck is None:
-            import duckdb
+            from .pgread import to_duckdb
 
-            self.duck = duckdb.connect()
-            self.duck.register("frames", self.table())
+            self.duck, self.duck_dir = to_duckdb(self)
         return self.duck
 
     @con.setter
     def con(self, value: Any) -> None:
         self.duck = value
 
-    def _distinct_boots(self, devices: list[int] | None = None) -> tuple[Any, Any]:
+    def frames_since(self, when: str, unit: str) -> pa.Table:
+        """The frames of every (device, day or month) with a frame received at or
+        after `when`, read in PostgreSQL (export --since: not the whole store)."""
+        from .pgread import since
+
+        return since(self, when, unit)
+
+    def distinct_boots(self, devices: list[int] | None = None) -> tuple[Any, Any]:
         """Every distinct (device, boot): a skip scan of the primary key."""
         only = "AND device = ANY(%s)" if devices is not None else ""
         tb = self.query(
@@ -410,5 +479,10 @@ class PgStore(FrameStore):
             "ON CONFLICT DO NOTHING RETURNING device, boot, seq",
             arrays,
         ).fetchall()
+        self.conn.execute(  # the device-days it touched, in the batch's transaction
+            MARK_SQL, [arrays[SCHEMA.names.index(x)] for x in ("device", "ts")]
+        )
+        if got:  # the count, in the same transaction
+            self.conn.execute(COUNT_SQL, [self.writer, len(got)])
         went = {(d << 32) | (b << 16) | s for d, b, s in got}
         return np.array([x in went for x in k.tolist()], bool)

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from .log import Log, say
 from .metrics import Metrics
 from .mqttsub import DEFAULT_CLIENT_ID, Login, MqttIngest, parse_mqtt_url
 from .snapshot import Access, publish, withdraw
-from .store import MAX_BODY, open_store
+from .store import MAX_BODY, FrameStore, open_store
 
 
 def run(
@@ -57,11 +58,14 @@ def run(
     log_format: str = "text",
     mqtt_share: str | None = None,
     mqtt_session_expiry: int | None = None,
+    attach: Callable[[FrameStore], Callable[[], None]] | None = None,
 ) -> None:
     """`jalkal serve`: the store, the HTTP server and the MQTT subscriber, until
     SIGTERM or SIGINT; the URLs served are printed first (one a line). The keys
     file is read again when it changes (every keys_poll seconds; 0: only on
-    SIGHUP) and on SIGHUP (keywatch.py)."""
+    SIGHUP) and on SIGHUP (keywatch.py). attach(store): more to run on the open
+    store (`serve --dashboard`: jalkal/command.py), started once the server
+    listens; it returns what stops it."""
     if not insecure_keys_file:  # an open keys file is refused, as ssh does
         check_private(keys)
         if tls_key:
@@ -84,6 +88,7 @@ def run(
     metrics = new_metrics(log)
     new_store = not Path(store_path).exists()
     httpd = st = mq = watch = None
+    detach: Callable[[], None] | None = None
     serving = False
     stop = threading.Event()
     access: Access | None = None  # reports' snapshot: token and sidecar file
@@ -148,9 +153,13 @@ def run(
         if hasattr(signal, "SIGHUP"):  # read the keys file again
             signal.signal(signal.SIGHUP, lambda signum, frame: hup())
         watch.start()
+        if attach is not None:
+            detach = attach(st)
         while not stop.wait(1.0):
             pass
     finally:
+        if detach is not None:
+            detach()
         withdraw(access)  # the sidecar first: readers stop coming
         if watch is not None:
             watch.stop()

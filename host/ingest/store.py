@@ -4,12 +4,14 @@ the back-end from what ``--store`` names.
 
 One table, ``frames``: the frame's bytes (``frame``) beside its decoded header and
 payload columns (the columns of ``jalkal.bulk.decode``, which does all the parsing),
-with PRIMARY KEY (device, boot, seq); ``jalkal_meta`` holds the schema version. The
-decisions per frame are batch.py's, alike for both back-ends. DuckDB writes the
-commit to its write-ahead log and calls fdatasync before COMMIT returns, so a frame
-acknowledged after ``ingest`` returns survives a crash of the server right after
-the ack (tested with kill -9 in tests/test_serve.py). DuckDB lets one process open
-the file; PostgreSQL takes several `jalkal serve` processes and readers at once."""
+unique on (device, boot, seq) through ``frame_key``, the three packed in one column
+whose index answers the per-batch look-ups; ``jalkal_meta`` holds the schema
+version. The decisions per frame are batch.py's, alike for both back-ends. DuckDB
+writes the commit to its write-ahead log and calls fdatasync before COMMIT returns,
+so a frame acknowledged after ``ingest`` returns survives a crash of the server
+right after the ack (tested with kill -9 in tests/test_serve.py). DuckDB lets one
+process open the file; PostgreSQL takes several `jalkal serve` processes and
+readers at once."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from .batch import (
     NOT_NULL,
     SCHEMA,
     SCHEMA_VERSION,
+    TOUCHED,
     FrameStore,
     Prepared,
     frame_keys,
@@ -47,6 +50,12 @@ _DUCK_TYPES = {
     pa.timestamp("s"): "TIMESTAMP",
 }  # fmt: skip
 _DAMAGED = ("not a valid DuckDB database", "Corrupt database", "Could not read enough")
+# The frame key as one column with its own index: DuckDB answers an equality on a
+# one-column index from the index (an ART look-up), while an equality on the three
+# columns of a composite key, a join or an IN list scans the whole table (60 ms at
+# 100 M frames). A store made before this column gets it when opened read-write.
+KEY_SQL = "(device::UBIGINT << 32) | (boot::UBIGINT << 16) | seq::UBIGINT"
+INDEXED_MAX = 128  # keys looked up through the index; a larger set is one scan
 
 
 def is_postgres(where: str | Path) -> bool:
@@ -74,8 +83,26 @@ def create_sql() -> str:
     return (
         "CREATE TABLE IF NOT EXISTS frames (\n  "
         + ",\n  ".join(cols)
-        + ",\n  PRIMARY KEY (device, boot, seq)\n)"
+        + ",\n  frame_key UBIGINT PRIMARY KEY\n)"
     )
+
+
+def touched_sql() -> list[str]:
+    """The marks of the device-days each batch touched (reports/aggregates.py
+    recomputes those devices' daily aggregates): (device, UTC date of ts, or
+    1970-01-01 for a frame without a clock), batch: a new number at every mark."""
+    return [
+        f"CREATE SEQUENCE IF NOT EXISTS {TOUCHED}_batch",
+        f"CREATE TABLE IF NOT EXISTS {TOUCHED} (device UINTEGER NOT NULL, day DATE "
+        "NOT NULL, batch BIGINT NOT NULL, PRIMARY KEY (device, day))",
+    ]
+
+
+MARK_SQL = (
+    f"INSERT INTO {TOUCHED} SELECT device, day, nextval('{TOUCHED}_batch') FROM "
+    "(SELECT DISTINCT device, coalesce(CAST(ts AS DATE), DATE '1970-01-01') AS day "
+    "FROM jalkal_rows) ON CONFLICT (device, day) DO UPDATE SET batch = excluded.batch"
+)
 
 
 def _open_error(path: Path, e: Exception) -> JalkalError:
@@ -161,8 +188,35 @@ class Store(FrameStore):
                 [SCHEMA_VERSION],
             )
             self.con.execute(create_sql())
+            for sql in touched_sql():
+                self.con.execute(sql)
             self.con.execute("COMMIT")
         self._check_schema()
+        self._key_column()
+
+    def _key_column(self) -> None:
+        """A store made before the frame_key column gets it, filled, then a unique
+        index on it (its PRIMARY KEY (device, boot, seq) stays as it is). Two
+        transactions, as DuckDB builds no index over rows updated in its own; each
+        step is skipped when done, so a stop between them is finished next time."""
+        have = self.con.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'frames' AND column_name = 'frame_key'"
+        ).fetchall()[0][0]
+        indexed = self.con.execute(
+            "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'frames' "
+            "AND index_name = 'frames_key') + (SELECT count(*) FROM "
+            "duckdb_constraints() WHERE table_name = 'frames' AND constraint_type = "
+            "'PRIMARY KEY' AND list_contains(constraint_column_names, 'frame_key'))"
+        ).fetchall()[0][0]
+        with self.lock:
+            if not have:
+                self.con.execute("BEGIN")
+                self.con.execute("ALTER TABLE frames ADD COLUMN frame_key UBIGINT")
+                self.con.execute(f"UPDATE frames SET frame_key = {KEY_SQL}")
+                self.con.execute("COMMIT")
+            if not indexed:
+                self.con.execute("CREATE UNIQUE INDEX frames_key ON frames (frame_key)")
 
     def _version(self) -> str | None:
         import duckdb
@@ -280,6 +334,10 @@ class Store(FrameStore):
         return b["device"].to_numpy(), b["boot"].to_numpy()
 
     def _at(self, keys: np.ndarray, cols: str) -> pa.Table:
+        if 0 < keys.size <= INDEXED_MAX:  # one index look-up per key
+            one = f"SELECT {cols} FROM frames f WHERE frame_key = ?"
+            sql = " UNION ALL ".join([one] * keys.size)
+            return self._arrow(sql, keys.tolist())
         d, b, s = split_keys(keys)
         want = pa.table({"device": d, "boot": b, "seq": s})
         self.con.register("jalkal_want", want)
@@ -310,7 +368,11 @@ class Store(FrameStore):
         try:
             self.con.execute("BEGIN")
             try:
-                self.con.execute("INSERT INTO frames BY NAME SELECT * FROM jalkal_rows")
+                self.con.execute(
+                    f"INSERT INTO frames BY NAME SELECT *, {KEY_SQL} AS frame_key "
+                    "FROM jalkal_rows"
+                )
+                self.con.execute(MARK_SQL)  # the device-days it touched, in its txn
                 self.con.execute("COMMIT")
             except BaseException:
                 with suppress(Exception):  # a failed COMMIT has ended it

@@ -30,8 +30,11 @@ import pyarrow as pa
 from ..registry import Village, zone
 from .daily import NON_LPCD
 from .periods import Report, village_day
+from .sensor_alerts import KINDS as SENSOR_KINDS
+from .sensor_alerts import sensor_alerts
 
-KINDS = ("open_fault", "low_supply", "silent", "night_flow", "lockouts", "implausible")
+KINDS = ("open_fault", "low_supply", "silent", "night_flow", "lockouts", "implausible",
+         *SENSOR_KINDS)  # fmt: skip
 LOCKOUTS = 4  # lockouts within LOCKOUT_DAYS that make an alert (docs/reports.md)
 LOCKOUT_DAYS = 1.0
 LOCKOUT_EVENT = 7  # jkproto event `lockout`: a dry-run (or no-flow) lockout entered
@@ -84,8 +87,10 @@ def alerts(
     night_nights: int = 3,
     lockouts: int = LOCKOUTS,
     lockout_days: float = LOCKOUT_DAYS,
+    **sensors: Any,
 ) -> pa.Table:
-    """Every episode, ALERT_COLUMNS; active ones first, then by kind and since."""
+    """Every episode, ALERT_COLUMNS; active ones first, then by kind and since.
+    sensors: the options of sensor_alerts.sensor_alerts (table_weeks, ...)."""
     now = as_of_time(rep, as_of)
     rows: list[dict[str, Any]] = []
     rows += _faults(rep, now, fault_days)
@@ -94,6 +99,9 @@ def alerts(
     rows += _night(rep, now, night_lpph, night_nights)
     rows += _lockouts(rep, now, lockouts, lockout_days)
     rows += _implausible(rep, now)
+    rows += sensor_alerts(
+        rep, now, lambda d, t: _where(_row_for(rep, d, t), d), _episode, **sensors
+    )
     rows.sort(key=lambda r: (not r["active"], KINDS.index(r["kind"]), r["since"] or 0))
     cols = {k: [r.get(k) for r in rows] for k in ALERT_COLUMNS}
     return pa.table(cols, schema=ALERT_SCHEMA)

@@ -18,7 +18,8 @@ from ..decode.streams import problems_line
 from ..errors import JalkalError
 from ..fileio import check_target
 from ..registry import Registry, load_registry
-from . import plots
+from . import aggregates, plots, sensor_plots
+from . import sensor_alerts as sa
 from .alerts import LOCKOUT_DAYS, LOCKOUTS, alerts
 from .alerts import to_text as alerts_text
 from .daily import DailyResult
@@ -28,6 +29,7 @@ from .periods import build, periods
 from .plausible import DEFAULT_MAX_FLOW_M3H
 from .quality import load_quality
 from .render import emit, to_csv, to_json, to_table, to_text, write_text
+from .sensor_view import daily_text, period_text
 from .since import export_since
 from .sources import load_store, read_sources
 
@@ -60,12 +62,14 @@ def run(
     dask: str | None = None,
     html: str | None = None,
     max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
+    **sensors: float,
 ) -> DailyResult:
     """`jalkal report`: decode (or load from a store), compute, print; warnings go
     to err. Daily rows by default; --period: period rows (periods.periods);
     --alerts: the escalation list (alerts.alerts). output: write there instead
     of `out` (needed for parquet). max_flow_m3h: the supply meters' maximum
-    flow; an interval above it is not counted (plausible.py). Raises
+    flow; an interval above it is not counted (plausible.py). sensors: the
+    sensor alerts' options (sensor_alerts.sensor_alerts). Raises
     JalkalError, saying why, when no day could be reported."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -116,19 +120,29 @@ def run(
         )
         stats = ob.new_stats()
     else:
-        if store:
+        got = None
+        if store and not (show_alerts or plot or html):  # the daily aggregates
+            got = aggregates.from_store(
+                store, reg, max_flow_m3h, lambda ln: print(f"report: {ln}", file=err),
+                detail=not period,
+            )  # fmt: skip
+        if got is not None:
+            rep, present = got[0], set(got[1])
+            stats = ob.new_stats()
+        elif store:
             table = load_store(store, lambda ln: print(f"report: {ln}", file=err))
             stats = ob.new_stats()
             if table.num_rows == 0:
                 raise JalkalError(f"store {store} holds no frames: nothing to report")
             devs = table.column("device").unique().to_pylist()
             present = {ob.device_str(d) for d in devs}
+            rep = build(table, reg, max_flow_m3h)
         else:
             src = read_sources(paths, keys)
             table, stats, present = src.table, src.stats, src.devices
             lines += src.notes
             explained = src.explained
-        rep = build(table, reg, max_flow_m3h)
+            rep = build(table, reg, max_flow_m3h)
     res = rep.result
     lines += _left_out(res, reg, present, explained)
     decoded = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
@@ -148,7 +162,7 @@ def run(
         tb = periods(
             rep.days, period, by, min_complete=min_complete, quality=qual, registry=reg
         )
-        emit(tb, "periods", fmt, out, output, lambda: to_text(tb, by))
+        emit(tb, "periods", fmt, out, output, lambda: to_text(tb, by) + period_text(tb))
     elif show_alerts:
         tb = alerts(
             rep,
@@ -160,6 +174,7 @@ def run(
             night_nights=night_nights,
             lockouts=lockouts,
             lockout_days=lockout_days,
+            **sensors,
         )
         emit(tb, "alerts", fmt, out, output, lambda: alerts_text(tb))
     elif fmt == "parquet":
@@ -172,11 +187,12 @@ def run(
             if fmt == "csv"
             else to_table(res.days, reg)
         )
-        write_text(text, out, output)
+        write_text(daily_text(text, fmt, res.detail), out, output)
     if plot and one_png:  # the daily lpcd plot alone
         plots.daily_lpcd(plots.villages(rep.days), plot)
     elif plot:  # a folder: every plot (reports/plots.py)
         plots.write_plots(rep, plot, by=by, period=period or "day")
+        sensor_plots.write(rep.days, Path(plot))  # with measure frames only
     if html:  # a static page with the tables and plots (reports/html.py)
         if replaced:
             print(
@@ -187,7 +203,7 @@ def run(
         alerts_kw = dict(
             as_of=when, fault_days=fault_days, low_days=low_days,
             silent_days=silent_days, night_lpph=night_lpph, night_nights=night_nights,
-            lockouts=lockouts, lockout_days=lockout_days,
+            lockouts=lockouts, lockout_days=lockout_days, **sensors,
         )  # fmt: skip
         write_html(
             rep, html, period=period or "month", by=by, min_complete=min_complete,
@@ -234,7 +250,8 @@ def _parse_as_of(text: str) -> date | datetime:
 
 
 ALERT_OPTIONS = ("as_of", "fault_days", "low_days", "silent_days", "night_lpph",
-                 "night_nights", "lockouts", "lockout_days")  # fmt: skip
+                 "night_nights", "lockouts", "lockout_days", "table_weeks",
+                 "table_fall_m", "quality_days", "sensor_fault_days")  # fmt: skip
 
 
 def _usage(ctx: click.Context, more: dict[str, Any], plot: str | None) -> None:
@@ -268,6 +285,25 @@ def _usage(ctx: click.Context, more: dict[str, Any], plot: str | None) -> None:
             "--quality adds water tests to the JJM class of the --period table "
             "and the --html page; give one of them, or leave --quality out"
         )
+
+
+_SENSOR_OPTIONS = (
+    ("--table-weeks", click.FloatRange(min=1), sa.TABLE_WEEKS,
+     "Water table alert: the trend's window, in weeks."),
+    ("--table-fall-m", click.FloatRange(min=0, min_open=True), sa.TABLE_FALL_M,
+     "Water table alert: the 06:00 depth falling faster than this, m a week."),
+    ("--quality-days", click.IntRange(min=1), sa.QUALITY_DAYS,
+     "Alert on water outside BIS 10500's acceptable limits this many days in a row."),
+    ("--sensor-fault-days", click.FloatRange(min=0, min_open=True),
+     sa.SENSOR_FAULT_DAYS, "Alert on a sensor in fault for this many days."),
+)  # fmt: skip
+
+
+def _sensor_options(f: Any) -> Any:
+    for name, kind, default, text in reversed(_SENSOR_OPTIONS):
+        f = click.option(name, type=kind, default=default, show_default=True,
+                         help=text)(f)  # fmt: skip
+    return f
 
 
 @click.command("report")
@@ -412,6 +448,7 @@ def _usage(ctx: click.Context, more: dict[str, Any], plot: str | None) -> None:
     show_default=True,
     help="Lockouts alert: the window, in days.",
 )
+@_sensor_options
 @click.pass_context
 def report_cmd(
     ctx: click.Context,

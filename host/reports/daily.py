@@ -63,6 +63,7 @@ from jkproto import codec as c
 from jkproto import objects as ob
 
 from ..registry import Registry, Village, as_registry, zone
+from . import measures
 from .frames import Cols, Frames, columns
 from .plausible import DEFAULT_MAX_FLOW_M3H, implausible, intervals
 from .windows import covered, day_index, taint_days
@@ -81,6 +82,7 @@ COLUMNS = (
 DETAIL = (
     "block", "district", "state", "tz", "supply_hours", "supply_start_min",
     "lockouts", "power_off_hours", "faults_raised", "night_min_lph",
+    *measures.DAY_NAMES,
 )  # fmt: skip
 
 RegistryLike: TypeAlias = "Registry | Mapping[str, Any]"
@@ -115,6 +117,8 @@ class DailyResult:
     # reading), from_t (the one before), pulses, litres, m3h, spike, max_m3h
     implausible: list[dict[str, Any]] = field(default_factory=list)
     max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H
+    # sensor fault episodes of the measure frames (measures.fault_spans)
+    sensor_faults: list[dict[str, Any]] = field(default_factory=list)
 
 
 def daily(
@@ -154,26 +158,34 @@ def compute(
         sub = _fix_clock(sub, dev, res)
         _device_timeline(sub, dev, res)
         res.detail.extend(_device_days(sub, rows, res))
-    for dev, n in sorted(res.outside.items()):
-        res.notes.append(
-            f"device {dev}: {n} day(s) of data outside its registry rows' from/to "
-            "dates, not reported"
-        )
+    res.notes.extend(closing_notes(res))
+    res.detail.sort(key=lambda r: (r["village"], r["date"], r["device"]))
+    res.days = [{k: r[k] for k in COLUMNS} for r in res.detail]
+    return res
+
+
+def closing_notes(res: DailyResult) -> list[str]:
+    """The notes after the devices' own: days outside the registry rows, frames
+    placed by a clock frame, frames left unplaced (aggregates.py merges the
+    devices' results and adds these the same way)."""
+    notes = [
+        f"device {dev}: {n} day(s) of data outside its registry rows' from/to "
+        "dates, not reported"
+        for dev, n in sorted(res.outside.items())
+    ]
     if res.placed:
-        res.notes.append(
+        notes.append(
             f"{res.placed} frames logged before the board had a clock were placed "
             "on the timeline from a later clock frame of their boot"
         )
     for u in res.unplaced:
-        res.notes.append(
+        notes.append(
             f"device {u['device']} boot {u['boot']}: {u['frames']} frames "
             f"(seq {u['first_seq']}..{u['last_seq']}, {u['readings']} readings) have "
             "no clock and no later clock frame in their boot: not placed, the days "
             "they may belong to are incomplete"
         )
-    res.detail.sort(key=lambda r: (r["village"], r["date"], r["device"]))
-    res.days = [{k: r[k] for k in COLUMNS} for r in res.detail]
-    return res
+    return notes
 
 
 def _fix_clock(f: Cols, dev: str, res: DailyResult) -> Cols:
@@ -251,6 +263,10 @@ def _device_timeline(f: Cols, dev: str, res: DailyResult) -> None:
                 "value": int(f.value[i]),
             }
         )
+    ms = np.flatnonzero((f.kind == c.MEASURE) & timed)
+    res.sensor_faults += measures.fault_spans(
+        dev, f.t[ms], f.measure[ms, measures.FAULTS]
+    )
 
 
 def _dedup(cols: Cols) -> np.ndarray:
@@ -454,6 +470,8 @@ def _device_days(
     np.minimum.at(night_min, rd[night], lph[night])
     night_ok = (n_night == NIGHT_S // iv_day) & (NIGHT_S % iv_day == 0)
 
+    ms = np.flatnonzero((f.kind == c.MEASURE) & timed)
+    sensed = measures.day_columns(f.t[ms], f.measure[ms], b)
     out: list[dict[str, Any]] = []
     for i in range(nd):
         v = _row_at(rows, dates[i])
@@ -494,6 +512,7 @@ def _device_days(
                 "power_off_hours": round_half_up(Fraction(int(power_off[i]), 3600), 2),
                 "faults_raised": int(raised[i]),
                 "night_min_lph": round(float(night_min[i]), 1) if night_ok[i] else None,
+                **sensed[i],
             }
         )
     return out

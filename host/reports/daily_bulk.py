@@ -42,12 +42,13 @@ from jkproto import codec as c
 from jkproto import objects as ob
 
 from ..registry import Registry, Village, as_registry, zone
-from . import daily, periods
+from . import daily, measures, periods
 from .frames import TABLE_COLUMNS
 from .plausible import BACKWARDS, DEFAULT_MAX_FLOW_M3H, M32, too_fast
 
-# the frame columns the daily table needs (the store's names)
-COLUMNS = [x for x in TABLE_COLUMNS if x != "status"]
+# the frame columns the daily table needs (the store's names; an export is read
+# with these: the measure frame's columns are read only where a table has them)
+COLUMNS = [x for x in TABLE_COLUMNS if x not in ("status", *measures.FRAME_COLUMNS)]
 _POWER = np.array(daily.POWER_RESETS)
 _MAINS = 1 << ob.INPUTS.index("mains")
 _LOCKOUT = ob.EVENTS.index("lockout")
@@ -145,7 +146,9 @@ def days(
     reg = as_registry(registry)
     if frames.num_rows == 0:
         return Days(periods.DAY_SCHEMA.empty_table())
-    frames = frames.select(COLUMNS)
+    frames = frames.select(
+        measures.present([*COLUMNS, *measures.FRAME_COLUMNS], frames.column_names)
+    )
     dev = _np(frames, "device")
     boot = _np(frames, "boot")
     seq = _np(frames, "seq")
@@ -437,6 +440,9 @@ class _Regular:
                 pa.float64(),
             ),
         }
+        ism = np.flatnonzero((kind == c.MEASURE) & regular[di])
+        sens = measures.bulk_columns(frames, ism, di[ism], t[ism], day_of, b0, total)
+        cols.update({k: a.take(pa.array(sel)) for k, a in sens.items()})
         return pa.table(cols, schema=periods.DAY_SCHEMA)
 
 

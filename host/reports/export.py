@@ -45,7 +45,7 @@ import pyarrow as pa
 from ..console import progress
 from ..errors import JalkalError
 from ..registry import Registry
-from . import daily, daily_bulk, periods
+from . import daily, daily_bulk, measures, periods
 from .plausible import DEFAULT_MAX_FLOW_M3H
 from .sources import opened, store_snapshot
 
@@ -268,20 +268,21 @@ def load_duckdb(root: str | Path, devices: Sequence[str] | None = None) -> pa.Ta
     want = have if devices is None else sorted(set(have) & {d.lower() for d in devices})
     if not want:
         return _empty()
-    cols = ", ".join(f'"{c}"' for c in daily_bulk.COLUMNS if c != "device")
     # the files of each device in date order: DuckDB keeps the order of a list
     # (no sort of every row); the order is checked below and fixed if need be
-    files = [
-        sql_path(p)
+    paths = [
+        p
         for d in want
         for p in sorted(
             Path(root).glob(f"*=*/device={d}/*.parquet"), key=lambda p: p.parts[-3]
         )
     ]
+    files = [sql_path(p) for p in paths]
+    cols = ", ".join(f'"{c}"' for c in columns(paths) if c != "device")
     sql = (
         f"SELECT CAST('0x' || device AS UINTEGER) AS device, {cols} "
         f"FROM read_parquet([{', '.join(repr(f) for f in files)}], "
-        "hive_partitioning = true, "
+        "hive_partitioning = true, union_by_name = true, "
         "hive_types = {'date': VARCHAR, 'device': VARCHAR})"
     )
     con = duckdb.connect()
@@ -292,6 +293,15 @@ def load_duckdb(root: str | Path, devices: Sequence[str] | None = None) -> pa.Ta
     finally:
         con.close()
     return _in_order(tb)
+
+
+def columns(files: Sequence[Path]) -> list[str]:
+    """The report's columns: daily_bulk.COLUMNS, and the measure frame's when the
+    export has them (one written before the measure frame has not)."""
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(files[0]).names) if files else set()
+    return [*daily_bulk.COLUMNS, *(x for x in measures.FRAME_COLUMNS if x in have)]
 
 
 def _in_order(tb: pa.Table) -> pa.Table:
@@ -320,7 +330,7 @@ def load_arrow(root: str | Path, devices: Sequence[str]) -> pa.Table:
     data = ds.dataset(
         files, format="parquet", partitioning=part, partition_base_dir=str(root)
     )
-    tb = data.to_table(columns=[c for c in daily_bulk.COLUMNS])
+    tb = data.to_table(columns=columns([Path(files[0])]))
     dev = np.array([int(x, 16) for x in tb.column("device").to_pylist()], np.uint32)
     return _in_order(tb.set_column(0, "device", pa.array(dev)))
 
@@ -433,6 +443,7 @@ def build_parquet(
         return periods.build(load_duckdb(root, want), registry, max_flow_m3h)
     d = days_parquet(root, registry, engine, scheduler, max_flow_m3h=max_flow_m3h)
     res = daily.DailyResult(days=[], unknown=d.unknown, notes=d.notes)
+    res.detail = d.table.to_pylist()  # the sensor columns' view reads it
     rows = d.table.select(list(daily.COLUMNS)).to_pylist()
     for r in rows:
         r["date"] = r["date"].isoformat()

@@ -15,6 +15,7 @@ from jkproto import codec as c
 from jkproto import objects as ob
 
 from ..errors import JalkalError
+from . import measures
 
 Frames: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"
 
@@ -43,6 +44,7 @@ class Cols:
     at_uptime: np.ndarray
     ok: np.ndarray  # a decoded v1 frame
     verified: np.ndarray  # False only when a MAC check failed
+    measure: np.ndarray  # n x measures.FRAME_COLUMNS, measures.NULL = no value
 
     def take(self, idx: np.ndarray) -> Cols:
         return Cols(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
@@ -60,7 +62,7 @@ _TABLE_COLUMNS = {
     "at_uptime": "at_uptime_s",
 }  # fmt: skip
 # the bulk table's columns the report reads (the CLI keeps only these)
-TABLE_COLUMNS = [*_TABLE_COLUMNS.values(), "status"]
+TABLE_COLUMNS = [*_TABLE_COLUMNS.values(), *measures.FRAME_COLUMNS, "status"]
 
 
 def from_table(tb: pa.Table) -> Cols:
@@ -88,13 +90,14 @@ def from_table(tb: pa.Table) -> Cols:
         )
     else:
         ver = np.ones(n, bool)
-    return Cols(ok=ok, verified=ver, **vals)
+    return Cols(ok=ok, verified=ver, measure=measures.from_table(tb), **vals)
 
 
 def from_objects(objs: Iterable[Mapping[str, Any]]) -> Cols:
     """Objects as `jalkal decode` prints them (bulk.to_objects / objects.to_obj)."""
     keys = [*_TABLE_COLUMNS, "ok", "verified"]
     rows: dict[str, list[Any]] = {k: [] for k in keys}
+    mrows: list[list[int]] = []
     for no, o in enumerate(objs):
         try:
             r = _object_row(o)
@@ -102,10 +105,13 @@ def from_objects(objs: Iterable[Mapping[str, Any]]) -> Cols:
             raise JalkalError(f"frame object {no}: {e}")
         for k in keys:
             rows[k].append(r.get(k, 0))
+        mrows.append(measures.object_row(o) if r.get("ok") else measures.object_row({}))
     arr = {k: np.asarray(v, np.int64) for k, v in rows.items()}
+    m = np.asarray(mrows, np.int64).reshape(len(mrows), len(measures.FRAME_COLUMNS))
     return Cols(
-        ok=arr.pop("ok").astype(bool), verified=arr.pop("verified").astype(bool), **arr
-    )
+        ok=arr.pop("ok").astype(bool), verified=arr.pop("verified").astype(bool),
+        measure=m, **arr,
+    )  # fmt: skip
 
 
 def _code(table: tuple[str, ...], v: Any) -> int:

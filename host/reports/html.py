@@ -26,7 +26,7 @@ import pyarrow as pa
 from ..errors import JalkalError
 from ..fileio import atomic_write
 from . import periods as per
-from . import plots
+from . import plots, sensor_plots
 from .render import where_label
 
 MAX_DAILY = 1000  # daily rows on the page; more: the CSV output has them
@@ -148,7 +148,7 @@ def page_folder(folder: str | Path) -> list[str]:
         raise JalkalError(f"cannot read {out}: {e.strerror or e}")
     if not names:
         return []
-    mine = {PAGE, *plots.FILES}
+    mine = {PAGE, *plots.FILES, *sensor_plots.FILES}
     other = [n for n in names if n not in mine]
     if PAGE not in names or other:
         odd = other or names
@@ -183,6 +183,7 @@ def write_html(
     except OSError as e:
         raise JalkalError(f"cannot create {out}: {e.strerror or e}")
     pngs = plots.write_plots(rep, out, by=by, period=period)
+    pngs += sensor_plots.write(rep.days, out)  # with measure frames only
     dates = days.column("date").to_pylist()
     first, last = min(dates), max(dates)
     nvil = len(plots.villages(days))
@@ -218,6 +219,7 @@ def write_html(
         "incomplete day; blank: outside the report.",
         "bands.png": f"Village-days in each band per block (or district), over "
         f"the days of the {period} table above.",
+        **sensor_plots.CAPTIONS,
     }
     parts.append("<h2>Plots</h2>")
     for p in pngs:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..errors import JalkalError
 from ..registry import Registry, as_registry
+from . import measures
 from .daily import DailyResult, band_of, compute
 from .frames import Frames
 from .plausible import DEFAULT_MAX_FLOW_M3H
@@ -41,7 +42,7 @@ DAY_SCHEMA = pa.schema(
         ("tz", pa.string()), ("supply_hours", pa.float64()),
         ("supply_start_min", pa.int64()), ("lockouts", pa.int64()),
         ("power_off_hours", pa.float64()), ("faults_raised", pa.int64()),
-        ("night_min_lph", pa.float64()),
+        ("night_min_lph", pa.float64()), *measures.DAY_FIELDS,
     ]
 )  # fmt: skip
 DAY_COLUMNS = tuple(DAY_SCHEMA.names)
@@ -64,7 +65,7 @@ PERIOD_SCHEMA = pa.schema(
         ("quality", pa.string()), ("functionality", pa.string()),
         ("villages_fully", pa.int64()), ("villages_partially", pa.int64()),
         ("villages_non", pa.int64()), ("villages_insufficient", pa.int64()),
-        ("note", pa.string()),
+        ("note", pa.string()), *measures.PERIOD_FIELDS,
     ]
 )  # fmt: skip
 PERIOD_COLUMNS = tuple(PERIOD_SCHEMA.names)
@@ -121,10 +122,14 @@ def build(
 ) -> Report:
     """The daily detail of every registered device (daily.compute) as tables;
     max_flow_m3h: the supply meters' maximum flow (plausible.py)."""
+    reg = as_registry(registry)
+    return report_of(compute(frames, reg, max_flow_m3h), reg)
+
+
+def report_of(res: DailyResult, reg: Registry) -> Report:
+    """A DailyResult (daily.compute's, or aggregates.py's) as the Report tables."""
     from jkproto import objects as ob
 
-    reg = as_registry(registry)
-    res = compute(frames, reg, max_flow_m3h)
     un = {k: [u[k] for u in res.unplaced] for k in UNPLACED_SCHEMA.names[:6]}
     un["after"] = [u["after_t"] for u in res.unplaced]
     un["before"] = [u["before_t"] for u in res.unplaced]
@@ -378,7 +383,9 @@ def _village_period(
         "faults_raised": sum(r["faults_raised"] for r in vd.values()),
         "_person_days": person_days,
     }
-    qual = quality_of(quality, x.key, a, b)
+    sensed = measures.period_values([r for rs in x.days.values() for r in rs])
+    v.update(sensed)
+    qual = measures.quality_leg(quality_of(quality, x.key, a, b), sensed)
     quantity, regularity, func, note = _classify(v, min_complete, qual)
     v.update(
         quantity=quantity,

@@ -100,7 +100,7 @@ def export_since(
     .unchanged: candidates that were equal already, .frames: frames written."""
     import duckdb
 
-    from ..ingest.store import SCHEMA
+    from ..ingest.store import SCHEMA, is_postgres, open_store
 
     if partition not in PARTS:
         raise JalkalError(f"--partition must be day or month, got {partition!r}")
@@ -128,12 +128,19 @@ def export_since(
         f"FROM c WHERE c.d IS NOT DISTINCT FROM strftime(f.ts, '{fmt}') AND "
         "c.v = f.device) ORDER BY date, device, boot, seq"
     )
-    with store_frames(store, note) as (con, lock):
-        try:
-            with lock:
+    try:
+        if is_postgres(store):  # the touched partitions' frames, read in PostgreSQL
+            with open_store(store, read_only=True) as st:
+                got = st.frames_since(when, partition)  # type: ignore[attr-defined]
+            con = duckdb.connect()
+            con.register("frames", got)
+            rows = con.sql(sql, params=[when]).to_arrow_table()
+            con.close()
+        else:
+            with store_frames(store, note) as (con, lock), lock:
                 rows = con.sql(sql, params=[when]).to_arrow_table()
-        except duckdb.Error as e:
-            raise JalkalError(f"export to {dst}: {str(e).splitlines()[0]}")
+    except duckdb.Error as e:
+        raise JalkalError(f"export to {dst}: {str(e).splitlines()[0]}")
     parts = _partitions(rows)
     keys = _key(rows) if rows.num_rows else np.zeros(0, np.uint64)
     write = np.zeros(rows.num_rows, bool)

@@ -18,7 +18,9 @@ from . import simulate, vboard
 @click.command("sim")
 @click.option("--scenario", "scenario_name", required=True, metavar="NAME|FILE",
               help="normal, power-cuts, dry-borewell, overflow-fault, sensor-faults, "
-              "sd-fault, sim-outage, or a TOML file (docs/scenarios.md).")  # fmt: skip
+              "sd-fault, sim-outage, sensors, bore-open, motor-faults, "
+              "quality-drift, water-table-decline, solar-week, tank-level, or a "
+              "TOML file (docs/scenarios.md).")  # fmt: skip
 @click.option(
     "--days", type=click.IntRange(1, 3660), help="Override the scenario's days."
 )

@@ -106,6 +106,22 @@ def builtins_dir() -> Path:
     return d
 
 
+# the simulator's sensor physics and wires, which the vboard's sensors reuse
+# (sim/vboard/jkvbsense.py): MicroPython code, copied beside the built-ins
+SHARED = ("aquifer.py", "probes.py")
+
+
+def builtins(dest: Path) -> Path:
+    """The vboard's built-in folder in dest: sim/vboard and the simulator's
+    modules its sensors use (SHARED); vboard.mjs copies it to /.vboard."""
+    src = builtins_dir()
+    shutil.copytree(src, dest, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "NOTICE"))  # fmt: skip
+    for name in SHARED:
+        shutil.copy2(src.parent / name, dest / name)
+    return dest
+
+
 class _Stop(Exception):
     pass
 
@@ -326,6 +342,7 @@ def run(
         tmp = tempfile.mkdtemp(prefix="jalkal-vboard-")
         root = Path(tmp)
 
+    frozen = Path(tempfile.mkdtemp(prefix="jalkal-vboard-builtins-"))
     master, slave = os.openpty()
     old_handlers = {}
     proc: subprocess.Popen[bytes] | None = None
@@ -339,7 +356,7 @@ def run(
         cmd = [node, str(script), "--fs", str(root), "--chip", chip]
         if board:
             cmd += ["--board", board]
-        cmd += ["--frozen", str(builtins_dir()), "--pins", json.dumps(pins)]
+        cmd += ["--frozen", str(builtins(frozen)), "--pins", json.dumps(pins)]
         cmd += ["--speed", repr(float(speed)), "--clock", rtc]
         cmd += ["--card", "yes" if sd else "no"]
         proc = subprocess.Popen(
@@ -370,5 +387,6 @@ def run(
         if slave >= 0:
             os.close(slave)
         os.close(master)
+        shutil.rmtree(frozen, ignore_errors=True)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

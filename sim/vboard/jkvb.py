@@ -89,6 +89,7 @@ class Wiring:
         self.tz_s = (tz if isinstance(tz, int) else 330) * 60
         addr = cfg.get("display_addr", 60)
         self.i2c_devices = (addr,) if isinstance(addr, int) else (60,)
+        self.cfg = cfg  # the sensors' settings, for jkvbsense
 
 
 class Plant:
@@ -108,6 +109,7 @@ class Plant:
         self.t = st.get("t", None)  # board seconds (since power-on) of the state
         self.pump = False  # the relay: every reset leaves the pins floating
         self.starts = st.get("starts", 0)
+        self.extra = st.get("sensors", {})  # jkvbsense's state (faults, aquifer)
         self.saved_t = -1e9
         if self.t is None:
             self.t = VB.now()
@@ -120,8 +122,12 @@ class Plant:
                 return PEAK_LPS
         return BASE_LPS
 
-    def _inflow(self):
-        return PUMP_LPS if self.pump and self.mains and not self.dry else 0.0
+    def _inflow(self, at=None):
+        if not (self.pump and self.mains and not self.dry):
+            return 0.0
+        if _sense is not None and not _sense.lifts(at):  # motor or borewell sensed
+            return 0.0
+        return PUMP_LPS
 
     def advance(self, now=None):
         """Integrate from the last state to now (board seconds)."""
@@ -135,6 +141,9 @@ class Plant:
         while t < now:
             local = t + off
             end = min(now, t + 3600 - local % 3600)  # the demand is hourly
+            if _sense is not None:  # the motor starts after its contactor
+                end = _sense.next_change(t, end)
+                inflow = self._inflow(t)
             dt = end - t
             out = self._demand(local)
             net = inflow - out
@@ -157,7 +166,7 @@ class Plant:
         VB.plant = json.dumps(
             {"tank": self.tank, "source": self.litres["source"],
              "supply": self.litres["supply"], "dry": self.dry, "mains": self.mains,
-             "t": self.t, "starts": self.starts}
+             "t": self.t, "starts": self.starts, "sensors": self.extra}
         )  # fmt: skip
 
     def next_s(self):
@@ -185,6 +194,8 @@ class Plant:
             on = self.tank > HIGH_L
         elif role == "mains_sense":
             return 1 if self.mains else 0
+        elif role == "motor_aux" and w.cfg.get("motor"):
+            return sensors().contact_level()
         else:
             return None
         s = w.sense[role[3:]]
@@ -204,15 +215,19 @@ class Plant:
             self.pump = on
             if on:
                 self.starts += 1
+            if _sense is not None:  # the motor follows its contactor
+                _sense.relay(self.t, on)
             self.save()
 
 
 # --- the board: one plant per interpreter, built at the first hardware access
 _wiring = None
 _plant = None
+_sense = None  # jkvbsense.Sensors, made on the first sensor access
 pins = {}  # gpio -> machine.Pin (singletons, as on the ESP32)
 counters = {}  # PCNT unit -> machine.Counter
-stats = {"i2c_writes": 0, "i2c_bytes": 0, "uart_tx": 0}
+stats = {"i2c_writes": 0, "i2c_bytes": 0, "uart_tx": 0, "ads_conversions": 0}
+BUILTIN_DIR = "/.vboard"  # where vboard.mjs puts this folder (not on sys.path)
 
 
 def wiring():
@@ -227,6 +242,57 @@ def plant():
     if _plant is None:
         _plant = Plant(wiring())
     return _plant
+
+
+def builtin(name):
+    """A module of the vboard's built-in folder, imported on demand."""
+    import sys
+
+    m = sys.modules.get(name)
+    if m is None:
+        path = sys.path
+        sys.path = [BUILTIN_DIR]
+        try:
+            m = __import__(name)
+        finally:
+            sys.path = path
+    return m
+
+
+def has_sensors():
+    """config.json fits a sensor (a key of jkfw.sensorcfg that is set)."""
+    c = wiring().cfg
+    return any(c.get(k) for k in ("bore", "tank", "quality", "motor", "volts"))
+
+
+def sensors():
+    """The sensors' plant (jkvbsense), loaded on first use: a board without
+    sensors never loads it (nor the simulator's aquifer and probes)."""
+    global _sense
+    if _sense is None:
+        w = wiring()
+        _sense = builtin("jkvbsense").Sensors(plant(), w.cfg, w.tz_s, VB.now,
+                                   lambda: VB.utc())  # fmt: skip
+    return _sense
+
+
+def fault(sensor, kind=None, rate=0.0):
+    """A sensor fault from now on (kind None: cleared), as the simulator's:
+    bore, tank, ec, ph, temp: open, short, drift, stuck, noise, dry; motor: trip,
+    bypass. Kept across soft resets."""
+    sensors().fault(sensor, kind, rate)
+    step()
+
+
+def truth():
+    """The true values behind the configured sensors (jkvbsense.Sensors.truth)."""
+    return sensors().truth()
+
+
+def bore_samples(since=0.0):
+    """Every borewell transducer sample since UTC `since` of this interpreter:
+    [(UTC s, true depth m, loop mA)] (ground truth for the frames)."""
+    return [r for r in sensors().samples if r[0] >= since]
 
 
 def step():
@@ -258,9 +324,12 @@ def fire(handler, pin):
 
 
 def set(**kw):
-    """Change the plant from a test or the REPL: tank (litres), dry, mains."""
+    """Change the plant from a test or the REPL: tank (litres), dry, mains, and
+    water_m (the borewell's rest level, metres below ground)."""
     p = plant()
     p.advance()
+    if "water_m" in kw:
+        sensors().set_water(kw.pop("water_m"))
     for k, v in kw.items():
         if k not in ("tank", "dry", "mains"):
             raise ValueError("unknown plant setting %r" % (k,))
@@ -288,6 +357,7 @@ def status():
         "i2c_writes": stats["i2c_writes"],
         "i2c_bytes": stats["i2c_bytes"],
         "uart_tx": stats["uart_tx"],
+        "ads_conversions": stats["ads_conversions"],
         "wdt_ms": VB.wdtTimeout(),
         "speed": VB.speed,
     }

@@ -8,8 +8,11 @@
 #             plant drives the switch and mains wires and reads the relay
 #   Counter   the PCNT pulse counter (machine.Counter of MicroPython >= 1.26, ESP32)
 #   I2C       a bus with the display at config.json's display_addr (writes taken)
+#             and an ADS1115 (jkvbdev) when config.json has an "adsN" input
+#   ADC       the ESP32's 12-bit ADC; the plant's volts on sensors' pins (jkvbsense)
 #   SDCard    the card is the folder `sd` of the board's flash (missing: no card)
-#   UART      a modem that never answers
+#   UART      a modem that never answers; an ultrasonic sensor on the sonar's RX
+# and the modules onewire and ds18x20 (a DS18B20 on the config's onewire pin)
 #   WDT       resets the board when not fed for `timeout` ms of host (real) time
 #   RTC       memory() kept across soft and watchdog resets, datetime()
 #   reset_cause(), reset(), soft_reset(), unique_id(), freq(), idle()
@@ -250,6 +253,10 @@ class Counter:
 
 
 class I2C:
+    """The bus: the display at config.json's display_addr takes every write; an
+    ADS1115 at ads_addr when an input of config.json is "adsN" (jkvbdev.Ads1115,
+    register by register as TI's datasheet has it); nothing else acknowledges."""
+
     def __init__(self, id, *, scl, sda, freq=400000, timeout=50000):
         if id not in (0, 1):
             raise ValueError("I2C(%d) doesn't exist" % id)
@@ -263,45 +270,132 @@ class I2C:
     def deinit(self):
         pass
 
+    def _ads(self, addr):
+        """The ADS1115 at addr, or None (the display or nothing)."""
+        if not jkvb.has_sensors() or not jkvb.sensors().ads_present(addr):
+            return None
+        global _ads_dev
+        if _ads_dev is None:
+            s = jkvb.sensors()
+            _ads_dev = jkvb.builtin("jkvbdev").Ads1115(s.ads_volts)
+        return _ads_dev
+
     def _dev(self, addr):
-        if addr not in jkvb.wiring().i2c_devices:
+        ads = self._ads(addr)
+        if ads is None and addr not in jkvb.wiring().i2c_devices:
             raise OSError(19)  # ENODEV: nothing acknowledged the address
+        return ads
 
     def scan(self):
-        return list(jkvb.wiring().i2c_devices)
+        found = list(jkvb.wiring().i2c_devices)
+        if jkvb.has_sensors():
+            a = jkvb.sensors().ads_addr
+            if jkvb.sensors().ads_present(a) and a not in found:
+                found.append(a)
+        return sorted(found)
 
     def writeto(self, addr, buf, stop=True):
-        self._dev(addr)
+        ads = self._dev(addr)
+        if ads is not None:
+            ads.write(bytes(buf))
+            return len(buf)
         jkvb.stats["i2c_writes"] += 1
         jkvb.stats["i2c_bytes"] += len(buf)
         return len(buf)
 
     def writevto(self, addr, vector, stop=True):
-        n = 0
+        data = b""
         for b in vector:
-            n += len(b)
-        self._dev(addr)
-        jkvb.stats["i2c_writes"] += 1
-        jkvb.stats["i2c_bytes"] += n
-        return n
+            data += bytes(b)
+        return self.writeto(addr, data, stop)
 
     def readfrom_into(self, addr, buf, stop=True):
-        self._dev(addr)
+        ads = self._dev(addr)
+        if ads is not None:
+            ads.read(buf)
+            return
         for i in range(len(buf)):
             buf[i] = 0
 
     def readfrom(self, addr, nbytes, stop=True):
-        self._dev(addr)
-        return bytes(nbytes)
+        buf = bytearray(nbytes)
+        self.readfrom_into(addr, buf, stop)
+        return bytes(buf)
 
     def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
-        self.writeto(addr, buf)
+        self.writeto(addr, bytes((memaddr,)) + bytes(buf))
 
     def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
+        self.writeto(addr, bytes((memaddr,)), False)
         return self.readfrom(addr, nbytes)
 
     def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        self.writeto(addr, bytes((memaddr,)), False)
         self.readfrom_into(addr, buf)
+
+
+_ads_dev = None  # the ADS1115 (its registers live as long as the interpreter)
+
+
+# ADC-capable GPIOs (ADC1, ADC2) of each chip
+_ADC_PINS = (
+    tuple(range(1, 21))
+    if _S3
+    else (32, 33, 34, 35, 36, 37, 38, 39, 0, 2, 4, 12, 13, 14, 15, 25, 26, 27)
+)
+_ADC_FS = (1.1, 1.5, 2.2, 3.9)  # volts at full scale per attenuation (nominal)
+_ADC_TOP = (0.95, 1.25, 1.75, 3.1)  # where the pin's reading stops rising
+
+
+class ADC:
+    """The ESP32's machine.ADC (12 bits) on a pin the plant drives: the volts of
+    the sensor wired to it (jkvbsense, through sim/probes.SimAdc), 0 V on a pin
+    with nothing on it. read_uv() is the calibrated reading (12-bit steps),
+    read_u16() the raw one scaled to 16 bits, read() the raw 12 bits."""
+
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    WIDTH_9BIT = 9
+    WIDTH_10BIT = 10
+    WIDTH_11BIT = 11
+    WIDTH_12BIT = 12
+
+    def __init__(self, pin, *, atten=ATTN_0DB):
+        n = _gpio(pin)
+        if n not in _ADC_PINS:
+            raise ValueError("invalid pin for ADC")
+        self._id = n
+        self._atten = atten
+        fn = jkvb.sensors().pin_fn(n) if jkvb.has_sensors() else None
+        self._src = jkvb.builtin("probes").SimAdc(fn)
+
+    def init(self, *, atten=None):
+        if atten is not None:
+            self.atten(atten)
+
+    def atten(self, atten):
+        if atten not in (0, 1, 2, 3):
+            raise ValueError("invalid attenuation")
+        self._atten = atten
+
+    def width(self, bits):
+        pass
+
+    def _raw(self):
+        jkvb.step()
+        v = min(self._src.volts(), _ADC_TOP[self._atten])
+        return min(4095, int(v / _ADC_FS[self._atten] * 4095 + 0.5))
+
+    def read(self):
+        return self._raw()
+
+    def read_u16(self):
+        return self._raw() * 65535 // 4095
+
+    def read_uv(self):
+        return self._raw() * int(_ADC_FS[self._atten] * 1000000) // 4095
 
 
 CARD = "/.sdcard"  # the card's files (vboard.mjs: the host folder DIR/sd)
@@ -387,8 +481,18 @@ def _used(path):
     return n
 
 
+class _BoardMs:
+    """The board's milliseconds (the plant's clock), for probes.SimSonarUart."""
+
+    @property
+    def ms(self):
+        return int(VB.now() * 1000)
+
+
 class UART:
-    """A UART whose far end (the modem) never answers."""
+    """A UART whose far end is the modem, which never answers; or, on the sonar's
+    RX pin when config.json has a tank with "in": "sonar", an A02YYUW sending its
+    frame (FF, H, L, SUM) every 100 ms (sim/probes.SimSonarUart, on board time)."""
 
     INV_TX = 32
     INV_RX = 4
@@ -413,23 +517,43 @@ class UART:
             if p != -1:
                 _gpio(p)
         self._baud = baudrate
+        self._far = None
+        if rx != -1 and jkvb.has_sensors():
+            s = jkvb.sensors()
+            if s.sonar_on(_gpio(rx)) and baudrate == 9600:
+                probes = jkvb.builtin("probes")
+                self._far = probes.SimSonarUart(_BoardMs(), s.p, rxbuf)
 
     def deinit(self):
         pass
 
     def any(self):
-        return 0
+        return self._far.any() if self._far else 0
 
     def read(self, nbytes=None):
-        return None
+        if not self.any():
+            return None
+        buf = bytearray(nbytes if nbytes is not None else self._far.any())
+        n = self._far.readinto(buf)
+        return bytes(buf[:n]) if n else None
 
     def readinto(self, buf, nbytes=None):
-        return None
+        if not self._far:
+            return None
+        if nbytes is not None and nbytes < len(buf):
+            tmp = bytearray(nbytes)
+            n = self._far.readinto(tmp)
+            if n:
+                buf[:n] = tmp[:n]
+            return n
+        return self._far.readinto(buf)
 
     def readline(self):
         return None
 
     def write(self, buf):
+        if self._far:
+            return self._far.write(buf)
         jkvb.stats["uart_tx"] += len(buf)
         return len(buf)
 
@@ -530,3 +654,10 @@ def disable_irq():
 
 def enable_irq(state=0):
     pass
+
+
+# onewire and ds18x20 are frozen into the ESP32's firmware; the vboard's stand-ins
+# (over _onewire and a DS18B20 of jkvbdev) are imported here, while vboard.mjs has
+# the built-in folder on sys.path, so `import ds18x20` finds them as on a board
+import ds18x20  # noqa: E402,F401
+import onewire  # noqa: E402,F401
