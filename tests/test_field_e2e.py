@@ -132,10 +132,16 @@ def test_provision_deploy_doctor_pull_report(tools, tmp_path):
     logs = pulled / device
     rc, out, err = jalkal("decode", logs, "--keys", prov / "keys.json", "--stats",
                           check=0)  # fmt: skip
+    frames = [json.loads(line) for line in out.splitlines()]
+    broken = [  # should a break show: it and the two frames before it
+        [{k: g.get(k) for k in ("boot", "seq", "kind", "t", "chain")}
+         for g in frames[max(0, i - 2) : i + 1]]
+        for i, f in enumerate(frames) if f.get("chain") == "break"
+    ]  # fmt: skip
+    files = {p.name: p.stat().st_size for p in sorted(logs.rglob("*")) if p.is_file()}
     for clean in ("0 CRC failures", "0 MAC failures", "0 chain breaks",
                   "0 bytes skipped"):  # fmt: skip
-        assert f" {clean}" in err, err
-    frames = [json.loads(line) for line in out.splitlines()]
+        assert f" {clean}" in err, (err, broken, files)
     assert frames and all(f["verified"] for f in frames)
     boots = [f for f in frames if f["kind"] == "boot"]
     # the bench's boot after the deploy, power-on on site, doctor's restart

@@ -134,47 +134,58 @@ def test_two_workers_share_the_batches(world):
           f"{len(a) // PER_BATCH} and {len(b) // PER_BATCH}")  # fmt: skip
 
 
+def kill_w1_mid_stream(world: World, n: int) -> dict:
+    """n rounds of a batch from every device over two workers, w1 killed -9 after
+    round n // 2 and restarted 2 s later; waits until every batch is answered.
+    What the devices saw: their answers before the kill, before the restart, and
+    every answer."""
+    world.worker("w1"), world.worker("w2")
+    devs = {d: Device(world.broker.port, d, k) for d, k in DEVICES.items()}
+    bs = batches(n)
+    want = {d: {(1, i * PER_BATCH) for i in range(n)} for d in DEVICES}
+    got: dict = {}
+    try:
+        for i in range(n):
+            for d in DEVICES:
+                devs[d].publish(bs[d][i])
+            if i == n // 2:
+                world.workers["w1"].kill9()  # mid-stream: some batches in flight
+                got["killed"] = {d: devs[d].answered() for d in DEVICES}
+        time.sleep(2.0)
+        got["before"] = {d: devs[d].answered() for d in DEVICES}
+        world.worker("w1")  # restarted: resumes its session, drains it
+        assert wait_all(devs, want, 60), {d: len(devs[d].answered()) for d in DEVICES}
+        got["acks"] = [a for dv in devs.values() for a in dv.acks]
+    finally:
+        for dv in devs.values():
+            dv.close()
+    for w in world.workers.values():
+        w.stop()
+    sent = n * len(DEVICES) * PER_BATCH
+    acks = got["acks"]
+    for d in DEVICES:  # everything answered before the kill was answered after
+        assert got["killed"][d] <= got["before"][d]
+    # every frame answered stored once, or, when w1 died between a COMMIT and its
+    # answer, duplicate when the batch came back to it
+    stored = sum(a["stored"] for a in acks)
+    assert stored <= sent <= stored + sum(a["duplicate"] for a in acks)
+    assert all(a["stored"] + a["duplicate"] == PER_BATCH for a in acks)
+    return got
+
+
 def test_kill9_of_a_worker_mid_stream_loses_nothing(world):
     """kill -9 of w1 while batches flow: Mosquitto keeps w1's session (Session
     Expiry: never) with the batches it had in flight and those queued for it since;
     w1 restarted on its store resumes the session and gets them again. Nothing
     acknowledged is lost and nothing is stored by both workers."""
     n = 40
-    w1, w2 = world.worker("w1"), world.worker("w2")
-    devs = {d: Device(world.broker.port, d, k) for d, k in DEVICES.items()}
-    bs = batches(n)
-    want = {d: {(1, i * PER_BATCH) for i in range(n)} for d in DEVICES}
-    try:
-        for i in range(n):
-            for d in DEVICES:
-                devs[d].publish(bs[d][i])
-            if i == n // 2:
-                w1.kill9()  # mid-stream: some of its batches in flight
-                killed = {d: devs[d].answered() for d in DEVICES}
-        time.sleep(2.0)
-        before = sum(len(dv.answered()) for dv in devs.values())
-        acked_before_restart = {d: devs[d].answered() for d in DEVICES}
-        world.worker("w1")  # restarted: resumes its session, drains it
-        assert wait_all(devs, want, 60), {d: len(devs[d].answered()) for d in DEVICES}
-        acks = [a for dv in devs.values() for a in dv.acks]
-    finally:
-        for dv in devs.values():
-            dv.close()
-    world.workers["w1"].stop()
-    w2.stop()
+    got = kill_w1_mid_stream(world, n)
     a, b = world.stored("w1"), world.stored("w2")
     assert not set(a) & set(b)  # none stored by both
     assert len(set(a)) == len(a) and len(set(b)) == len(b)
     assert set(a) | set(b) == every_frame(n)  # nothing lost
-    for d in DEVICES:  # everything answered before the kill is stored
-        assert killed[d] <= acked_before_restart[d]
-    # every frame answered stored once, or, when w1 died between a COMMIT and its
-    # answer, duplicate from its own store when the batch came back (each frame is
-    # in one store exactly once: above)
-    frames_sent = n * len(DEVICES) * PER_BATCH
-    stored = sum(a["stored"] for a in acks)
-    assert stored <= frames_sent <= stored + sum(a["duplicate"] for a in acks)
-    total = n * len(DEVICES)
+    acks, total = got["acks"], n * len(DEVICES)
+    before = sum(len(x) for x in got["before"].values())
     print(
         f"kill -9 of w1 after {n // 2 + 1} of {n} rounds: {before} of {total} "
         f"batches answered before its restart, {len(acks)} answers in all, "
@@ -189,33 +200,9 @@ def test_kill9_of_a_worker_on_one_postgresql_store(tmp_path, pg_url):
     (a batch w1 had committed but not answered comes back to it and is answered
     duplicate), every batch answered."""
     world = World(tmp_path, store=pg_url)
-    n = 30
     try:
-        w1, w2 = world.worker("w1"), world.worker("w2")
-        devs = {d: Device(world.broker.port, d, k) for d, k in DEVICES.items()}
-        bs = batches(n)
-        want = {d: {(1, i * PER_BATCH) for i in range(n)} for d in DEVICES}
-        try:
-            for i in range(n):
-                for d in DEVICES:
-                    devs[d].publish(bs[d][i])
-                if i == n // 2:
-                    w1.kill9()
-            time.sleep(1.0)
-            world.worker("w1")
-            assert wait_all(devs, want, 60), {
-                d: len(devs[d].answered()) for d in DEVICES
-            }
-            acks = [a for dv in devs.values() for a in dv.acks]
-        finally:
-            for dv in devs.values():
-                dv.close()
+        kill_w1_mid_stream(world, 30)
         rows = world.stored("w1")  # the one store
-        w2.stop()
     finally:
         world.stop()
-    assert len(rows) == len(set(rows)) and set(rows) == every_frame(n)
-    sent = n * len(DEVICES) * PER_BATCH
-    stored = sum(a["stored"] for a in acks)
-    assert stored <= sent <= stored + sum(a["duplicate"] for a in acks)
-    assert all(a["stored"] + a["duplicate"] == PER_BATCH for a in acks)
+    assert len(rows) == len(set(rows)) and set(rows) == every_frame(30)

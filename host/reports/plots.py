@@ -62,7 +62,8 @@ STYLE = {
 FILES = ("daily_lpcd.png", "calendar.png", "bands.png")
 
 
-def _mpl() -> Any:
+def mpl() -> Any:
+    """matplotlib on the Agg back-end, or a JalkalError saying how to get it."""
     try:
         import matplotlib
 
@@ -73,11 +74,12 @@ def _mpl() -> Any:
 
 
 @contextmanager
-def _style() -> Iterator[None]:
-    mpl = _mpl()
+def plot_style() -> Iterator[None]:
+    """matplotlib's default style with STYLE, for every plot of the reports."""
+    lib = mpl()
     import matplotlib.style
 
-    with matplotlib.style.context("default"), mpl.rc_context(STYLE):
+    with matplotlib.style.context("default"), lib.rc_context(STYLE):
         yield
 
 
@@ -140,7 +142,7 @@ def _span(vs: list[VillageSeries]) -> tuple[date, date]:
 
 def daily_lpcd(vs: list[VillageSeries], path: str | Path) -> Path:
     """Daily lpcd per village with the 55 and 40 lpcd lines."""
-    with _style():
+    with plot_style():
         fig = daily_figure(vs)
         out = Path(path)
         _save(fig, out)
@@ -163,7 +165,7 @@ def daily_figure(vs: list[VillageSeries]) -> Any:
     lo, hi = _span(show)
     ndays = (hi - lo).days + 1
     top = max([FULLY_LPCD * 1.3] + [x for v in show for x in v.lpcd.values() if x])
-    with _style():
+    with plot_style():
         fig = Figure(figsize=(10, 1.2 + 1.6 * len(show)), layout="constrained")
         axes = fig.subplots(len(show), 1, sharex=True, squeeze=False)[:, 0]
         for ax, v in zip(axes, show, strict=True):
@@ -233,7 +235,7 @@ def calendar(vs: list[VillageSeries], path: str | Path) -> Path:
     # non: dark red, vermillion; partially: orange; fully: green, sky, blue
     cmap = ListedColormap(["#8C2D04", VERMILLION, ORANGE, GREEN, SKY, BLUE])
     norm = BoundaryNorm(STEPS, cmap.N, extend="max")
-    with _style():
+    with plot_style():
         width = min(16.0, max(7.0, 3.0 + 0.3 * weeks))
         fig = Figure(figsize=(width, 1.0 + 1.6 * len(show)), layout="constrained")
         axes = fig.subplots(len(show), 1, squeeze=False)[:, 0]
@@ -325,7 +327,7 @@ def bands(
     rows = band_counts(days, by, period, registry)
     if not rows:
         raise JalkalError("no days to plot")
-    with _style():
+    with plot_style():
         fig = Figure(figsize=(10, 1.6 + 0.45 * len(rows)), layout="constrained")
         ax = fig.subplots()
         left = [0] * len(rows)

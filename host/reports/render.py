@@ -18,19 +18,19 @@ from ..registry import as_registry
 from .daily import COLUMNS, RegistryLike, round_half_up
 
 
-def to_json(days: list[dict[str, Any]]) -> str:
-    return json.dumps({"days": [{k: r[k] for k in COLUMNS} for r in days]}) + "\n"
+def to_json(days: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
+    return json.dumps({"days": [{k: r[k] for k in columns} for r in days]}) + "\n"
 
 
-def to_csv(days: list[dict[str, Any]]) -> str:
+def to_csv(days: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(columns)
     for r in days:
         w.writerow(
             [
                 "" if r[k] is None else str(r[k]).lower() if k == "complete" else r[k]
-                for k in COLUMNS
+                for k in columns
             ]
         )
     return buf.getvalue()

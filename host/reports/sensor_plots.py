@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..errors import JalkalError
 from ..fileio import atomic_write
 from .measures import PH_MAX, PH_MIN, TDS_ACCEPTABLE, TDS_PERMISSIBLE
-from .plots import BLUE, DPI, GREEN, GREY, ORANGE, SKY, STYLE, VERMILLION
+from .plots import BLUE, DPI, GREEN, GREY, ORANGE, SKY, VERMILLION, plot_style
 
 FILES = ("sensors_bore.png", "sensors_quality.png")
 CLASS_COLOURS = {"acceptable": GREEN, "permissible": ORANGE,
@@ -56,16 +56,6 @@ def has_data(days: pa.Table | Sequence[dict[str, Any]]) -> bool:
     return bool(_rows(days))
 
 
-def _mpl() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        return matplotlib
-    except ImportError:
-        raise JalkalError("--plot needs matplotlib: pip install 'matplotlib>=3.7'")
-
-
 def _figure(n: int, per: int) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
@@ -88,23 +78,27 @@ def _faults(ax: Any, rs: list[dict[str, Any]], sensor: str) -> None:
                        facecolor="none", edgecolor=GREY, hatch="///", lw=0)  # fmt: skip
 
 
+def _ranges(ax: Any, rs: list[dict[str, Any]], sensor: str) -> list[dict[str, Any]]:
+    """The day's range of a level (bore_min_m..bore_max_m, tank_...) as bars; the
+    days that have one."""
+    lo, hi = f"{sensor}_min_m", f"{sensor}_max_m"
+    got = [r for r in rs if r[lo] is not None]
+    ax.bar([r["date"] for r in got], [r[hi] - r[lo] for r in got],
+           bottom=[r[lo] for r in got], width=0.6, color=SKY,
+           label="day's range")  # fmt: skip
+    return got
+
+
 def bore(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path:
     """sensors_bore.png (see the module's docstring)."""
     by = _rows(days)
     if not by:
         raise JalkalError("no measure frames to plot")
-    mpl = _mpl()
-    import matplotlib.style
-
-    with matplotlib.style.context("default"), mpl.rc_context(STYLE):
+    with plot_style():
         fig, axes = _figure(len(by), 2)
         for k, (label, rs) in enumerate(by.items()):
             ax, tx = axes[2 * k], axes[2 * k + 1]
-            got = [r for r in rs if r["bore_min_m"] is not None]
-            ax.bar([r["date"] for r in got],
-                   [r["bore_max_m"] - r["bore_min_m"] for r in got],
-                   bottom=[r["bore_min_m"] for r in got], width=0.6, color=SKY,
-                   label="day's range")  # fmt: skip
+            _ranges(ax, rs, "bore")
             at = [r for r in rs if r["bore_0600_m"] is not None]
             ax.plot([r["date"] for r in at], [r["bore_0600_m"] for r in at], "o-",
                     color=BLUE, ms=3, lw=1, label="at 06:00")  # fmt: skip
@@ -113,11 +107,7 @@ def bore(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path:
             ax.set_ylabel("depth to water, m")
             ax.set_title(f"{label}: borewell")
             ax.legend(loc="lower left")
-            got = [r for r in rs if r["tank_min_m"] is not None]
-            tx.bar([r["date"] for r in got],
-                   [r["tank_max_m"] - r["tank_min_m"] for r in got],
-                   bottom=[r["tank_min_m"] for r in got], width=0.6, color=SKY,
-                   label="day's range")  # fmt: skip
+            got = _ranges(tx, rs, "tank")
             tx.plot([r["date"] for r in got], [r["tank_mean_m"] for r in got], "s",
                     color=BLUE, ms=3, label="day's mean")  # fmt: skip
             _faults(tx, rs, "tank")
@@ -133,10 +123,7 @@ def quality(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path
     by = _rows(days)
     if not by:
         raise JalkalError("no measure frames to plot")
-    mpl = _mpl()
-    import matplotlib.style
-
-    with matplotlib.style.context("default"), mpl.rc_context(STYLE):
+    with plot_style():
         fig, axes = _figure(len(by), 2)
         for k, (label, rs) in enumerate(by.items()):
             for ax, key, lines, unit in (

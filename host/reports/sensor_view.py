@@ -5,9 +5,6 @@ its report as it was)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +12,7 @@ import pyarrow as pa
 
 from .daily import COLUMNS
 from .measures import DAY_NAMES
+from .render import to_csv, to_json
 
 
 def has_sensors(detail: Sequence[Mapping[str, Any]]) -> bool:
@@ -33,17 +31,9 @@ def daily_text(text: str, fmt: str, detail: Sequence[Mapping[str, Any]]) -> str:
         return text
     keys = (*COLUMNS, *DAY_NAMES)
     if fmt == "json":
-        return json.dumps({"days": [{k: r[k] for k in keys} for r in detail]}) + "\n"
+        return to_json(detail, keys)
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(keys)
-        for r in detail:
-            w.writerow(
-                "" if r[k] is None else str(r[k]).lower() if k == "complete" else r[k]
-                for k in keys
-            )
-        return buf.getvalue()
+        return to_csv(detail, keys)
     return text + "\n" + sensor_table(detail)
 
 
