@@ -124,22 +124,27 @@ class FrameLog:
         if not self._started:
             self.start(day)
         self._day = day
-        if self.echo is not None:
-            self.echo(frame)
+        done = False
         if self.sd_ok:
             try:
                 self._sd_open(day)
                 if self._sd_f.write(frame) == len(frame):
                     self._sd_f.flush()
-                    return True
+                    done = True
                 # else the card is full: readers skip the torn bytes
             except OSError:
                 pass
-            self._sd_down()
-        if self._ring_write(frame):
-            return True
-        self.lost_frames += 1
-        return False
+            if not done:
+                self._sd_down()
+        if not done:
+            done = self._ring_write(frame)
+            if not done:
+                self.lost_frames += 1
+        # the echo after the write: a tool's Ctrl-C tends to land while the console
+        # is written, and a frame made but never logged would break its chain
+        if self.echo is not None:
+            self.echo(frame)
+        return done
 
     def retry_sd(self, day=None):
         """Try the card again; on success copy the ring to it first. Returns sd_ok."""

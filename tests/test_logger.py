@@ -436,6 +436,34 @@ def test_echo_sees_every_frame_once_on_card_or_ring(tmp_path):
     assert frames_in(log_bytes(log)) == fr
 
 
+@pytest.mark.parametrize("on_card", [True, False])
+def test_a_ctrl_c_while_the_console_is_written_loses_no_frame(tmp_path, on_card):
+    """A tool's Ctrl-C lands while the board writes its console: the frame being
+    echoed is on the card (or ring) already, so the frames after it (the stop's
+    event, the next boot) keep an unbroken chain."""
+    sd, fl = roots(tmp_path)
+    if not on_card:
+        os.rmdir(sd)  # the flash ring takes them
+    log = FrameLog(sd, fl)
+    fr = make_frames(4)
+
+    def echo(f):
+        if f == fr[1]:
+            raise KeyboardInterrupt
+
+    log.echo = echo
+    assert log.append(fr[0], DAY)
+    with pytest.raises(KeyboardInterrupt):
+        log.append(fr[1], DAY)
+    for f in fr[2:]:  # what the firmware writes on its way out
+        assert log.append(f, DAY)
+    if not on_card:
+        os.mkdir(sd)
+        assert log.retry_sd(DAY)  # the ring copied to the card
+    log.close()
+    assert frames_in(log_bytes(log)) == fr
+
+
 @pytest.mark.parametrize("card", [True, False])
 def test_board_boot_makes_its_flash_folder(tmp_path, card):
     """jkfw.main.start on a fresh file system (no /flash folder yet), with and
