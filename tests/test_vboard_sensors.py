@@ -48,10 +48,9 @@ def config(**over):
     return cfg
 
 
-# the firmware's drivers, as jkfw.measure builds them, each read once (the
-# 4-20 mA loop and the probes as single samples: the plant holds still)
-READ = r"""
-import json, time, jkvb
+# the firmware's sensor code on the board's config, as the controller builds it
+MEASURE = r"""
+import json, time, machine, jkvb
 from jkfw import config, hal, measure, sensors
 N = sensors.NAMES
 with open('/config.json') as f:
@@ -61,6 +60,13 @@ class Ctl:
     pass
 c = Ctl(); c.cfg = cfg; c.hal = hal.Hal(cfg); c.clock = None
 m = measure.Measure(c)
+"""
+
+# the firmware's drivers, as jkfw.measure builds them, each read once (the
+# 4-20 mA loop and the probes as single samples: the plant holds still)
+READ = (
+    MEASURE
+    + r"""
 t0 = None
 RELAY
 out = {}
@@ -87,6 +93,7 @@ if t0:
     out['lifted'] = [t1['source_l'] - t0['source_l'], t1['t'] - t0['t']]
 print('OUT', json.dumps(out))
 """
+)
 RELAY_ON = (
     "import machine\nt0 = jkvb.truth()\n"
     "machine.Pin(cfg['pins']['relay'], machine.Pin.OUT, value=1)\n"
@@ -219,16 +226,9 @@ def test_probe_faults(board, tmp_path):
     assert r["temp"][1] == "ok" and r["sonar"][1] == "ok" and r["ec"][3] == "ok"
 
 
-ANALOG = r"""
-import json, time, machine, jkvb
-from jkfw import config, hal, measure, sensors
-with open('/config.json') as f:
-    cfg, bad = config.validate(json.load(f))
-assert not bad, bad
-class Ctl:
-    pass
-c = Ctl(); c.cfg = cfg; c.hal = hal.Hal(cfg); c.clock = None
-m = measure.Measure(c)
+ANALOG = (
+    MEASURE
+    + r"""
 out = {'off': m.motor.read()}
 relay = machine.Pin(cfg['pins']['relay'], machine.Pin.OUT, value=1)
 time.sleep_ms(2000)  # the contactor pulls in, the motor starts 1.5 s later
@@ -240,6 +240,7 @@ out['tank'] = [m.tank.read(), m.tank.ma, sensors.NAMES[m.tank.fault]]
 out['truth'] = jkvb.truth()
 print('OUT', json.dumps(out))
 """
+)
 
 
 def test_tank_on_the_esp32_adc_and_the_auxiliary_contact(board, tmp_path):

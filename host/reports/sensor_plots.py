@@ -14,7 +14,8 @@ has measure frames."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,19 @@ def _ranges(ax: Any, rs: list[dict[str, Any]], sensor: str) -> list[dict[str, An
     return got
 
 
-def bore(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """sensors_bore.png (see the module's docstring)."""
+@contextmanager
+def _figures(days: pa.Table | Sequence[dict[str, Any]]) -> Iterator[tuple]:
+    """The devices' rows, and a figure of two panels each, in the reports' style."""
     by = _rows(days)
     if not by:
         raise JalkalError("no measure frames to plot")
     with plot_style():
-        fig, axes = _figure(len(by), 2)
+        yield (by, *_figure(len(by), 2))
+
+
+def bore(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """sensors_bore.png (see the module's docstring)."""
+    with _figures(days) as (by, fig, axes):
         for k, (label, rs) in enumerate(by.items()):
             ax, tx = axes[2 * k], axes[2 * k + 1]
             _ranges(ax, rs, "bore")
@@ -120,11 +127,7 @@ def bore(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 def quality(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path:
     """sensors_quality.png (see the module's docstring)."""
-    by = _rows(days)
-    if not by:
-        raise JalkalError("no measure frames to plot")
-    with plot_style():
-        fig, axes = _figure(len(by), 2)
+    with _figures(days) as (by, fig, axes):
         for k, (label, rs) in enumerate(by.items()):
             for ax, key, lines, unit in (
                 (axes[2 * k], "ph", (PH_MIN, PH_MAX), "pH"),
