@@ -10,6 +10,7 @@ import threading
 import click
 
 from ..errors import JalkalError
+from ..reports.command import villages_option
 
 
 @click.command("dashboard")
@@ -21,13 +22,7 @@ from ..errors import JalkalError
     help="The store: jalkal serve's DuckDB file (read through the server "
     "while it runs) or a postgresql:// URL.",
 )
-@click.option(
-    "--villages",
-    "villages",
-    required=True,
-    metavar="FILE",
-    help="Village registry CSV: device,village,population[,block,district,state,tz].",
-)
+@villages_option
 @click.option(
     "--users",
     "users",

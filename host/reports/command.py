@@ -306,15 +306,19 @@ def _sensor_options(f: Any) -> Any:
     return f
 
 
-@click.command("report")
-@click.argument("paths", nargs=-1, metavar="SOURCE...")
-@click.option(
+# the registry option of the commands that read one (report, dashboard)
+villages_option = click.option(
     "--villages",
     "villages",
     required=True,
     metavar="FILE",
     help="Village registry CSV: device,village,population[,block,district,state,tz].",
 )
+
+
+@click.command("report")
+@click.argument("paths", nargs=-1, metavar="SOURCE...")
+@villages_option
 @click.option(
     "--keys",
     "keys",

@@ -113,16 +113,22 @@ def _connect(srv: Server) -> http.client.HTTPConnection:
     return con
 
 
-def count(srv: Server) -> int:
-    """How many frames the server has committed, from its GET /v1/health (one
-    count in the server, nothing of the frames sent): for a reader that only
-    wants to know whether there is anything new. Raises as fetch does."""
+def _reach(srv: Server) -> http.client.HTTPConnection:
+    """A connection to the server: Unreachable when nothing answers there,
+    JalkalError for any other failure."""
     try:
-        con = _connect(srv)
+        return _connect(srv)
     except (ConnectionRefusedError, ConnectionResetError) as e:
         raise Unreachable(str(e))
     except OSError as e:
         raise JalkalError(f"cannot reach {srv.url}: {e.strerror or e}")
+
+
+def count(srv: Server) -> int:
+    """How many frames the server has committed, from its GET /v1/health (one
+    count in the server, nothing of the frames sent): for a reader that only
+    wants to know whether there is anything new. Raises as fetch does."""
+    con = _reach(srv)
     try:
         con.request("GET", link.HEALTH_PATH)
         res = con.getresponse()
@@ -148,12 +154,7 @@ def fetch(srv: Server, columns: list[str] | None = None) -> pa.Table:
     target = u.path or SNAPSHOT_PATH
     if columns:
         target += "?columns=" + quote(",".join(columns), safe=",")
-    try:
-        con = _connect(srv)
-    except (ConnectionRefusedError, ConnectionResetError) as e:
-        raise Unreachable(str(e))
-    except OSError as e:
-        raise JalkalError(f"cannot reach {srv.url}: {e.strerror or e}")
+    con = _reach(srv)
     try:
         con.request("GET", target, headers={"Authorization": f"Bearer {srv.token}"})
         res = con.getresponse()
