@@ -108,7 +108,10 @@ def test_keyboard_alone(world, browser):
         dash.start()
         page = browser.new_page()
         page.goto(dash.url + "/")
-        page.keyboard.type("viewer")  # the name field has the focus
+        # the name field takes the focus by itself (autofocus, which Chromium
+        # applies at a rendering update after the load, so wait for it)
+        sync_api.expect(page.locator("#user")).to_be_focused()
+        page.keyboard.type("viewer")
         page.keyboard.press("Tab")
         page.keyboard.type(PASSWORD)
         page.keyboard.press("Enter")

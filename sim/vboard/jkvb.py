@@ -143,7 +143,9 @@ class Plant:
             end = min(now, t + 3600 - local % 3600)  # the demand is hourly
             if _sense is not None:  # the motor starts after its contactor
                 end = _sense.next_change(t, end)
-                inflow = self._inflow(t)
+                # judged inside the span, never on its edge: at the start instant
+                # itself (relay_t + delay) - relay_t can round below delay
+                inflow = self._inflow((t + end) / 2)
             dt = end - t
             out = self._demand(local)
             net = inflow - out
