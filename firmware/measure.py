@@ -35,7 +35,7 @@ class Measure:
         self.bbuf = [0.0] * 5  # the borewell's own: its task reads between others
         # the frame's fields (objects.FIELDS[MEASURE]); no value until read
         self.vals = [NO_H, NO_H, NO_H, NO_I, NO_H, NO_H, NO_H, NO_T, NO_I, 0xFF,
-                     NO_H, NO_H, NO_H, 0]  # fmt: skip
+                     NO_H, NO_H, NO_H, 0, NO_I]  # fmt: skip
         self.faults = 0
         self.low = False  # the borewell at the intake + margin (hysteresis)
         self.bore = self.tank = self.geo = self.sonar = None
@@ -178,10 +178,18 @@ class Measure:
     # --- the tank's level: start below the low mark, stop at the high mark
     async def read_tank(self, buf):
         level = None
-        if self.sonar:
-            self.sonar.poll()
-            await self.ctl.clock.sleep_ms(500)
-            mm = self.sonar.poll()
+        s = self.sonar
+        if s:
+            if self.cfg["tank"]["sonar"] == "trigger":  # a JSN-SR04T, R27 = 120k
+                for _ in range(len(s.hist)):  # one frame a 0x55, a window of them
+                    s.request()
+                    # one ranging (100 ms), the frame at 9600 baud (4 ms), a margin
+                    await self.ctl.clock.sleep_ms(150)
+                    mm = s.poll()
+            else:  # what came since the last read, then 0.5 s of fresh frames
+                s.poll()
+                await self.ctl.clock.sleep_ms(500)
+                mm = s.poll()
             if mm is not None:
                 level = self.geo.level_m(mm)
         else:
@@ -311,6 +319,8 @@ class Measure:
                 dv = 0 if volts is None else int(volts * 10 + 0.5)
                 self.ctl.supply_dv = min(255, dv)
         v[13] = self.faults
+        if self.watch:  # the motor's running seconds this boot (u32, wraps)
+            v[14] = self.watch.seconds(self.ctl.clock.uptime_s()) & 0xFFFFFFFF
         self.ctl.emit(codec.MEASURE, *v)
 
     async def measure_task(self):

@@ -131,7 +131,9 @@ def disagreement(relay_on, running, since_s, start_s=5, stop_s=5):
 
 class Watch:
     """The relay against the motor over time (time passed in, seconds): the
-    disagreement now, and the motor's own running seconds (pump hours)."""
+    disagreement now, and the motor's own running seconds (pump hours): run_s
+    only grows; a span between two checks counts when the motor ran at the first
+    (so each start and stop is placed within one check interval)."""
 
     def __init__(self, start_s=5, stop_s=5):
         self.start_s = start_s
@@ -161,3 +163,10 @@ class Watch:
             relay_on, running, now_s - self.changed, self.start_s, self.stop_s
         )
         return self.state
+
+    def seconds(self, now_s):
+        """The running seconds up to now_s: run_s and the span since the last
+        check when the motor ran at it (what a measure frame logs as motor_s)."""
+        if self.last is not None and self.running and now_s > self.last:
+            return self.run_s + now_s - self.last
+        return self.run_s

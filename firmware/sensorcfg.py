@@ -6,7 +6,7 @@
 # "ads0".."ads3" = an ADS1115 input.
 DEFAULTS = {
     "bore": None,  # borewell level, 4-20 mA: SENSORS["bore"] below
-    "tank": None,  # tank level, 4-20 mA or ultrasonic (sonar_rx, sonar_tx)
+    "tank": None,  # tank level, 4-20 mA or ultrasonic (sonar_rx, sonar_tx, mode)
     "quality": None,  # EC/TDS and pH probes, DS18B20 (pin role onewire)
     "motor": None,  # auxiliary contact (motor_aux) or CT (ct_adc)
     "volts": None,  # {"supply"|"panel"|"battery": divider}
@@ -36,6 +36,9 @@ SENSORS = {
         "width_m": (0.0, (_F, 0.0, 100.0)), "mount_mm": (0, (int, 0, 20000)),
         "range_m": (5.0, (_F, 0.5, 100.0)), "shunt_ohm": (100, (int, 10, 1000)),
         "zero_ma": (4.0, (_F, 3.8, 4.4)),
+        # a sonar's serial mode: frames on its own (A02YYUW, JSN-SR04T R27 = 47k)
+        # or one per 0x55 trigger (JSN-SR04T R27 = 120k)
+        "sonar": ("auto", ("auto", "trigger")),
         # start/stop on the level (0: floats only), read every every_s
         "low_m": (0.0, (_F, 0.0, 50.0)), "high_m": (0.0, (_F, 0.0, 50.0)),
         "every_s": (60, (int, 10, 3600)),
@@ -138,6 +141,8 @@ def _wired(cfg, bad):
             if s["in"] == "sonar":
                 ok = ok and "sonar_rx" in pins and "sonar_tx" in pins
                 ok = ok and s["mount_mm"] > s["height_m"] * 1000
+            else:  # a trigger mode for no sonar: the config is confused
+                ok = ok and s["sonar"] == "auto"
         if key == "quality":
             ok = s["ec_in"] == "" or analog(s["ec_in"], "ec_adc")
             ok = ok and (s["ph_in"] == "" or analog(s["ph_in"], "ph_adc"))

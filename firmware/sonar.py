@@ -3,7 +3,8 @@
 # Output Form"): 0xFF, DATA_H, DATA_L, SUM with SUM = (0xFF + DATA_H + DATA_L) & 0xFF
 # and the distance DATA_H * 256 + DATA_L in mm (example FF 07 A1 A7 = 1953 mm). The
 # A02YYUW sends a frame every 100-300 ms by itself; a JSN-SR04T with R27 = 47k does
-# the same, with R27 = 120k it answers one frame per 0x55 byte written (request()).
+# the same (every 100 ms), with R27 = 120k it is idle and answers one frame per 0x55
+# byte written (request(); config tank.sonar = "trigger", docs/sensors.md).
 # Then distance -> water level -> litres from the tank's geometry.
 from .sensors import ABSENT, OK, RANGE, STALE, median
 
@@ -22,7 +23,11 @@ class Sonar:
     """poll() reads what the UART holds (never blocks) and keeps the median of the
     last `window` valid distances; fault: RANGE for a distance outside
     [min_mm, max_mm] (blind zone, no echo), STALE when nothing valid came for
-    `stale` polls, ABSENT when the UART never gave a frame."""
+    `stale` polls, ABSENT when the UART never gave a frame. In trigger mode
+    (measure.read_tank) the reader writes request() and polls 150 ms later, a
+    window of times; a sensor left in trigger mode under an "auto" config sends
+    nothing, so it reads ABSENT, never a level. (No attribute for the mode: a
+    new name costs this module a qstr pool chunk, ~1.1 KB of heap.)"""
 
     def __init__(self, uart, min_mm=30, max_mm=4500, window=5, stale=3):
         self.uart = uart

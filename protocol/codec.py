@@ -35,8 +35,9 @@ PAYLOAD_FMT = {
     GAP: "<BBIII",  # meter, reason, pulses, start, seconds
     CLOCK: "<BIi",  # source, at_uptime_s, step_s
     # bore_head_cm, bore_depth_cm, tank_mm, tank_l, ec_us, tds_mgl, ph_x100,
-    # water_cc, motor_ma, motor_running, supply_cv, panel_cv, battery_cv, faults
-    MEASURE: "<HHHIHHHiIBHHHH",
+    # water_cc, motor_ma, motor_running, supply_cv, panel_cv, battery_cv, faults,
+    # motor_s (appended: older boards' layout in objects.OLDER_FMT)
+    MEASURE: "<HHHIHHHiIBHHHHI",
 }
 
 
@@ -255,7 +256,8 @@ def unpack(buf, off=0):
 
     Returns (kind, flags, device, boot, seq, t, prev, values, extra, mac)
     where values is the payload tuple (None for an unknown kind) and extra the
-    payload bytes past the known layout."""
+    payload bytes past the known layout. A frame of an older layout (shorter)
+    raises here; objects.unpack reads it."""
     ver, n, kind, flags, device, boot, seq, t, prev = unpack_head(buf, off)
     if ver != VERSION:
         raise FrameError("unknown version %d" % ver)

@@ -2,6 +2,7 @@
 # Reference stream decoder (CRC, chain, MAC, garbage accounting) the bulk decoder
 # must agree with. Runs on MicroPython and CPython.
 import binascii
+import struct
 
 from jkproto import codec as c
 
@@ -66,9 +67,70 @@ FIELDS = {
         ("tank_l", "opt"), ("ec_us", "opt"), ("tds_mgl", "opt"), ("ph_x100", "opt"),
         ("water_cc", "opt"), ("motor_ma", "opt"), ("motor_running", "opt"),
         ("supply_cv", "opt"), ("panel_cv", "opt"), ("battery_cv", "opt"),
-        ("faults", "faults"),
+        ("faults", "faults"), ("motor_s", "opt"),
     ),
 }  # fmt: skip
+# the layouts older boards wrote, for kinds that have had fields appended (here,
+# not in the codec: the board only writes the newest): a payload shorter than
+# codec.PAYLOAD_FMT's but as long as an older layout is read with that layout,
+# the appended fields absent; shorter than the oldest is malformed
+OLDER_FMT = {c.MEASURE: ("<HHHIHHHiIBHHHH",)}  # measure before motor_s: 33 bytes
+
+
+def payload_min(kind):
+    """The shortest payload of a known kind that is not malformed (its oldest
+    layout's size)."""
+    old = OLDER_FMT.get(kind)
+    return struct.calcsize(old[-1]) if old else c.payload_size(kind)
+
+
+def layout(kind, plen):
+    """The struct format a payload of plen bytes of a known kind is read with: the
+    newest layout that fits, None when it is shorter than the oldest."""
+    fmt = c.PAYLOAD_FMT[kind]
+    if struct.calcsize(fmt) <= plen:
+        return fmt
+    for old in OLDER_FMT.get(kind, ()):
+        if struct.calcsize(old) <= plen:
+            return old
+    return None
+
+
+def unpack(buf, off=0):
+    """codec.unpack, and a frame of an older layout (OLDER_FMT) too: its values
+    tuple is shorter, extra the bytes past that layout."""
+    try:
+        return c.unpack(buf, off)
+    except c.FrameError:
+        ver, n, kind, flags, device, boot, seq, t, prev = c.unpack_head(buf, off)
+        plen = n - c.MIN_LEN
+        fmt = layout(kind, plen) if ver == c.VERSION else None
+        if fmt is None:
+            if ver == c.VERSION:
+                raise c.FrameError("payload of kind %d is %d bytes, needs %d"
+                                   % (kind, plen, payload_min(kind)))  # fmt: skip
+            raise
+    p0 = off + c.HEAD_LEN
+    p1 = off + n - c.TRAILER_LEN
+    size = struct.calcsize(fmt)
+    values = struct.unpack_from(fmt, buf, p0)
+    mac = bytes(buf[p1 : p1 + c.MAC_LEN])
+    return (kind, flags, device, boot, seq, t, prev, values,
+            bytes(buf[p0 + size : p1]), mac)  # fmt: skip
+
+
+def pack_payload(kind, values):
+    """codec.pack_payload, or a payload of an older layout (fewer values: a frame
+    as an older board wrote it)."""
+    for old in OLDER_FMT.get(kind, ()):
+        if len(values) == len(old) - 1:
+            try:
+                return struct.pack(old, *values)
+            except (struct.error, OverflowError, TypeError, ValueError) as e:
+                raise c.FrameError("payload field out of range: %s" % e)
+    return c.pack_payload(kind, values)
+
+
 COMMON = ("device", "boot", "seq", "kind", "ts", "uptime_s", "time", "xflags",
           "extra", "payload", "prev", "mac", "chain", "verified", "raw", "version",
           "error")  # fmt: skip
@@ -152,7 +214,7 @@ def to_obj(buf, off=0, n=None):
     if buf[off + 1] != c.VERSION:
         return {"version": buf[off + 1], "raw": hexs(bytes(buf[off : off + n]))}
     try:
-        kind, flags, device, boot, seq, t, prev, values, extra, mac = c.unpack(buf, off)
+        kind, flags, device, boot, seq, t, prev, values, extra, mac = unpack(buf, off)
     except c.FrameError as e:
         return {
             "version": c.VERSION,
@@ -176,6 +238,8 @@ def to_obj(buf, off=0, n=None):
         i = 0
         fmt = c.PAYLOAD_FMT[kind]
         for name, table in FIELDS[kind]:
+            if i == len(values):
+                break  # an older layout (codec.OLDER_FMT): appended fields absent
             v = values[i]
             i += 1
             if table is None:
@@ -218,8 +282,12 @@ def payload_of(kind, o):
     """Packed payload bytes of object o of a known kind."""
     vals = []
     fmt = c.PAYLOAD_FMT[kind]
+    older = [len(f) - 1 for f in OLDER_FMT.get(kind, ())]
     for name, table in FIELDS[kind]:
         if name not in o:
+            if len(vals) in older and not any(k in o for k, _t in FIELDS[kind]
+                                              [len(vals):]):  # fmt: skip
+                break  # a frame of an older layout: the appended fields absent
             raise c.FrameError("%s: missing field %r" % (KINDS[kind], name))
         v = o[name]
         if table is None:
@@ -260,7 +328,7 @@ def payload_of(kind, o):
             vals.append(UNKNOWN_PULSES if v is None else _int(o, name))
         else:
             vals.append(_code(table, v, name))
-    return c.pack_payload(kind, vals)
+    return pack_payload(kind, vals)
 
 
 def from_obj(o, signer=None, prev=None):

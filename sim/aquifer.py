@@ -290,6 +290,18 @@ class Motor:
             return False
         return t_s - self.relay_t >= self.delay
 
+    def run_s(self, t0_s, t1_s):
+        """The seconds it runs in [t0_s, t1_s] with its relay, trip and bypass as
+        they are now (the ground truth of its running time, exact to the start
+        delay: integrate between the changes)."""
+        if t1_s <= t0_s or self.tripped and not self.bypassed:
+            return 0.0
+        if self.bypassed:
+            return t1_s - t0_s
+        if not self.relay:
+            return 0.0
+        return max(0.0, t1_s - max(t0_s, self.relay_t + self.delay))
+
     def current(self, t_s):
         if not self.running(t_s):
             return 0.0

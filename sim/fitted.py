@@ -1,7 +1,8 @@
 """The sensors of a scenario that fits them (its [sensors] table), driven by the
 physics of sim/aquifer.py: the borewell's water table (Cooper-Jacob drawdown and
 recovery, seasonal decline) behind a 4-20 mA transducer on an ADS1115, the tank
-behind an ultrasonic sensor, TDS/EC, pH and temperature probes, the motor behind
+behind an ultrasonic sensor (sending by itself, or a JSN-SR04T answering 0x55
+triggers: sensors.sonar), TDS/EC, pH and temperature probes, the motor behind
 its contactor with a CT, and the supply and battery dividers. It also decides
 what the borewell does to the plant: no water reaches the pump once the level is
 below its intake, and the dry-run probe is wet only while water stands above it.
@@ -38,6 +39,7 @@ def board_config(s: dict, scheme: dict) -> dict:
             "in": "sonar", "shape": "vertical", "height_m": TANK_HEIGHT_M,
             "diameter_m": round(diameter, 4),
             "mount_mm": int(TANK_HEIGHT_M * 1000 + SONAR_ABOVE_MM),
+            "sonar": s["sonar"],
         },
         "quality": {
             "ec_in": "ads1", "ph_in": "ads2", "temp": True, "ec_slope": EC_UV,
@@ -69,6 +71,12 @@ class Fitted:
             excursions=tuple(tuple(x) for x in s["ph_excursions"]),
         )  # fmt: skip
         self.motor = Motor(rated_a=s["motor_a"])
+        # the motor's running seconds per local day (ground truth), integrated
+        # exactly between the changes of its relay, trip and bypass
+        self.motor_days: dict[int, float] = {}
+        self.motor_t = 0.0
+        self.utc0 = sc["start_utc"]
+        self.tz_s = sc["tz_offset_min"] * 60
         faults: dict[str, list[Fault]] = {}
         for f in sc["fault"]:
             if f["kind"] == "sensor":
@@ -96,6 +104,7 @@ class Fitted:
         }
         p.pin_volts = {cfg_pins["supply_adc"]: lambda: 12.2 * DIVIDER[1] / sum(DIVIDER)}
         p.sonar_mm = self._sonar_mm
+        p.sonar_mode = s["sonar"]  # the sensor fitted as the config says
         p.temp_c = lambda: self.probe["temp"].observe(
             self.t(), self.quality.temp(self.t())
         )
@@ -114,10 +123,30 @@ class Fitted:
         """The dry-run probe reads dry: the water below it."""
         return self.depth() >= self.s["dry_probe_m"]
 
+    def motor_until(self, t: float) -> None:
+        """Add the motor's running seconds up to t (sim s) to motor_days, split
+        at local midnights; call before its relay, trip or bypass changes."""
+        a = self.motor_t
+        while a < t:
+            day = int((self.utc0 + a + self.tz_s) // 86400)
+            b = min(t, day * 86400 + 86400 - self.tz_s - self.utc0)
+            ran = self.motor.run_s(a, b)
+            if ran:
+                self.motor_days[day] = self.motor_days.get(day, 0.0) + ran
+            a = b
+        self.motor_t = max(self.motor_t, t)
+
+    def motor_fault(self, what: str, on: bool) -> None:
+        """A trip or a bypass (scenario faults) begins or ends now."""
+        self.motor_until(self.t())
+        setattr(self.motor, what, on)
+
     def running(self, relay: bool) -> bool:
         """The motor behind the relay (tripped or bypassed as the faults say); the
         aquifer is pumped while it runs."""
         t = self.t()
+        if relay != self.motor.relay:
+            self.motor_until(t)
         self.motor.set_relay(t, relay)
         run = self.motor.running(t)
         if run != self.running_now:

@@ -20,6 +20,9 @@ class Probes:
         self.ads_volts = {}  # channel -> fn
         self.ads_addr = 0x48
         self.sonar_mm = None
+        # the sonar's serial mode, as its board is fitted: "auto" (A02YYUW, or a
+        # JSN-SR04T with R27 = 47k) or "trigger" (a JSN-SR04T with R27 = 120k)
+        self.sonar_mode = "auto"
         self.temp_c = None
         self.amps = None
         self.contact = None  # fn -> True while the contactor is in
@@ -81,9 +84,22 @@ class SimI2C:
         buf[1] = v & 0xFF
 
 
+def sonar_frame(mm):
+    """The 4-byte frame (FF, H, L, SUM) of a distance in mm."""
+    d = int(mm) & 0xFFFF
+    return bytes((0xFF, d >> 8, d & 0xFF, (0xFF + (d >> 8) + (d & 0xFF)) & 0xFF))
+
+
 class SimSonarUart:
-    """An A02YYUW on a UART: a frame (FF, H, L, SUM) every 100 ms of virtual time
-    while it sees an echo; the UART keeps the last rxbuf bytes."""
+    """An ultrasonic sensor on a UART, in the serial mode probes.sonar_mode says
+    (docs/sensors.md, JSN-SR04T): "auto", an A02YYUW (or a JSN-SR04T with R27 =
+    47k) sending a frame (FF, H, L, SUM) every 100 ms of virtual time while it sees
+    an echo; "trigger", a JSN-SR04T with R27 = 120k: idle and silent until a 0x55
+    byte arrives on its RX, then one ranging of MEASURE_MS and one frame (other
+    bytes, and a 0x55 while it is ranging, start nothing). No echo: no frame. The
+    UART keeps the last rxbuf bytes."""
+
+    MEASURE_MS = 100  # one ranging: mode 2's cycle; mode 1 gives up at 60 ms
 
     def __init__(self, clock, probes, rxbuf=256):
         self.clock = clock
@@ -91,18 +107,33 @@ class SimSonarUart:
         self.rxbuf = rxbuf
         self.last_ms = clock.ms
         self.pending = b""
+        self.due = None  # trigger mode: the ranging under way ends then (ms)
+        self.triggers = 0  # 0x55 bytes that started a ranging
+
+    def _mm(self):
+        return self.p.sonar_mm() if self.p.sonar_mm else None
+
+    def _put(self, data):
+        self.pending = (self.pending + data)[-self.rxbuf :]
 
     def _fill(self):
-        n = (self.clock.ms - self.last_ms) // 100
+        now = self.clock.ms
+        if self.p.sonar_mode == "trigger":
+            self.last_ms = now
+            if self.due is not None and now >= self.due:
+                self.due = None
+                mm = self._mm()
+                if mm is not None:
+                    self._put(sonar_frame(mm))
+            return
+        n = (now - self.last_ms) // 100
         if n <= 0:
             return
         self.last_ms += n * 100
-        mm = self.p.sonar_mm() if self.p.sonar_mm else None
+        mm = self._mm()
         if mm is None:
             return  # no echo, no power: silence
-        d = int(mm) & 0xFFFF
-        f = bytes((0xFF, d >> 8, d & 0xFF, (0xFF + (d >> 8) + (d & 0xFF)) & 0xFF))
-        self.pending = (self.pending + f * min(n, self.rxbuf // 4))[-self.rxbuf :]
+        self._put(sonar_frame(mm) * min(n, self.rxbuf // 4))
 
     def any(self):
         self._fill()
@@ -118,6 +149,12 @@ class SimSonarUart:
         return k
 
     def write(self, data):
+        self._fill()
+        if self.p.sonar_mode == "trigger":
+            for b in data:
+                if b == 0x55 and self.due is None:
+                    self.due = self.clock.ms + self.MEASURE_MS
+                    self.triggers += 1
         return len(data)
 
 

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "restart_m": 2.0,  # start again once it is this much higher
         "dry_probe_m": 39.0,  # the dry-run probe (float switch) depth
         "motor_a": 8.0,  # the motor's rated current
+        "sonar": "auto",  # the tank sonar's serial mode: auto or trigger (0x55)
         "tds_mg": 350.0,  # TDS (mg/L) at its lowest; it rises in summer by
         "summer_mg": 150.0,  # this much to its peak (late May, sim/aquifer.py)
         "ph_excursions": [[4, 5, -1.1]],  # [first day, last day, pH change]
@@ -173,6 +174,8 @@ def normalize(raw: dict, name: str = "custom") -> dict:
             "tank_level and solar use the ADS1115 inputs sensors.fitted takes: "
             "fit one or the other"
         )
+    if sc["sensors"]["sonar"] not in ("auto", "trigger"):
+        raise ScenarioError("sensors.sonar must be 'auto' or 'trigger'")
     for x in sc["sensors"]["ph_excursions"]:
         if not (isinstance(x, list) and len(x) == 3 and all(
                 isinstance(v, (int, float)) for v in x)):  # fmt: skip

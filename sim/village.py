@@ -10,6 +10,7 @@ simulator's."""
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -221,9 +222,9 @@ class Village:
             elif k == "watchdog":
                 self.clock.at(a, self.hang)
             elif k in ("motor_trip", "motor_bypass") and self.fitted is not None:
-                m, what = self.fitted.motor, k[6:] + ("ped" if k[6] == "t" else "ed")
-                self.clock.at(a, lambda m=m, w=what: setattr(m, w, True))
-                self.clock.at(b, lambda m=m, w=what: setattr(m, w, False))
+                m, what = self.fitted, k[6:] + ("ped" if k[6] == "t" else "ed")
+                self.clock.at(a, lambda m=m, w=what: m.motor_fault(w, True))
+                self.clock.at(b, lambda m=m, w=what: m.motor_fault(w, False))
             elif k == "dry_borewell":
                 self.clock.at(a, lambda f=f: setattr(p, "recharge_factor", f["factor"]))
                 self.clock.at(b, lambda: setattr(p, "recharge_factor", 1.0))
@@ -331,7 +332,24 @@ class Village:
             "bore": [[t0 + ms, d, ma] for ms, d, ma in self.fitted.truth],
             "static_0600": self.fitted.aquifer.static_days(self.sc["days"]),
             "quality": self.fitted.quality.truth(self.sc["days"]),
+            "motor_days": self.motor_days(),
         }  # fmt: skip
+
+    def motor_days(self) -> list[dict]:
+        """The motor's own running seconds per local day of the plant's days (not
+        the relay's: a tripped motor runs none, a bypassed one with the relay off)."""
+        fit = self.fitted
+        assert fit is not None
+        fit.motor_until(fit.t())
+        return [
+            {"date": d, "run_s": round(fit.motor_days.get(_day_no(d), 0.0), 3)}
+            for d, _l, _h in self.plant.days()[: self.sc["days"]]
+        ]
+
+
+def _day_no(d: str) -> int:
+    """Days since 1970-01-01 of a YYYY-MM-DD date."""
+    return (_dt.date.fromisoformat(d) - _dt.date(1970, 1, 1)).days
 
 
 def write_secret(path: Path, text: str) -> None:

@@ -42,6 +42,17 @@ on MicroPython or on the board's helpers, the answer is the one the helper code 
   the firmware's pull-up). A pin driven as an output is recorded in `pin_writes`.
 - No `machine` module (`machine=False`, the virtual board): `_jk_has_machine()` is
   False, and code importing machine fails with ImportError.
+- `_jk_sensors(slot)` (the doctor's sensor code, `doctor_sensors.BOARD_CODE`): the
+  helper's own code runs here, with the firmware's own drivers (jkfw.measure builds
+  them from the board's /config.json), on a HAL whose sensor calls are the
+  simulator's part-level stand-ins (jksim.probes: the ADS1115's registers and
+  codes, the ESP32 ADC's read_uv, the sonar's frames in either serial mode, the
+  DS18B20's 1/16 C, the CT's sampled sine) valued by `sensors`, a jksim.probes.Probes
+  of what is on the wires (None: nothing wired). The helper's `time.sleep_ms`
+  advances the board's clock (the sonar's frames come with it); the slot must hold
+  jkfw (else the board's ImportError), and machine must exist. What the helper
+  calls besides (jkfw.hal.Hal, time.sleep_ms, sys.path, open) is what the fake
+  provides: a helper that reaches for more fails its fingerprint first.
 - `restart()`: a soft reset. With jalkal's /main.py it boots as that script does
   (the slot named in /app/active if its MANIFEST is there, else the other one; the
   banner gives the version and build id from that MANIFEST), then the firmware runs
@@ -85,7 +96,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jalkal.field import deploy, doctor
+from jalkal.field import deploy, doctor, doctor_sensors
 from jalkal.field.board import (
     HELPERS,
     READ_CHUNK,
@@ -127,6 +138,7 @@ EMULATED = {
     "_jk_has_machine": "b8729be27264d195",
     "_jk_has_uart": "b733cf2aed86994f",
     "_jk_at": "fe4bcc1ad00d5956",
+    "_jk_sensors": "f056e58973a15f17",
     "MAIN_PY": "ee757d4a47e37298",
 }
 
@@ -134,7 +146,7 @@ EMULATED = {
 def helper_sources() -> dict[str, str]:
     """name -> source of each board-side function (and MAIN_PY) the fake emulates."""
     out: dict[str, str] = {}
-    for text in (HELPERS, doctor.DOCTOR_HELPERS):
+    for text in (HELPERS, doctor.DOCTOR_HELPERS, doctor_sensors.BOARD_CODE):
         for m in re.finditer(r"^def (\w+)\(.*?(?=^\S|\Z)", text, re.M | re.S):
             out[m.group(1)] = m.group(0)
     out["MAIN_PY"] = deploy.MAIN_PY
@@ -242,6 +254,7 @@ class FakeBoard:
         mpy: int = MPY_ESP32,
         boot_text: bytes | None = None,
         after_boot: bytes = b"",
+        sensors: Any = None,
     ):
         if sd not in ("card", "none"):
             raise ValueError("sd: 'card' (mounted at /sd) or 'none'")
@@ -258,6 +271,8 @@ class FakeBoard:
         self.pin_levels = dict(pin_levels or {})
         self.release, self.uname_machine, self.mpy = release, uname_machine, mpy
         self.boot_text, self.after_boot = boot_text, after_boot
+        self.sensors = sensors  # jksim.probes.Probes: what is on the sensors' wires
+        self.sonar_uarts: list[Any] = []  # the sonar stand-ins the helper opened
         self.calls: list[Call] = []
         self.effects: list[tuple[str, ...]] = []
         self.pin_writes: list[tuple[int, int]] = []
@@ -427,7 +442,7 @@ class FakeBoard:
             self._names |= _defined(HELPERS)
             self._wdt()
             return b""
-        if code == doctor.DOCTOR_HELPERS:
+        if code in (doctor.DOCTOR_HELPERS, doctor_sensors.BOARD_CODE):
             self._names |= _defined(code)
             return b""
         if code == "_jk_wdt()":
@@ -521,7 +536,78 @@ class FakeBoard:
         if m:
             self._need_machine()
             return self.pin_levels.get(int(m.group(1)), 1)
+        m = re.fullmatch(r"_jk_sensors\(('[^']*')\)", expr)
+        if m:
+            self._need("_jk_sensors")
+            return self._sensor_rows(ast.literal_eval(m.group(1)))
         raise UnknownCode(f"FakeBoard cannot answer eval({expr!r})")
+
+    def _sensor_rows(self, slot: str) -> Any:
+        """_jk_sensors(slot): the helper's code itself, on this board (see the
+        module docstring); an exception on the board is the BoardError it gives."""
+        import builtins
+        import io
+        import json
+        import types
+
+        from jkfw import config, measure, sensors
+        from jksim import probes
+        from jksim.hw import SimHal
+
+        board = self
+
+        class Ms:  # the board's clock in ms, as the stand-ins read it
+            @property
+            def ms(self) -> int:
+                return int(board.clock * 1000)
+
+        def make_hal(cfg: dict[str, Any]) -> Any:
+            if not board.machine:
+                raise ImportError("no module named 'machine'")
+            hal = SimHal(cfg, Ms())
+            probes.fit(hal, board.sensors or probes.Probes())
+            opened = hal.sonar_uart
+            hal.sonar_uart = lambda: board._opened(opened())
+            return hal
+
+        def sleep_ms(ms: int) -> None:
+            board.clock += ms / 1000
+
+        has_jkfw = any(
+            f"{slot}/jkfw/__init__{x}" in self.files for x in (".py", ".mpy")
+        )
+        mods = {
+            "sys": types.SimpleNamespace(path=[]),
+            "json": json,
+            "time": types.SimpleNamespace(sleep_ms=sleep_ms),
+            "jkfw": types.SimpleNamespace(
+                config=config, measure=measure, sensors=sensors,
+                hal=types.SimpleNamespace(Hal=make_hal),
+            ),
+        }  # fmt: skip
+
+        def imp(name: str, *a: Any, **kw: Any) -> Any:
+            if name not in mods or name == "jkfw" and not has_jkfw:
+                raise ImportError(f"no module named '{name}'")
+            return mods[name]
+
+        def open_(path: str, *a: Any) -> Any:
+            return io.StringIO(self._file(path).decode())
+
+        env: dict[str, Any] = {
+            "__builtins__": {**vars(builtins), "__import__": imp, "open": open_}
+        }
+        exec(doctor_sensors.BOARD_CODE, env)
+        try:
+            return env["_jk_sensors"](slot)
+        except OSError as e:  # as Board.exec raises a board's OSError
+            raise _oserror(e.errno) from None
+        except Exception as e:  # the traceback's last line
+            raise BoardError(f"the board said: {type(e).__name__}: {e}") from None
+
+    def _opened(self, uart: Any) -> Any:
+        self.sonar_uarts.append(uart)
+        return uart
 
     @_op
     def helpers(self) -> None:

@@ -274,7 +274,7 @@ def odd_frames(draw, max_len: int = MAX_LEN) -> tuple[bytes, dict]:
         fr = body + crc_le(body)
         return fr, {"version": ver, "raw": fr.hex()}
     kind = draw(st.sampled_from(KNOWN_KINDS))
-    plen = draw(st.integers(0, c.payload_size(kind) - 1))
+    plen = draw(st.integers(0, ob.payload_min(kind) - 1))
     n = MIN_LEN + plen
     head = bytes([0xA5, 1, n, kind]) + draw(st.binary(min_size=15, max_size=15))
     body = head + draw(st.binary(min_size=plen + 4, max_size=plen + 4))

@@ -29,6 +29,10 @@ REG = Registry([
     Village(f"{DEVS[0]:08x}", "Rampur", 500, "B1", "D1", "S"),
     Village(f"{DEVS[1]:08x}", "Sonpur", 800, "B1", "D1", "S"),
 ])  # fmt: skip
+REG_SHARED = Registry([  # two meters of one village: its days join both
+    Village(f"{DEVS[0]:08x}", "Rampur", 500, "B1", "D1", "S"),
+    Village(f"{DEVS[1]:08x}", "Rampur", 500, "B1", "D1", "S"),
+])  # fmt: skip
 EV = {n: i for i, n in enumerate(ob.EVENTS) if n}
 
 
@@ -118,6 +122,18 @@ def check(where: str, frames: list[bytes], plan: list) -> None:
         want = build(s.table(aggregates.READ_COLUMNS), REG)
         mem, _ = aggregates.report(s, REG, write=False)
         counts = s.query("SELECT device, count(*) AS n FROM frames GROUP BY device")
+        # a month or year report from the devices' months kept beside the days
+        for reg in (REG, REG_SHARED):
+            mon, _ = aggregates.report(s, reg, detail=False, months=True)
+            full = build(s.table(aggregates.READ_COLUMNS), reg).days
+            assert mon.months is not None and mon.days.num_rows == 0
+            shared = mon.months.shared_days.num_rows
+            assert shared == (full.num_rows if reg is REG_SHARED else 0)
+            for per in ("month", "year"):
+                for by in ("village", "district"):
+                    assert periods(
+                        mon.days, per, by, registry=reg, months=mon.months
+                    ).equals(periods(full, per, by, registry=reg))
     assert got.days.num_rows > 0
     assert got.days.equals(want.days), (got.days.to_pylist(), want.days.to_pylist())
     assert mem.days.equals(want.days)

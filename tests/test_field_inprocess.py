@@ -10,6 +10,7 @@ answer what the fake answers."""
 
 from __future__ import annotations
 
+import ast
 import calendar
 import concurrent.futures
 import dataclasses
@@ -17,21 +18,25 @@ import hashlib
 import inspect
 import io
 import json
+import math
 import re
 import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from fake_board import EMULATED, FakeBoard, FakeSerial, fingerprint, helper_sources
 
 import jkboards
 from jalkal.errors import JalkalError
 from jalkal.field import deploy, doctor, monitor, pull
+from jalkal.field import doctor_sensors as ds
 from jalkal.field.board import SETTLE, Board, BoardError
 from jkfw.logger import FrameLog
 from jkfw.store import Store
 from jkproto import codec
 from jkproto import objects as ob
+from jksim import probes
 
 DEVICE = "0a1b2c3d"
 KEY = bytes(range(32))
@@ -667,6 +672,214 @@ def test_doctor_stops_on_a_lost_board(tmp_path, source_prep):
     with pytest.raises(BoardError, match="lost the board"):
         doctor.run(fb)  # not a ✗ line: the checks after it would all fail too
     assert not fb.called("restart")
+
+
+# --- doctor: the sensors ------------------------------------------------------------
+
+S3 = "esp32s3-devkitc-sim7600"
+S3_PINS = jkboards.load(S3)["pins"]
+S3_CHIP = "Generic ESP32S3 module with ESP32S3"
+# the wiring of the sensors' board (docs/sensors.md): a 150 ohm shunt into the
+# ADS1115, a 50 m transducer hung at 45 m, the sonar's face 3.3 m above the floor
+# of a 2.9 m tank, an EC board of 1 V per 1000 uS/cm, a pH board at 2.5 V for pH 7
+# and -5.7 pH per volt, a CT of 30 A per volt, a 100k/10k supply divider
+SENSORS = {
+    "bore": {"in": "ads0", "shunt_ohm": 150, "range_m": 50, "install_m": 45},
+    "tank": {"in": "sonar", "height_m": 3, "diameter_m": 2.9, "mount_mm": 3300},
+    "quality": {"ec_in": "ads1", "ph_in": "ads2", "temp": True, "ec_slope": 1000.0,
+                "ec_date": "2026-11-02", "ph_slope": -5.7, "ph_offset": 21.25,
+                "ph_date": "2026-11-02"},
+    "motor": {"sense": "ct", "amps_per_volt": 30.0},
+    "volts": {"supply": {"in": "adc", "r_top": 100000, "r_bottom": 10000}},
+}  # fmt: skip
+# what is on the wires: 11.68 mA in the loop, 2512 mm to the water, 700 mV from
+# the EC board, 2500 mV from the pH board, 26.5 C water, 8 A in the motor, 1.1 V
+# at the supply divider's tap
+WIRES = {"ma": 11.68, "sonar_mm": 2512, "ec_v": 0.7, "ph_v": 2.5, "temp_c": 26.5,
+         "amps": 8.0, "supply_v": 1.1, "sonar_mode": "auto"}  # fmt: skip
+
+
+def wires(**over):
+    """The probes on the fake board's wires (jksim.probes.Probes); a value of None
+    is a sensor that gives nothing (an open loop reads 0 V through its shunt)."""
+    w = {**WIRES, **over}
+    p = probes.Probes()
+    ma = w["ma"]
+    p.ads_volts = {0: lambda: (ma or 0.0) / 1000 * 150, 1: lambda: w["ec_v"],
+                   2: lambda: w["ph_v"]}  # fmt: skip
+    p.pin_volts = {S3_PINS["supply_adc"]: lambda: w["supply_v"]}
+    p.sonar_mm = lambda: w["sonar_mm"]
+    p.sonar_mode = w["sonar_mode"]
+    p.temp_c = lambda: w["temp_c"]
+    p.amps = lambda: w["amps"]
+    return p
+
+
+def sensor_prep(tmp: Path, **over) -> deploy.Prepared:
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = write_config(tmp / "config.json", board=S3, pins=S3_PINS,
+                       **{**SENSORS, **over})  # fmt: skip
+    return deploy.prepare(str(cfg), source=True)
+
+
+@pytest.fixture(scope="module")
+def sensors_prep(tmp_path_factory) -> deploy.Prepared:
+    return sensor_prep(tmp_path_factory.mktemp("sensors"))
+
+
+def sensor_lines(tmp_path, prep, **over) -> tuple[FakeBoard, dict[str, doctor.Check]]:
+    fb = healthy_board(tmp_path, prep, uname_machine=S3_CHIP, sensors=wires(**over))
+    before = fb.snapshot()
+    checks, _ = doctor.run(fb, restart=False)
+    assert fb.snapshot() == before and fb.pin_writes == []  # nothing written
+    return fb, by_name(checks)
+
+
+def test_doctor_shows_each_sensor_raw_and_calibrated(tmp_path, sensors_prep):
+    fb, got = sensor_lines(tmp_path, sensors_prep)
+    # the loop: (11.68 - 4) / 16 of 50 m above the sensor, hung at 45 m
+    head = (11.68 - 4) / 16 * 50
+    assert got["borewell"].status == doctor.OK
+    assert got["borewell"].detail == (
+        f"11.68 mA → {45 - head:.2f} m below ground ({head:.2f} m above the sensor)"
+    )
+    level = (3300 - 2512) / 1000  # the face 3.3 m above the floor
+    litres = math.pi * 2.9**2 / 4 * level * 1000
+    assert got["tank"].status == doctor.OK
+    assert got["tank"].detail == (
+        f"2,512 mm to the water → level {level:.2f} m, {litres:,.0f} L of "
+        f"{math.pi * 2.9**2 / 4 * 3000:,.0f} L"
+    )
+    assert got["water temp"].detail.startswith("26.50 °C (DS18B20 28")
+    # 700 uS/cm at 26.5 C is 679.6 at 25 C (ISO 7888's 2 % per C); TDS 0.64 of it;
+    # the ADS1115's 125 uV step is 0.12 uS/cm
+    ec25 = 700 / (1 + 0.02 * 1.5)
+    ec = got["EC / TDS"]
+    m = re.fullmatch(r"700 mV → (\d+) µS/cm at 25 °C, TDS (\d+) mg/L, calibrated "
+                     r"2026-11-02 \(\d+ days ago\)", ec.detail)  # fmt: skip
+    assert ec.status == doctor.OK and m, ec
+    assert int(m[1]) == pytest.approx(ec25, abs=0.7)
+    assert int(m[2]) == pytest.approx(0.64 * ec25, abs=0.7)
+    assert got["pH"].detail.startswith("2,500 mV → 7.00 at 26.5 °C, calibrated 2026")
+    amps = float(got["motor"].detail.split()[0])
+    assert got["motor"].detail.endswith("A RMS (CT) → running")
+    assert amps == pytest.approx(8.0, rel=0.02)  # 200 samples of the 50 Hz sine
+    assert got["supply"].detail == "1.100 V at the input → 12.10 V"  # x 110k/10k
+    assert all(got[k].status == doctor.OK for k in ("water temp", "pH", "supply"))
+    assert [u.p.sonar_mode for u in fb.sonar_uarts] == ["auto"]
+    assert fb.sonar_uarts[0].triggers == 0  # auto: nothing written to the sensor
+
+
+def test_doctor_shows_a_sensor_fault_as_a_fault(tmp_path, sensors_prep):
+    """An open loop, a silent sonar, a missing DS18B20: each a ✗ with its fault
+    and what to do, never a value; EC without its temperature is no value either,
+    and pH reads on (uncompensated)."""
+    fb, got = sensor_lines(tmp_path, sensors_prep, ma=None, sonar_mm=None,
+                           temp_c=None)  # fmt: skip
+    bore, tank = got["borewell"], got["tank"]
+    assert (bore.status, bore.detail) == (
+        doctor.BAD, "fault: open loop (0.00 mA < 3.6 mA)")  # fmt: skip
+    assert "cable" in bore.fix
+    assert (tank.status, tank.detail) == (
+        doctor.BAD, "fault: absent (no frame from the sensor)")  # fmt: skip
+    assert 'set tank.sonar "trigger"' in tank.fix  # the other serial mode?
+    assert got["water temp"].status == doctor.BAD
+    assert got["water temp"].detail.startswith("fault: absent")
+    assert got["EC / TDS"].status == doctor.BAD
+    assert got["EC / TDS"].detail.startswith("fault: absent")
+    assert got["pH"].status == doctor.OK and " at " not in got["pH"].detail
+    for k in ("borewell", "tank", "water temp", "EC / TDS"):
+        assert not re.search(r"→| m |µS|°C", got[k].detail), got[k]  # no value
+    # a shorted loop: 25 mA, past NAMUR's 21 mA: a fault, not a level
+    fb, got = sensor_lines(tmp_path / "2", sensors_prep, ma=25.0)
+    assert (got["borewell"].status, got["borewell"].detail) == (
+        doctor.BAD, "fault: short (25.00 mA > 21 mA)")  # fmt: skip
+
+
+def test_doctor_reads_a_sonar_in_trigger_mode(tmp_path, sensors_prep):
+    """A JSN-SR04T with R27 = 120k: read with five 0x55 triggers when config.json
+    says tank.sonar = "trigger"; a fault, not a level, when it says auto."""
+    tank = dict(SENSORS["tank"], sonar="trigger")
+    prep = sensor_prep(tmp_path / "cfg", tank=tank)
+    fb, got = sensor_lines(tmp_path, prep, sonar_mode="trigger")
+    assert got["tank"].status == doctor.OK
+    assert got["tank"].detail.startswith("2,512 mm to the water → level 0.79 m")
+    assert [u.triggers for u in fb.sonar_uarts] == [5]
+    fb, got = sensor_lines(tmp_path / "2", sensors_prep, sonar_mode="trigger")
+    assert got["tank"].status == doctor.BAD
+    assert got["tank"].detail == "fault: absent (no frame from the sensor)"
+    assert [u.triggers for u in fb.sonar_uarts] == [0]
+
+
+def test_doctor_sensor_code_needs_its_firmware(tmp_path, sensors_prep):
+    fb = healthy_board(tmp_path, sensors_prep, uname_machine=S3_CHIP,
+                       sensors=wires())  # fmt: skip
+    fb.exec(ds.BOARD_CODE)
+    with pytest.raises(BoardError, match="no module named 'jkfw'"):
+        fb.eval("_jk_sensors('/app/b')")  # nothing deployed in slot b
+    assert fb.eval("_jk_sensors('/app/a')")[0][0] == "bore"
+
+
+BOARD_SENSORS = r"""
+import sys, time
+sys.path.insert(0, '/app/a')
+import jkfw
+from jksim import probes
+from jksim.hw import SimHal
+class Ms:
+    @property
+    def ms(self):
+        return time.ticks_ms()
+P = probes.Probes()
+P.ads_volts = {0: lambda: MA / 1000 * 150, 1: lambda: EC_V, 2: lambda: PH_V}
+P.pin_volts = {SUPPLY_PIN: lambda: SUPPLY_V}
+P.sonar_mm = lambda: SONAR_MM
+P.sonar_mode = SONAR_MODE
+P.temp_c = lambda: TEMP_C
+P.amps = lambda: AMPS
+class Hal:  # jkfw.hal on this board: its sensors' calls are the stand-ins
+    @staticmethod
+    def Hal(cfg):
+        h = SimHal(cfg, Ms())
+        probes.fit(h, P)
+        return h
+jkfw.hal = Hal
+"""
+
+
+def approx_rows(rows):
+    return [[pytest.approx(v, rel=1e-6) if isinstance(v, float) else v for v in r]
+            for r in rows]  # fmt: skip
+
+
+@pytest.mark.micropython
+def test_fake_sensor_rows_are_what_micropython_gives(mpy, tmp_path):
+    """The doctor's sensor code in real MicroPython (WebAssembly) with the
+    firmware and the same stand-ins on the same wires gives the fake's rows."""
+    from conftest import firmware_files
+
+    cases = [{}, {"sonar_mode": "trigger"}]
+    for over in cases:
+        tank = dict(SENSORS["tank"], sonar=over.get("sonar_mode", "auto"))
+        prep = sensor_prep(tmp_path / str(len(over)), tank=tank)
+        fb = healthy_board(tmp_path / f"b{len(over)}", prep, uname_machine=S3_CHIP,
+                           sensors=wires(**over))  # fmt: skip
+        fb.exec(ds.BOARD_CODE)
+        fake = fb.eval("_jk_sensors('/app/a')")
+        files = {"/app/a/" + k: v for k, v in firmware_files().items()}
+        for name in ("probes", "hw"):
+            files[f"/app/a/jksim/{name}.py"] = (
+                REPO / "sim" / f"{name}.py"
+            ).read_bytes()
+        files["/app/a/jksim/__init__.py"] = b""
+        files["/config.json"] = fb.files["/config.json"]
+        w = {**WIRES, **over}
+        consts = "\n".join(f"{k.upper()} = {w[k]!r}" for k in w)
+        pin = S3_PINS["supply_adc"]
+        script = (f"{consts}\nSUPPLY_PIN = {pin}\n" + BOARD_SENSORS + ds.BOARD_CODE
+                  + "\nprint(repr(_jk_sensors('/app/a')))\n")  # fmt: skip
+        real = ast.literal_eval(mpy.run(script, files=files).strip())
+        assert fake == approx_rows(real), over
 
 
 # --- monitor ----------------------------------------------------------------------

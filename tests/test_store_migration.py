@@ -13,7 +13,8 @@ from jalkal.ingest.store import open_store
 from jkproto import codec as c
 
 KEYS = {f"{DEV:08x}": KEY}
-EVERY = (4210, 3790, 1840, 9250, 812, 520, 721, 2650, 7940, 1, 2310, 1890, 1270, 0)
+EVERY = (4210, 3790, 1840, 9250, 812, 520, 721, 2650, 7940, 1, 2310, 1890, 1270, 0,
+         600)  # fmt: skip
 
 
 def measure_frame() -> bytes:
@@ -33,8 +34,8 @@ def make_v1(where: str) -> bytes:
     body = b"".join(frames(3))
     with open_store(where, KEYS) as st:
         assert st.ingest(body).stored == 3
-    added = ADDED_COLUMNS["2"]
-    assert "bore_depth_cm" in added and len(added) == 14
+    assert "bore_depth_cm" in ADDED_COLUMNS["2"] and len(ADDED_COLUMNS["2"]) == 14
+    added = ADDED_COLUMNS["2"] + ADDED_COLUMNS["3"]  # and version 3's motor_s
     if where.startswith("postgresql"):
         import psycopg
 
@@ -84,9 +85,10 @@ def test_an_old_store_is_upgraded_and_takes_measure_frames(where):
         assert res.stored == 1, res.summary()
         again = st.ingest(body + m)  # found again through the upgraded key index
         assert (again.stored, again.duplicate) == (0, 4), again.summary()
-        tb = st.table(["seq", "kind", "bore_depth_cm", "tank_l"])
+        tb = st.table(["seq", "kind", "bore_depth_cm", "tank_l", "motor_s"])
         assert tb.column("bore_depth_cm").to_pylist() == [None, None, None, 3790]
         assert tb.column("tank_l").to_pylist()[-1] == 9250
+        assert tb.column("motor_s").to_pylist() == [None, None, None, 600]
     with open_store(where, read_only=True) as st:  # now a reader opens it
         assert st.count() == 4
         if not where.startswith("postgresql"):  # every old frame got its key
@@ -95,4 +97,4 @@ def test_an_old_store_is_upgraded_and_takes_measure_frames(where):
                 "(device::UBIGINT << 32) | (boot::UBIGINT << 16) | seq"
             )
             assert got.column("n").to_pylist() == [4]
-    assert SCHEMA_VERSION == "2"
+    assert SCHEMA_VERSION == "3"

@@ -20,6 +20,7 @@ SHA-256 in numpy.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,21 @@ def _kind_sizes() -> np.ndarray:
 
 
 KIND_SIZES = _kind_sizes()
+
+
+def _layout_sizes() -> np.ndarray:
+    """[kind, payload bytes] -> the size of the layout that payload is read with
+    (objects.layout: the newest that fits; an older one for a frame of an older
+    board), 0 when it is malformed or the kind unknown."""
+    sizes = np.zeros((256, c.MAX_PAYLOAD + 1), np.int64)
+    for kind in c.PAYLOAD_FMT:
+        for plen in range(c.MAX_PAYLOAD + 1):
+            fmt = ob.layout(kind, plen)
+            sizes[kind, plen] = struct.calcsize(fmt) if fmt else 0
+    return sizes
+
+
+LAYOUT_SIZES = _layout_sizes()
 
 
 @dataclass
@@ -190,8 +206,9 @@ def decode(
     prev = head["prev"]
     plen = lens - c.MIN_LEN
     v1 = ver == c.VERSION
-    size = KIND_SIZES[kind]
-    malformed = v1 & (size > 0) & (plen < size)
+    # the size of the layout each frame is read with (0: malformed or unknown)
+    size = LAYOUT_SIZES[kind, plen]
+    malformed = v1 & (KIND_SIZES[kind] > 0) & (size == 0)
     good = v1 & ~malformed
     n_good = int(np.count_nonzero(good))
     stats["unknown_version"] += int(nf - np.count_nonzero(v1))
@@ -243,9 +260,11 @@ def decode(
     }
     valid = {name: np.zeros(nf if name in wanted else 0, bool) for name in wanted}
     for kd in kinds:
-        dt = PAYLOAD_DT[kd]
         sel = good & (kind == kd)
-        for rows, f in groups.by_len.values():
+        for ln, (rows, f) in groups.by_len.items():
+            dt = _layout_dtype(kd, ln - c.MIN_LEN)
+            if dt is None:
+                continue
             mine = sel[rows]
             if mine.all():
                 rec, at = f[:, c.HEAD_LEN : c.HEAD_LEN + dt.itemsize], rows
@@ -282,6 +301,20 @@ def decode(
     if verified is not None:
         cols["verified"] = _column(verified, good)
     return Decoded(pa.table(cols), stats)
+
+
+def _layout_dtype(kind: int, plen: int) -> np.dtype | None:
+    """The payload dtype a frame of `kind` with plen payload bytes is read with:
+    PAYLOAD_DT, or its first fields only for an older layout (objects.layout;
+    the appended fields stay null); None when malformed."""
+    fmt = ob.layout(kind, plen)
+    if fmt is None:
+        return None
+    dt = PAYLOAD_DT[kind]
+    if fmt == c.PAYLOAD_FMT[kind]:
+        return dt
+    names = field_names(dt)[: len(fmt) - 1]
+    return np.dtype([(n, dt[n]) for n in names])
 
 
 def _chain(state, good, device, boot, seq, prev, mac) -> np.ndarray:
@@ -411,7 +444,7 @@ def to_objects(table: pa.Table) -> list[dict[str, Any]]:
             o: dict[str, Any] = {"version": version[r]}
             if st == "malformed":
                 try:
-                    c.unpack(raw[r])
+                    ob.unpack(raw[r])
                 except c.FrameError as e:
                     o["error"] = str(e)
             o["raw"] = raw[r].hex()
@@ -435,6 +468,8 @@ def to_objects(table: pa.Table) -> list[dict[str, Any]]:
                 v: Any
                 if tab == "opt":
                     v = payload[name][r]
+                    if v is None:  # an older layout: the appended field absent
+                        continue
                     o[name] = None if v == _NO_VALUE[name] else v
                     continue
                 if tab == "ver":

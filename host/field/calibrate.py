@@ -37,6 +37,7 @@ class Calibration:
 
     bore: str | None = None  # "in=ads0,range_m=50,install_m=45,intake_m=40"
     tank: str | None = None  # "in=sonar,height_m=3,diameter_m=2.9,mount_mm=3300"
+    # (a JSN-SR04T with R27 = 120k: ",sonar=trigger")
     ph_in: str | None = None
     ph_cal: tuple[str, ...] = ()  # "MV=PH", two
     ec_in: str | None = None
@@ -329,6 +330,8 @@ def explain(raw: dict[str, Any], bad: list[str]) -> list[str]:
                     "tank: mount_mm (sonar face to the floor) must be above "
                     "the overflow (height_m)"
                 )
+            if s.get("in") != "sonar" and s.get("sonar", "auto") != "auto":
+                why.append("tank: sonar=trigger is for an ultrasonic sensor (in=sonar)")
             if not (s.get("diameter_m") or s.get("length_m") and s.get("width_m")):
                 why.append(
                     "tank: give its size: diameter_m, or length_m and "
@@ -363,7 +366,10 @@ def summary(cfg: dict[str, Any]) -> list[str]:
             if t.get("diameter_m")
             else f"{t.get('length_m', 0):g} x {t.get('width_m', 0):g} m"
         )
-        out.append(f"tank: {t['in']}, {t['height_m']:g} m high, {size}")
+        how = t["in"]
+        if how == "sonar":  # its serial mode (a JSN-SR04T's R27, docs/sensors.md)
+            how += " (0x55 trigger)" if t.get("sonar") == "trigger" else " (auto)"
+        out.append(f"tank: {how}, {t['height_m']:g} m high, {size}")
     if q:
         if q.get("ph_in"):
             cal = (f"calibrated {q['ph_date']}" if q.get("ph_slope")

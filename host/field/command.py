@@ -73,7 +73,8 @@ SENSOR_OPTIONS = (  # the sensors and their calibration (calibrate.py)
     ("--bore", {"metavar": "K=V,...", "help": "Borewell transducer: in (adc, ads0-"
                 "ads3), range_m, install_m, intake_m, ... (docs/sensors.md)."}),
     ("--tank", {"metavar": "K=V,...", "help": "Tank level: in (sonar, adc, ads0-ads3)"
-                ", height_m, diameter_m or shape=rect,length_m,width_m, mount_mm."}),
+                ", height_m, diameter_m or shape=rect,length_m,width_m, mount_mm; "
+                "sonar=trigger for a JSN-SR04T with R27 = 120k."}),
     ("--ph-in", {"metavar": "IN", "help": "The pH board's input (adc, ads0-ads3)."}),
     ("--ph-cal", {"multiple": True, "metavar": "MV=PH",
                   "help": "A pH buffer's reading, twice: --ph-cal 2500=7.00 ..."}),

@@ -8,8 +8,9 @@ config, as the firmware builds them), shown raw and calibrated with its fault:
 
 Probes are read as the firmware reads them: the median of five samples 100 ms
 apart (a 4-20 mA loop, EC, pH, dividers), one DS18B20 conversion (750 ms), two
-polls of the ultrasonic sensor 0.5 s apart, one CT window (5 mains cycles). Nothing
-is written and the relay is not touched."""
+polls of the ultrasonic sensor 0.5 s apart (in trigger mode five 0x55 triggers,
+each polled 150 ms later), one CT window (5 mains cycles). Nothing is written and
+the relay is not touched."""
 
 from __future__ import annotations
 
@@ -62,14 +63,22 @@ def _jk_sensors(slot):
         out.append(['bore', ma, lp.head, lp.depth_m, N[lp.fault], lp.shunt])
     if m.geo:
         g = m.geo
-        if m.sonar:
-            m.sonar.poll()
-            time.sleep_ms(500)
-            mm = m.sonar.poll()
+        s = m.sonar
+        mode = cfg['tank'].get('sonar', 'auto')  # (firmware before the key: auto)
+        if s:
+            if mode == 'trigger':  # as measure.read_tank: 0x55, 150 ms, poll
+                for i in range(len(s.hist)):
+                    s.request()
+                    time.sleep_ms(150)
+                    mm = s.poll()
+            else:
+                s.poll()
+                time.sleep_ms(500)
+                mm = s.poll()
             lv = None if mm is None else g.level_m(mm)
-            out.append(['sonar', mm, m.sonar.last, lv,
-                        None if lv is None else g.litres(lv), N[m.sonar.fault],
-                        g.capacity_l()])
+            out.append(['sonar', mm, s.last, lv,
+                        None if lv is None else g.litres(lv), N[s.fault],
+                        g.capacity_l(), mode])
         else:
             ma = med(m.tank.current)
             h = None if ma is None else m.tank.from_ma(ma)
@@ -122,6 +131,12 @@ FIXES = {
     "stale": "no new data: the sensor stopped sending",
     "dry": "the transducer is out of the water: the water table fell below it, "
     "or it was pulled up; hang it deeper (install_m)",
+}
+# a silent sonar may be in the other serial mode (docs/sensors.md, JSN-SR04T)
+SONAR_MODE_FIX = {
+    "auto": "a JSN-SR04T with R27 = 120k sends only when asked: set tank.sonar "
+    '"trigger"',
+    "trigger": 'tank.sonar is "trigger": is the sensor a JSN-SR04T with R27 = 120k?',
 }
 DRY_M = 0.02  # a borewell head below this: 4 mA, the transducer in air
 ROW_NAMES = {"bore": "borewell", "tank": "tank", "sonar": "tank", "temp": "water temp",
@@ -192,7 +207,8 @@ def describe(row: list[Any], today: str | None = None) -> tuple[str, bool, str, 
         return (name, True, f"{ma:.2f} mA → level {_n(head)} m, {_n(litres, 0)} L "
                 f"of {_n(cap, 0)} L", "")  # fmt: skip
     if kind == "sonar":
-        _k, mm, last, level, litres, fault, cap = row
+        _k, mm, last, level, litres, fault, cap = row[:7]
+        mode = row[7] if len(row) > 7 else "auto"
         if mm is None:
             what = (
                 "no frame from the sensor"
@@ -202,6 +218,8 @@ def describe(row: list[Any], today: str | None = None) -> tuple[str, bool, str, 
                 )
             )
             text, fix = _fault(fault, what)
+            if fault in ("absent", "stale"):
+                fix += "; " + SONAR_MODE_FIX.get(mode, SONAR_MODE_FIX["auto"])
             return name, False, text, fix
         return (name, True, f"{_n(mm, 0)} mm to the water → level {_n(level)} m, "
                 f"{_n(litres, 0)} L of {_n(cap, 0)} L", "")  # fmt: skip

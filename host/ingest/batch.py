@@ -56,7 +56,7 @@ from .boots import BootCeiling
 from .guard import Throttle, Throttled, retry_after
 from .signer import FastSigner, check_macs, decoy_macs
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # the device-days each committed batch touched (store.py, pgstore.py): what
 # reports/aggregates.py recomputes
 TOUCHED = "jalkal_touched"
@@ -76,14 +76,16 @@ _TAIL = [
     ("received", pa.timestamp("s")), ("via", pa.string()),
 ]  # fmt: skip
 SCHEMA = pa.schema(_HEAD + _PAYLOAD + _TAIL)
-# the columns each schema version added (version 2: the `measure` frame's): a store
-# of an older version gets them, empty for the frames already in it, when it is
-# opened read-write (ALTER TABLE ... ADD COLUMN); both back-ends insert by name
+# the columns each schema version added (version 2: the `measure` frame's, version
+# 3: its appended motor_s): a store of an older version gets them, empty for the
+# frames already in it, when it is opened read-write (ALTER TABLE ... ADD COLUMN);
+# both back-ends insert by name
 ADDED_COLUMNS = {
     "2": [
         n for n, specs in bulk.PAYLOAD_COLUMNS.items()
-        if {k for k, *_ in specs} == {c.MEASURE}
+        if {k for k, *_ in specs} == {c.MEASURE} and n != "motor_s"
     ],
+    "3": ["motor_s"],
 }  # fmt: skip
 NOT_NULL = {"device", "boot", "seq", "kind", "flags", "t", "prev", "mac", "version",
             "length", "frame", "received", "via"}  # fmt: skip

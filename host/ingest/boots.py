@@ -11,6 +11,8 @@ never refused; "behind" is serial-number arithmetic (RFC 1982): less than 32768 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 MAX_BOOT_AHEAD = 1024  # boots: months of daily power cuts with no upload at all
@@ -29,19 +31,33 @@ def latest_boot(boots: np.ndarray) -> int:
 
 
 class BootCeiling:
-    """Each device's latest stored boot, loaded at start and advanced on commit."""
+    """Each device's latest stored boot, loaded when first needed (a store opened
+    only to report never reads them) and advanced on commit."""
 
     def __init__(self, ahead: int = MAX_BOOT_AHEAD):
         self.ahead = ahead
         self.latest: dict[int, int] = {}
+        self.source: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def load_from(self, source: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Every distinct stored (device, boot), read by `source` at first use."""
+        self.latest = {}
+        self.source = source
+
+    def _loaded(self) -> None:
+        if self.source is not None:
+            source, self.source = self.source, None
+            self.load(*source())
 
     def load(self, device: np.ndarray, boot: np.ndarray) -> None:
         """From every distinct (device, boot) stored."""
         self.latest = {}
+        self.source = None
         self.advance(device, boot)
 
     def advance(self, device: np.ndarray, boot: np.ndarray) -> None:
         """After a commit of frames with these keys."""
+        self._loaded()
         if device.size == 0:
             return
         order = np.argsort(device, kind="stable")
@@ -57,6 +73,7 @@ class BootCeiling:
 
     def too_far(self, device: np.ndarray, boot: np.ndarray) -> np.ndarray:
         """Which frames (their device and boot) are too far ahead."""
+        self._loaded()
         if device.size == 0:
             return np.zeros(0, bool)
         devs, inv = np.unique(device, return_inverse=True)
@@ -85,6 +102,7 @@ class BootCeiling:
     def reload(self, devices: list[int], device: np.ndarray, boot: np.ndarray) -> None:
         """These devices' boots as read again from the store (another writer may
         have stored newer ones): every distinct (device, boot) stored for them."""
+        self._loaded()
         for d in devices:
             self.latest.pop(int(d), None)
         self.advance(device, boot)

@@ -175,8 +175,7 @@ class PgStore(FrameStore):
         try:
             self._check_schema()
             if not read_only:
-                d, b = self.distinct_boots()
-                self.boots.load(d, b)
+                self.boots.load_from(self.distinct_boots)
         except BaseException:
             self.close()
             raise

@@ -152,14 +152,17 @@ class Store(FrameStore):
                 self._check_schema()
             else:
                 self._create()
-                b = self._arrow("SELECT DISTINCT device, boot FROM frames")
-                self.boots.load(b["device"].to_numpy(), b["boot"].to_numpy())
+                self.boots.load_from(self._distinct_boots)
         except BaseException:
             self.con.close()
             if new:  # the file this failed start made: nothing of anyone's in it
                 for p in (self.path, self.path.with_name(self.path.name + ".wal")):
                     p.unlink(missing_ok=True)
             raise
+
+    def _distinct_boots(self) -> tuple[np.ndarray, np.ndarray]:
+        b = self._arrow("SELECT DISTINCT device, boot FROM frames")
+        return b["device"].to_numpy(), b["boot"].to_numpy()
 
     def _create(self) -> None:
         tables = {

@@ -10,11 +10,13 @@ from typing import Any
 import pyarrow as pa
 
 from ..ingest.store import FrameStore, is_postgres
+from .period_sql import MONTHS_SCHEMA
 from .periods import DAY_SCHEMA
 
 TOUCHED = "jalkal_touched"  # the marks of the ingest (store.py, pgstore.py)
 DAYS = "jalkal_days"
 DEVICES = "jalkal_agg_devices"
+MONTHS = "jalkal_agg_months"  # each device's months (period_sql.device_months)
 META = "jalkal_agg_meta"
 PG_LOCK = 0x6A6B6167  # pg_advisory_xact_lock: one refresh at a time
 _DUCK = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.float64(): "DOUBLE",
@@ -49,20 +51,33 @@ class Db:
     def read(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         return self.st.query(sql.replace("?", self.p), params)
 
-    def read_as(self, table: str, names: list[str], where: str = "") -> pa.Table:
+    def read_as(
+        self,
+        table: str,
+        names: list[str],
+        where: str = "",
+        params: list[Any] | None = None,
+    ) -> pa.Table:
         """Columns of one of our tables (aliased: a PgStore gives a column named
         as a frames column that column's type)."""
         cols = ", ".join(f'"{n}" AS "a_{n}"' for n in names)
-        tb = self.read(f"SELECT {cols} FROM {table} {where}")
+        tb = self.read(f"SELECT {cols} FROM {table} {where}", params)
         return tb.rename_columns(names)
 
     def create_sql(self, drop: bool) -> list[str]:
         types = _PG if self.pg else _DUCK
         cols = ", ".join(f'"{f.name}" {types[f.type]}' for f in DAY_SCHEMA)
+        mcols = ", ".join(f'"{f.name}" {types[f.type]}' for f in MONTHS_SCHEMA)
         text = "text" if self.pg else "VARCHAR"
         return [
-            *([f"DROP TABLE IF EXISTS {t}" for t in (DAYS, DEVICES)] if drop else []),
+            *(
+                [f"DROP TABLE IF EXISTS {t}" for t in (DAYS, DEVICES, MONTHS)]
+                if drop
+                else []
+            ),
             f"CREATE TABLE IF NOT EXISTS {DAYS} ({cols}, PRIMARY KEY (device, date))",
+            f"CREATE TABLE IF NOT EXISTS {MONTHS} ({mcols}, "
+            "PRIMARY KEY (device, s, di, b, v, p))",
             f"CREATE TABLE IF NOT EXISTS {DEVICES} (device {text} PRIMARY KEY, "
             f"info {text} NOT NULL, timeline {text} NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {META} (key {text} PRIMARY KEY, "

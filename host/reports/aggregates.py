@@ -28,7 +28,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import astuple, fields
+from dataclasses import fields
 from datetime import timezone
 from typing import Any
 
@@ -41,14 +41,16 @@ from jkproto import objects as ob
 
 from ..errors import JalkalError
 from ..ingest.store import FrameStore, is_postgres
-from ..registry import Registry
-from .aggdb import DAYS, DEVICES, META, TOUCHED, Db, Steps
+from ..registry import Registry, Village
+from .aggdb import DAYS, DEVICES, META, MONTHS, TOUCHED, Db, Steps
 from .daily import COLUMNS, DailyResult, closing_notes, compute
 from .frames import TABLE_COLUMNS
-from .periods import DAY_SCHEMA, Report, days_table, report_of
+from .period_sql import MONTHS_SCHEMA, device_months
+from .periods import DAY_SCHEMA, Months, Report, days_table, report_of
 from .plausible import DEFAULT_MAX_FLOW_M3H
 
-RULES_VERSION = "2"  # raise when a day rule changes: every device is recomputed
+RULES_VERSION = "3"  # raise when a day rule changes: every device is recomputed
+# 3: each device's months kept beside its days (jalkal_agg_months)
 CHUNK = 64  # devices read from the store at a time
 READ_COLUMNS = [x for x in TABLE_COLUMNS if x != "status"]
 UPLOAD_COLUMNS = ["csq", "received", "via"]
@@ -62,9 +64,12 @@ def rules_key(max_flow_m3h: float) -> str:
     return json.dumps([RULES_VERSION, float(max_flow_m3h), DAY_SCHEMA.names])
 
 
+_VILLAGE = tuple(f.name for f in fields(Village))  # in order, as astuple gave them
+
+
 def device_key(reg: Registry, device: str) -> str:
     """A fingerprint of a device's registry rows."""
-    rows = [[str(x) for x in astuple(v)] for v in reg.rows(device)]
+    rows = [[str(getattr(v, f)) for f in _VILLAGE] for v in reg.rows(device)]
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
@@ -234,12 +239,14 @@ def refresh(
     max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
     write: bool = True,
     timeline: bool = True,
+    days: bool = True,
 ) -> tuple[pa.Table, dict[str, dict[str, Any]], int]:
     """Bring the aggregates up to date: (every device's daily rows, every
     device's notes, how many devices were recomputed). write=False: computed in
     memory from the stored rows and the marked devices' frames, nothing written.
     timeline=False: the devices' events and timelines are not read (a daily or
-    period report does without them)."""
+    period report does without them); days=False (with write): nor the days
+    (a month or year report reads the devices' months: stored_months)."""
     db = Db(st)
     have = db.tables()
     rules = rules_key(max_flow_m3h)
@@ -275,7 +282,7 @@ def refresh(
             if keep:
                 steps += [
                     (f"DELETE FROM {t} WHERE device = ANY({p})", [keep])
-                    for t in (DAYS, DEVICES)
+                    for t in (DAYS, DEVICES, MONTHS)
                 ]
             if marks.num_rows:  # exactly the marks read: one made meanwhile stays
                 steps.append((db.delete_marks_sql(), [
@@ -295,12 +302,15 @@ def refresh(
                 "info": pa.array([a for a, _ in parts], pa.string()),
                 "timeline": pa.array([b for _, b in parts], pa.string()),
             })  # fmt: skip
-            return steps, [(DAYS, rows), (DEVICES, info_tb)]
+            return steps, [
+                (DAYS, rows), (DEVICES, info_tb), (MONTHS, device_months(rows)),
+            ]  # fmt: skip
 
         db.write(plan, marks)
         have = db.tables()
     if write:
-        return _stored_days(db), _stored_infos(db, have, timeline), len(devices)
+        rows = _stored_days(db) if days else DAY_SCHEMA.empty_table()
+        return rows, _stored_infos(db, have, timeline), len(devices)
     kept = _stored_days(db) if not whole and DAYS in have else new_rows.slice(0, 0)
     if names and kept.num_rows:
         kept = kept.filter(pc.invert(pc.is_in(kept["device"], pa.array(names))))
@@ -308,11 +318,34 @@ def refresh(
     return pa.concat_tables([kept, new_rows]), infos, len(devices)
 
 
-def _stored_days(db: Db) -> pa.Table:
-    tb = db.read_as(DAYS, DAY_SCHEMA.names)
+def _stored_days(db: Db, where: str = "", params: list[Any] | None = None) -> pa.Table:
+    tb = db.read_as(DAYS, DAY_SCHEMA.names, where, params)
     return pa.table(
         {f.name: tb[f.name].cast(f.type) for f in DAY_SCHEMA}, schema=DAY_SCHEMA
     )
+
+
+def stored_months(st: FrameStore) -> Months:
+    """The devices' months as refresh() keeps them, with the day rows of every
+    village more than one device served (its village-days join their rows)."""
+    db = Db(st)
+    tb = db.read_as(MONTHS, MONTHS_SCHEMA.names)
+    tb = pa.table({f.name: tb[f.name].cast(f.type) for f in MONTHS_SCHEMA},
+                  schema=MONTHS_SCHEMA)  # fmt: skip
+    keys = ["s", "di", "b", "v"]
+    n = tb.group_by(keys).aggregate([("device", "count_distinct")])
+    shared = n.filter(pc.greater(n["device_count_distinct"], 1))
+    days = DAY_SCHEMA.empty_table()
+    if shared.num_rows:
+        days = _stored_days(db, f"WHERE village = ANY({db.p})",
+                            [shared["v"].to_pylist()])  # fmt: skip
+        vkey = pc.binary_join_element_wise(
+            *(pc.fill_null(days[c], "") for c in ("state", "district", "block")),
+            days["village"], "\x1f",
+        )  # fmt: skip
+        want = pc.binary_join_element_wise(*(shared[k] for k in keys), "\x1f")
+        days = days.filter(pc.is_in(vkey, want))
+    return Months(tb, days)
 
 
 def report(
@@ -323,21 +356,28 @@ def report(
     note: Callable[[str], None] | None = None,
     detail: bool = True,
     timeline: bool = True,
+    months: bool = False,
 ) -> tuple[Report, dict[str, dict[str, Any]]]:
     """The Report of the aggregates: the days table, events, timelines and notes
     `jalkal report` gives over every frame (periods.build), and per device with
     frames in the store its upload figures (uploads_of). detail=False leaves
     the days out of result.detail and result.days (the alerts and the daily
-    output read them); timeline=False leaves out the events and timelines."""
-    days, infos, n = refresh(st, reg, max_flow_m3h, write, timeline)
+    output read them); timeline=False leaves out the events and timelines;
+    months=True (a month or year report, a store written): the devices' months
+    instead of the days (Report.months; Report.days is left empty)."""
+    months = months and write
+    days, infos, n = refresh(st, reg, max_flow_m3h, write, timeline, not months)
     if note is not None and n:
         note(f"daily aggregates: {n} device(s) recomputed")
-    days = days.sort_by([("village", "ascending"), ("date", "ascending"),
-                         ("device", "ascending")])  # fmt: skip
     res = _merge(infos, max_flow_m3h)
     rep = report_of(res, reg)
     rep.days = days
-    if detail:
+    if months:
+        rep.months = stored_months(st)
+    if detail:  # the days in the report's order (periods need none)
+        rep.days = days = days.sort_by([("village", "ascending"),
+                                        ("date", "ascending"),
+                                        ("device", "ascending")])  # fmt: skip
         res.detail = detail_rows(days)
         res.days = [{k: r[k] for k in COLUMNS} for r in res.detail]
     return rep, {d: i.get("store", {}) for d, i in infos.items()}
@@ -357,6 +397,7 @@ def from_store(
     max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
     note: Callable[[str], None] | None = None,
     detail: bool = True,
+    months: bool = False,
 ) -> tuple[Report, set[str]] | None:
     """`report --store`'s daily table from the aggregates, refreshed and kept in
     the store; None for a DuckDB file a running `jalkal serve` holds (the report
@@ -385,5 +426,5 @@ def from_store(
     with st:
         if st.count() == 0:
             raise JalkalError(f"store {where} holds no frames: nothing to report")
-        rep, ups = report(st, reg, max_flow_m3h, write, note, detail, False)
+        rep, ups = report(st, reg, max_flow_m3h, write, note, detail, False, months)
         return rep, set(ups)

@@ -124,7 +124,7 @@ def run(
         if store and not (show_alerts or plot or html):  # the daily aggregates
             got = aggregates.from_store(
                 store, reg, max_flow_m3h, lambda ln: print(f"report: {ln}", file=err),
-                detail=not period,
+                detail=not period, months=period in ("month", "year"),
             )  # fmt: skip
         if got is not None:
             rep, present = got[0], set(got[1])
@@ -146,7 +146,7 @@ def run(
     res = rep.result
     lines += _left_out(res, reg, present, explained)
     decoded = problems_line(dict(stats, mac_failures=0, unknown_devices=0))
-    if rep.days.num_rows == 0:
+    if rep.days.num_rows == 0 and not (rep.months and rep.months.months.num_rows):
         why = [decoded] if decoded else []
         why = why + lines or ["no day of a registered device in the input"]
         raise JalkalError(
@@ -159,9 +159,8 @@ def run(
     for line in lines:
         print(f"report: {line}", file=err)
     if period:
-        tb = periods(
-            rep.days, period, by, min_complete=min_complete, quality=qual, registry=reg
-        )
+        tb = periods(rep.days, period, by, min_complete=min_complete, quality=qual,
+                     registry=reg, months=rep.months)  # fmt: skip
         emit(tb, "periods", fmt, out, output, lambda: to_text(tb, by) + period_text(tb))
     elif show_alerts:
         tb = alerts(

@@ -471,7 +471,7 @@ def _device_days(
     night_ok = (n_night == NIGHT_S // iv_day) & (NIGHT_S % iv_day == 0)
 
     ms = np.flatnonzero((f.kind == c.MEASURE) & timed)
-    sensed = measures.day_columns(f.t[ms], f.measure[ms], b)
+    sensed = measures.day_columns(f.t[ms], f.measure[ms], b, f.boot[ms])
     out: list[dict[str, Any]] = []
     for i in range(nd):
         v = _row_at(rows, dates[i])

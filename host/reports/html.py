@@ -1,13 +1,14 @@
 """`jalkal report ... --html DIR`: a static report page.
 
-DIR/index.html and the three plots beside it (host/plots.py). Plain HTML and CSS
-in one file: no JavaScript, no fonts or styles from the network, images by
-relative path, so the folder opens from a USB stick in any browser without a
+DIR/index.html and the plots beside it (plots.py, sensor_plots.py). Plain HTML
+and CSS in one file: no JavaScript, no fonts or styles from the network, images
+by relative path, so the folder opens from a USB stick in any browser without a
 server (``file://``). The page holds: what the report covers, the period table
 (--period, default month, --by), the plots, the band counts per block (over the
-days of the period table, so that the two agree), the alerts when --alerts is
-given, the daily rows (up to MAX_DAILY), and the notes. DIR is new, empty or an
-earlier page's (page_folder): nothing else in it is overwritten.
+days of the period table, so that the two agree), the sensors of each village
+with measure frames (sensor_section), the alerts when --alerts is given, the
+daily rows (up to MAX_DAILY), and the notes. DIR is new, empty or an earlier
+page's (page_folder): nothing else in it is overwritten.
 Nothing on it depends on the time it was made, so the same data gives the same
 bytes.
 """
@@ -27,6 +28,7 @@ from ..errors import JalkalError
 from ..fileio import atomic_write
 from . import periods as per
 from . import plots, sensor_plots
+from . import sensor_view as sv
 from .render import where_label
 
 MAX_DAILY = 1000  # daily rows on the page; more: the CSV output has them
@@ -50,6 +52,11 @@ figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #333; }
 ul.notes { font-size: 0.9em; color: #333; }
+div.wide { overflow-x: auto; }
+td.d { white-space: nowrap; }
+.over { color: #8A5A00; font-weight: bold; background: #FDF1D6 !important; }
+.out { color: #B34700; font-weight: bold; background: #FBE3D6 !important; }
+.fault { color: #555; font-style: italic; background: #E9E9E9 !important; }
 """
 
 
@@ -128,6 +135,79 @@ def period_section(tb: pa.Table, by: str) -> str:
             ]
         )  # fmt: skip
     return table_html(head, rows)
+
+
+def sensor_section(
+    rep: Any,
+    period: str,
+    min_complete: float,
+    quality: Mapping[tuple[str, ...], list[tuple[date, bool]]] | None,
+) -> list[str]:
+    """The sensors of each village with measure frames, as `jalkal report` prints
+    them (sensor_view.py): the daily columns and the period's; BIS 10500 marks
+    on the cells out of limits. Nothing for a report without measure frames."""
+    days = sv.sensor_days(rep.days.to_pylist())
+    if not days:
+        return []
+    tb = per.periods(
+        rep.days, period, "village", min_complete=min_complete, quality=quality,
+        registry=rep.registry,
+    )  # fmt: skip
+    by_village: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in days:
+        by_village.setdefault(_village_key(r), []).append(r)
+    periods = tb.to_pylist()
+    out = [
+        '<h2 id="sensors">Sensors</h2>',
+        "<p>The measure frames of each village with sensors: each device's day "
+        "(borewell depth to water below ground, m; tank level; medians of pH, TDS, "
+        "EC and water temperature; the motor's own hours beside the relay's pump "
+        "hours; the sensors in fault) and each "
+        f"{html.escape(period)}. BIS 10500: "
+        '<span class="over">permissible</span> (TDS above 500 mg/L, at most 2000: '
+        'only where there is no other source), <span class="out">not '
+        "acceptable</span> (pH outside 6.5&ndash;8.5 or TDS above 2000 mg/L); "
+        '<span class="fault">fault</span>: a sensor read a fault that day '
+        "(no value: &ndash;).</p>",
+    ]
+    if len(days) > MAX_DAILY:
+        out.append(
+            f"<p>{len(days)} device-days with sensors: too many for a page; "
+            "<code>jalkal report ... --format csv</code> gives them all; the "
+            f"{html.escape(period)} tables follow.</p>"
+        )
+    day_head = ["device", "date", *(h for h, _k, _p in sv.DAY_VIEW)]
+    per_head = ["period", *(h for h, _k, _p in sv.PERIOD_VIEW)]
+    for key, mine in sorted(by_village.items()):
+        dates = {r["date"] for r in mine}
+        rows = [  # the village's periods with measure frames
+            r for r in periods
+            if _village_key(r) == key and any(r["start"] <= d < r["end"] for d in dates)
+        ]  # fmt: skip
+        out.append(f'<div class="sensors"><h3>{html.escape(where_label(mine[0]))}</h3>')
+        if len(days) <= MAX_DAILY:
+            cells = [
+                [r["device"], (r["date"], "d"), *_marked(sv.cells(r, sv.DAY_VIEW))]
+                for r in mine
+            ]
+            out += ['<div class="wide">', table_html(day_head, cells), "</div>"]
+        cells = [[r["period"], *_marked(sv.cells(r, sv.PERIOD_VIEW))] for r in rows]
+        out += [f"<p>By {html.escape(period)}:</p>", table_html(per_head, cells)]
+        out.append("</div>")
+    return out
+
+
+def _village_key(r: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(r[k] or "" for k in ("state", "district", "block", "village"))
+
+
+def _marked(cs: Sequence[sv.Cell]) -> list[tuple[str, str]]:
+    """(text, css class): a number right-aligned, its mark its class."""
+    out = []
+    for text, mark in cs:
+        num = text[:1].isdigit() or text[:1] in "+-" and text[1:2].isdigit()
+        out.append((text, " ".join(x for x in ("n" if num else "", mark) if x)))
+    return out
 
 
 PAGE = "index.html"
@@ -243,6 +323,7 @@ def write_html(
             [[label, *(c[b] for b in plots.BANDS)] for label, c in counts],
         )
     )
+    parts += sensor_section(rep, period, min_complete, quality)
     if alerts is not None:
         from .alerts import alerts as find_alerts
 

@@ -19,10 +19,19 @@ Rules (docs/sensors.md, "Reports and alerts"):
   6.5-8.5 and TDS <= 500 mg/L), ``permissible`` (pH in range, 500 < TDS <= 2000:
   allowed only where there is no alternative source), ``not acceptable``
   (pH out of range or TDS > 2000), null with neither measured.
-* ``motor_hours``: the motor's own running state (CT or contactor contact) at
-  each frame stands for the span since the device's previous measure frame (up
-  to MAX_SPAN_S; a longer silence counts nothing); null on a day without a
-  motor value.
+* ``motor_hours``: the motor's own running seconds (CT or contactor contact,
+  not the relay), from the frames' ``motor_s`` counter: the board counts them
+  per boot, so each frame's increment over the device's previous measure frame
+  of the same boot (modulo 2**32, at most the seconds between them; the first
+  frame of a boot: its own count, the seconds since that boot) is the motor's
+  running time in that span. A span that crosses local midnight is split there
+  in proportion (the earlier part floor(increment x its seconds / span's)); a
+  span longer than MAX_COUNTER_S (frames lost for half a day) is put on no day.
+  Frames without the counter (boards before it: 33-byte payloads) fall back
+  to sampling: their ``motor_running`` stands for the span since the device's
+  previous measure frame (up to MAX_SPAN_S; a longer silence counts nothing).
+  A span is placed by the frame that closes it (the day rule above). Null on a
+  day without a motor value.
 * ``sensor_faults``: the sensors that read a fault in any of the day's frames
   (names joined by ``|``), ``""`` when none did, null without measure frames.
 
@@ -45,8 +54,11 @@ from jkproto import objects as ob
 
 # the measure frame's fields the report reads (the store's column names)
 FRAME_COLUMNS = ("bore_depth_cm", "tank_mm", "tank_l", "ec_us", "tds_mgl",
-                 "ph_x100", "water_cc", "motor_running", "faults")  # fmt: skip
-BORE, TANK_MM, TANK_L, EC, TDS, PH, WATER, MOTOR, FAULTS = range(len(FRAME_COLUMNS))
+                 "ph_x100", "water_cc", "motor_running", "motor_s",
+                 "faults")  # fmt: skip
+BORE, TANK_MM, TANK_L, EC, TDS, PH, WATER, MOTOR, MOTOR_S, FAULTS = range(
+    len(FRAME_COLUMNS)
+)
 NULL = np.iinfo(np.int64).min  # no value, in the report's integer columns
 _FMT = dict(
     zip(
@@ -59,6 +71,7 @@ SENTINEL = {name: ob.NO_VALUE[_FMT[name]] for name in FRAME_COLUMNS[:-1]}
 AT_S = 6 * 3600  # the morning depth: 06:00 local
 NEAR_S = 1800  # ... from the frame within 30 minutes of it
 MAX_SPAN_S = 3600  # longest span one frame's motor state stands for
+MAX_COUNTER_S = 12 * 3600  # longest span a motor_s increment is placed over
 PH_MIN, PH_MAX = 6.5, 8.5  # BIS 10500: 2012, Table 2 (acceptable = permissible)
 TDS_ACCEPTABLE, TDS_PERMISSIBLE = 500, 2000  # mg/L, BIS 10500: 2012, Table 2
 QUALITY = ("acceptable", "permissible", "not acceptable")
@@ -142,30 +155,69 @@ def fault_names(bits: int) -> str:
     return "|".join(ob.SENSORS[i] for i in range(len(ob.SENSORS)) if bits >> i & 1)
 
 
-def _spans(t: np.ndarray, running: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Seconds each frame's motor state stands for (t in time order per device;
-    first: the device's first frame)."""
+def _spans(
+    t: np.ndarray, m: np.ndarray, boot: np.ndarray, first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, span start) per frame: the motor's running seconds the frame
+    closes and when its span began (the frame's own t for a sampled span, which
+    is never split at midnight). t in time order per device; first: the
+    device's first frame. The counter's increment where the frame has motor_s
+    and the frame before it of the device does (or is of an earlier boot); else
+    the sampled state's span."""
     span = np.zeros(t.size, np.int64)
     if t.size > 1:
         span[1:] = t[1:] - t[:-1]
     span[first] = 0
-    span[span > MAX_SPAN_S] = 0
-    return np.where(running == 1, span, 0)
+    start = t - span
+    sampled = np.where((m[:, MOTOR] == 1) & (span <= MAX_SPAN_S), span, 0)
+    cnt = m[:, MOTOR_S]
+    has = cnt != NULL
+    prev = np.full(t.size, NULL, np.int64)
+    prev[1:] = cnt[:-1]
+    newboot = np.ones(t.size, bool)
+    newboot[1:] = boot[1:] != boot[:-1]
+    prev[newboot] = 0  # the counter starts at 0 at boot, after the frame before
+    counted = has & (prev != NULL) & ~first
+    inc = np.where(counted, cnt, 0) - np.where(counted, prev, 0)
+    inc = np.minimum(inc % (1 << 32), span)  # a count that wrapped; never > span
+    inc = np.where(span <= MAX_COUNTER_S, inc, 0)
+    return np.where(counted, inc, sampled), np.where(counted, start, t)
+
+
+def _early(
+    sec: np.ndarray, start: np.ndarray, t: np.ndarray, cut: np.ndarray
+) -> np.ndarray:
+    """The part of sec (running seconds over (start, t]) before cut, the midnight
+    that begins t's day: in proportion, floored; 0 when the span does not cross."""
+    cross = start < cut
+    span = np.maximum(t - start, 1)
+    return np.where(cross, sec * np.maximum(cut - start, 0) // span, 0)
 
 
 # --- one device's days (daily.py) ----------------------------------------------
 
 
-def day_columns(t: np.ndarray, m: np.ndarray, b: np.ndarray) -> list[dict[str, Any]]:
-    """The sensor columns of the days (b[i], b[i+1]] of one device: t, m its timed
-    measure frames (times, measure matrix rows) in stream order."""
+def day_columns(
+    t: np.ndarray, m: np.ndarray, b: np.ndarray, boot: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """The sensor columns of the days (b[i], b[i+1]] of one device: t, m, boot its
+    timed measure frames (times, measure matrix rows, boots) in stream order."""
     nd = b.size - 1
+    if boot is None:
+        boot = np.zeros(t.size, np.int64)
     o = np.argsort(t, kind="stable")
-    t, m = t[o], m[o]
+    t, m, boot = t[o], m[o], boot[o]
     first = np.zeros(t.size, bool)
     first[:1] = True
-    run_s = _spans(t, m[:, MOTOR], first)
+    sec, start = _spans(t, m, boot, first)
     day = np.searchsorted(b, t, side="left") - 1
+    inr = (day >= 0) & (day < nd)
+    early = np.zeros(t.size, np.int64)
+    early[inr] = _early(sec[inr], start[inr], t[inr], b[day[inr]])
+    run_day = np.bincount(day[inr], weights=sec[inr] - early[inr], minlength=nd)
+    back = inr & (early > 0) & (day >= 1)
+    run_day += np.bincount(day[back] - 1, weights=early[back], minlength=nd)
+    run_day = run_day.astype(np.int64)
     out: list[dict[str, Any]] = []
     for i in range(nd):
         sel = day == i
@@ -203,7 +255,7 @@ def day_columns(t: np.ndarray, m: np.ndarray, b: np.ndarray) -> list[dict[str, A
         r["water_quality"] = quality_class(r["ph"], r["tds_mgl"])
         mot = d[:, MOTOR] != NULL
         r["motor_hours"] = (
-            int(_half_up(np.int64(run_s[sel].sum()) * 100, np.int64(3600))) / 100
+            int(_half_up(np.int64(run_day[i]) * 100, np.int64(3600))) / 100
             if mot.any()
             else None
         )
@@ -255,14 +307,29 @@ def bulk_columns(
     """The DAY_FIELDS columns of `total` flat days: rows, dev, t are the measure
     frames (table rows, device index, time); day_of(dev, t) gives (flat day, in
     range); b0 the local midnight that begins each flat day."""
-    m = from_table(tb.take(pa.array(rows))) if rows.size else np.zeros((0, 9), np.int64)
+    sub = tb.take(pa.array(rows)) if rows.size else None
+    m = (
+        from_table(sub)
+        if sub is not None
+        else np.zeros((0, len(FRAME_COLUMNS)), np.int64)
+    )
+    boot = (
+        np.asarray(sub.column("boot").to_numpy(), np.int64)
+        if sub is not None and "boot" in sub.column_names
+        else np.zeros(rows.size, np.int64)
+    )
     o = np.lexsort((t, dev))  # per device in time order (stable)
-    m, dev, t = m[o], dev[o], t[o]
+    m, dev, t, boot = m[o], dev[o], t[o], boot[o]
     first = np.ones(t.size, bool)
     first[1:] = dev[1:] != dev[:-1]
-    run_s = _spans(t, m[:, MOTOR], first)
+    sec, start = _spans(t, m, boot, first)
     fd, inr = day_of(dev, t)
-    fd, m, t, run_s = fd[inr], m[inr], t[inr], run_s[inr]
+    d0, ok0 = day_of(dev, start + 1)  # the day the span begins in
+    early = np.zeros(t.size, np.int64)
+    early[inr] = _early(sec[inr], start[inr], t[inr], b0[fd[inr]])
+    back = inr & (early > 0) & ok0 & (d0 == fd - 1)
+    run_early = np.bincount(d0[back], weights=early[back], minlength=total)
+    fd, m, t, sec, early = fd[inr], m[inr], t[inr], sec[inr], early[inr]
     has = np.bincount(fd, minlength=total) > 0
     cols: dict[str, pa.Array] = {}
 
@@ -320,7 +387,8 @@ def bulk_columns(
     cls = np.where(bad, QUALITY[2], np.where(perm, QUALITY[1], QUALITY[0]))
     cols["water_quality"] = pa.array(cls, pa.string(), mask=~(pv | tv))
     mot = np.bincount(fd[m[:, MOTOR] != NULL], minlength=total) > 0
-    sec = np.bincount(fd, weights=run_s, minlength=total).astype(np.int64)
+    sec = np.bincount(fd, weights=sec - early, minlength=total) + run_early
+    sec = sec.astype(np.int64)
     cols["motor_hours"] = f64(_half_up(sec * 100, np.int64(3600)) / 100, mot)
     bits = np.zeros(total, np.int64)
     np.bitwise_or.at(bits, fd, m[:, FAULTS])
@@ -342,46 +410,35 @@ PERIOD_FIELDS = [
 ]  # fmt: skip
 
 
-def period_values(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The PERIOD_FIELDS of one village-period from its device-day rows: the
+def period_sums(x: Mapping[str, Any]) -> dict[str, Any]:
+    """The PERIOD_FIELDS of one village-period from period_sql's sums: the
     extremes of the days' values, the 06:00 depth's change from the first day
     that has one to the last (positive: the water table fell), the days judged
     against BIS 10500, and the sensors' Table 11 quality (sensor_quality): non
     potable when any day's medians are not acceptable, potable when every judged
     day is acceptable or permissible, null when no day was judged."""
-    rows = sorted(rows, key=lambda r: str(r["date"]))
-
-    def vals(k: str) -> list[Any]:
-        return [r[k] for r in rows if r.get(k) is not None]
-
-    def ext(fn: Callable[..., Any], k: str) -> Any:
-        v = vals(k)
-        return fn(v) if v else None
-
-    at = vals("bore_0600_m")
-    q = vals("water_quality")
-    hours = vals("motor_hours")
-    bad = sum(x == QUALITY[2] for x in q)
+    n0600, q, bad = x["bore_0600_n"], x["days_quality"], x["days_not_acceptable"]
+    change = x["bore_0600_last"] - x["bore_0600_first"] if n0600 > 1 else None
     return {
-        "bore_min_m": ext(min, "bore_min_m"),
-        "bore_max_m": ext(max, "bore_max_m"),
-        "bore_0600_change_m": round(at[-1] - at[0], 2) if len(at) > 1 else None,
-        "tank_min_m": ext(min, "tank_min_m"),
-        "ph_min": ext(min, "ph"),
-        "ph_max": ext(max, "ph"),
-        "tds_max_mgl": ext(max, "tds_mgl"),
-        "days_quality": len(q),
-        "days_permissible": sum(x == QUALITY[1] for x in q),
-        "days_not_acceptable": bad,
+        "bore_min_m": x["bore_min_m"],
+        "bore_max_m": x["bore_max_m"],
+        "bore_0600_change_m": round(change, 2) if change is not None else None,
+        "tank_min_m": x["tank_min_m"],
+        "ph_min": x["ph_min"],
+        "ph_max": x["ph_max"],
+        "tds_max_mgl": x["tds_max_mgl"],
+        "days_quality": int(q),
+        "days_permissible": int(x["days_permissible"]),
+        "days_not_acceptable": int(bad),
         "sensor_quality": None if not q else "non potable" if bad else "potable",
-        "motor_hours": round(sum(hours), 2) if hours else None,
-        "days_sensor_fault": sum(1 for r in rows if r.get("sensor_faults")),
+        "motor_hours": round(x["motor_hours"], 2) if x["motor_n"] else None,
+        "days_sensor_fault": int(x["days_sensor_fault"]),
     }
 
 
 def quality_leg(tests: str, sensed: Mapping[str, Any]) -> str:
     """Table 11's quality of a period from the water tests (quality.py: potable,
-    non potable, not measured) and the sensors (period_values' sensor_quality):
+    non potable, not measured) and the sensors (period_sums' sensor_quality):
     non potable when either says so (a laboratory test covers what no probe
     measures: bacteria, arsenic, fluoride, nitrate; the probes see every day
     between tests), potable when one of them measured and neither failed."""

@@ -22,6 +22,7 @@ from ..registry import Registry, as_registry
 from . import measures
 from .daily import DailyResult, band_of, compute
 from .frames import Frames
+from .period_sql import from_months, village_periods
 from .plausible import DEFAULT_MAX_FLOW_M3H
 from .quality import quality_of
 
@@ -87,6 +88,16 @@ EVENT_SCHEMA = pa.schema(
 
 
 @dataclass
+class Months:
+    """What the store's aggregates keep for a month or year report: each
+    device's months in each village (period_sql.MONTHS_SCHEMA) and the day rows
+    of the villages more than one device served."""
+
+    months: pa.Table
+    shared_days: pa.Table
+
+
+@dataclass
 class Report:
     """What build() found: the daily detail and the device timelines."""
 
@@ -95,6 +106,7 @@ class Report:
     result: DailyResult  # the same, as Python objects (daily.compute)
     unplaced: pa.Table = field(default_factory=lambda: UNPLACED_SCHEMA.empty_table())
     events: pa.Table = field(default_factory=lambda: EVENT_SCHEMA.empty_table())
+    months: Months | None = None  # aggregates.report(months=True): days left out
 
     @property
     def notes(self) -> list[str]:
@@ -196,14 +208,6 @@ def _worst(*classes: str | None) -> str | None:
     return max(classes, key=lambda x: CLASSES.index(x))  # type: ignore[arg-type]
 
 
-@dataclass
-class _Acc:
-    """One village in one period."""
-
-    key: tuple[str, str, str, str]  # state, district, block, village
-    days: dict[date, list[dict[str, Any]]] = field(default_factory=dict)
-
-
 def village_day(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The devices of one village on one day, summed (its meters together supply
     it); the population is the registry's (the largest if rows differ)."""
@@ -270,32 +274,28 @@ def periods(
     min_complete: float = MIN_COMPLETE,
     quality: Mapping[tuple[str, ...], list[tuple[date, bool]]] | None = None,
     registry: Registry | Mapping[str, Any] | None = None,
+    months: Months | None = None,
 ) -> pa.Table:
     """One row per (group, period), PERIOD_COLUMNS, sorted by period start then
     state, district, block, village.
 
     days: the DAY_COLUMNS table (build().days) or its rows as dicts. A period's
     days are its calendar days, cut to the registry rows' from/to dates when a
-    registry is given, so a village that joined mid-month is judged on its days."""
+    registry is given, so a village that joined mid-month is judged on its days.
+    months: the store's device-months (Report.months), read instead of the days
+    for a month or year report."""
     if period not in PERIODS:
         raise JalkalError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
     if by not in LEVELS:
         raise JalkalError(f"--by must be one of {', '.join(LEVELS)}, got {by!r}")
-    rows = days.to_pylist() if isinstance(days, pa.Table) else list(days)
     reg = as_registry(registry) if registry is not None else None
-    # village -> date -> device rows
-    acc: dict[tuple[tuple[str, str, str, str], str], _Acc] = {}
-    spans: dict[str, tuple[date, date]] = {}
-    for r in rows:
-        d = r["date"] if isinstance(r["date"], date) else date.fromisoformat(r["date"])
-        key = (r["state"] or "", r["district"] or "", r["block"] or "", r["village"])
-        label, a, b = period_of(d, period)
-        spans[label] = (a, b)
-        x = acc.setdefault((key, label), _Acc(key))
-        x.days.setdefault(d, []).append(r)
     villages = [
-        _village_period(x, label, spans[label], reg, min_complete, quality)
-        for (_k, label), x in acc.items()
+        _village_period(x, period, reg, min_complete, quality)
+        for x in (
+            from_months(months.months, months.shared_days, period)
+            if months is not None and period in ("month", "year")
+            else village_periods(days, period, DAY_SCHEMA)
+        )
     ]
     if by == "village":
         out = villages
@@ -318,74 +318,68 @@ def _calendar_days(
     b: date,
     reg: Registry | None,
 ) -> int:
+    """The days of [a, b) the registry places one of these devices in this
+    village (all of them when it places none there, or without a registry)."""
     if reg is None:
         return (b - a).days
-    covered: set[date] = set()
-    for dev in devices:
-        for v in reg.rows(dev):
-            if v.key() != key:
-                continue
-            lo = max(a, v.start or a)
-            hi = min(b, v.end or b)
-            covered.update(lo + timedelta(days=i) for i in range((hi - lo).days))
-    return len(covered) or (b - a).days
+    spans = sorted(
+        (max(a, v.start or a), min(b, v.end or b))
+        for dev in devices
+        for v in reg.rows(dev)
+        if v.key() == key
+    )
+    n, upto = 0, a
+    for lo, hi in spans:  # the union of the spans
+        lo = max(lo, upto)
+        if hi > lo:
+            n += (hi - lo).days
+            upto = hi
+    return n or (b - a).days
 
 
 def _village_period(
-    x: _Acc,
-    label: str,
-    span: tuple[date, date],
+    x: dict[str, Any],
+    period: str,
     reg: Registry | None,
     min_complete: float,
     quality: Mapping[tuple[str, ...], list[tuple[date, bool]]] | None,
 ) -> dict[str, Any]:
-    a, b = span
-    devs = {r["device"] for rs in x.days.values() for r in rs}
-    vd = {d: village_day(rs) for d, rs in sorted(x.days.items())}
-    done = [r for r in vd.values() if r["complete"]]
-    ndays = _calendar_days(x.key, devs, a, b, reg)
-    litres = sum(r["litres"] for r in done)
-    person_days = sum(r["population"] for r in done)
-    starts = [r["supply_start_min"] for r in vd.values() if r["supply"]]
-    starts = [s for s in starts if s is not None]
-    months = _months(a, b)
-    supplied = {(d.year, d.month) for d, r in vd.items() if r["supply"]}
+    """One village-period row from period_sql's sums."""
+    key = (x["s"], x["di"], x["b"], x["v"])
+    label, a, b = period_of(x["p"], period)
+    ndays = _calendar_days(key, x["devices"], a, b, reg)
+    done = x["days_complete"]
+    litres, person_days = x["litres"], x["person_days"]
     v: dict[str, Any] = {
         "period": label,
         "start": a,
         "end": b,
-        "state": x.key[0],
-        "district": x.key[1],
-        "block": x.key[2],
-        "village": x.key[3],
+        "state": key[0],
+        "district": key[1],
+        "block": key[2],
+        "village": key[3],
         "villages": 1,
-        "population": max(r["population"] for r in vd.values()),
+        "population": x["population"],
         "days": ndays,
-        "days_complete": len(done),
-        "completeness": round(len(done) / ndays, 3) if ndays else 0.0,
+        "days_complete": done,
+        "completeness": round(done / ndays, 3) if ndays else 0.0,
         "litres": round(litres, 1),
         "mean_lpcd": _round1(litres / person_days) if person_days else None,
-        "days_fully": sum(r["band"] == "fully" for r in done),
-        "days_partially": sum(r["band"] == "partially" for r in done),
-        "days_non": sum(r["band"] == "non" for r in done),
-        "days_incomplete": ndays - len(done),
-        "days_with_supply": sum(r["supply"] for r in vd.values()),
-        "complete_supply_days": sum(
-            1 for r in done if r["supply"] and (r["litres"] or 0) > 0
-        ),
-        "months": len(months),
-        "months_with_supply": len(supplied),
-        "supply_hours": round(sum(r["supply_hours"] for r in vd.values()), 2),
-        "start_sd_min": _sd(starts),
-        "pump_hours": round(sum(r["pump_hours"] for r in vd.values()), 2),
-        "lockouts": sum(r["lockouts"] for r in vd.values()),
-        "power_off_hours": round(sum(r["power_off_hours"] for r in vd.values()), 2),
-        "faults_raised": sum(r["faults_raised"] for r in vd.values()),
+        "days_incomplete": ndays - done,
+        "months": len(_months(a, b)),
+        "supply_hours": round(x["supply_hours"], 2),
+        "start_sd_min": _sd(x["start_n"], x["start_s1"], x["start_s2"]),
+        "pump_hours": round(x["pump_hours"], 2),
+        "power_off_hours": round(x["power_off_hours"], 2),
         "_person_days": person_days,
     }
-    sensed = measures.period_values([r for rs in x.days.values() for r in rs])
+    for k in ("days_fully", "days_partially", "days_non", "days_with_supply",
+              "complete_supply_days", "months_with_supply", "lockouts",
+              "faults_raised"):  # fmt: skip
+        v[k] = int(x[k])
+    sensed = measures.period_sums(x)
     v.update(sensed)
-    qual = measures.quality_leg(quality_of(quality, x.key, a, b), sensed)
+    qual = measures.quality_leg(quality_of(quality, key, a, b), sensed)
     quantity, regularity, func, note = _classify(v, min_complete, qual)
     v.update(
         quantity=quantity,
@@ -401,12 +395,13 @@ def _village_period(
     return v
 
 
-def _sd(xs: list[int]) -> float | None:
-    """Population standard deviation, minutes, 1 decimal."""
-    if not xs:
+def _sd(n: int, s1: int | None, s2: int | None) -> float | None:
+    """Population standard deviation of n integers (minutes) from their sum and
+    sum of squares, exactly up to the one square root; 1 decimal."""
+    if not n:
         return None
-    m = sum(xs) / len(xs)
-    return round(math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs)), 1)
+    var = (n * int(s2 or 0) - int(s1 or 0) ** 2) / (n * n)
+    return round(math.sqrt(var), 1)
 
 
 _SUMS = (

@@ -9,9 +9,10 @@
 * ``quality``: the day's median pH or TDS outside BIS 10500's acceptable limits
   (pH 6.5-8.5, TDS 500 mg/L) on ``quality_days`` or more consecutive days (a day
   without a median ends a run).
-* ``motor_relay``: every motor/relay disagreement the controller raised
-  (fault_raised motor_not_running or motor_without_relay) until it was cleared
-  or the board restarted without raising it again.
+* ``motor_relay``: the motor/relay disagreements the controller raised
+  (fault_raised motor_not_running or motor_without_relay), consecutive
+  occurrences of one device and reason as one episode (first raise, last, how
+  many, cleared or still open; motor_episodes).
 * ``sensor_fault``: a sensor's fault bit set in every measure frame for
   ``sensor_fault_days`` days or more (open loop, short, no echo, no probe).
 """
@@ -36,6 +37,7 @@ TABLE_FALL_M = 0.5  # metres a week
 QUALITY_DAYS = 3
 SENSOR_FAULT_DAYS = 1.0
 DAY = 86400
+AGREE_S = 300  # the relay this long with the motor agreeing: an episode is over
 MOTOR = {
     ob.REASONS.index("motor_not_running"): "relay on, motor not running (tripped "
     "overload, burnt winding or lost phase)",
@@ -205,53 +207,122 @@ def _quality(
 def _motor(
     rep: Report, now: int, where: Where, episode: Episode
 ) -> list[dict[str, Any]]:
-    """Every motor/relay disagreement episode (events fault_raised / cleared of
-    reasons 28 and 29); a later boot that does not raise it again ends it."""
+    """The motor/relay disagreement episodes (events fault_raised / cleared of
+    reasons 28 and 29), one row per run of consecutive occurrences of the same
+    device and reason (motor_episodes)."""
     out: list[dict[str, Any]] = []
-    evs = sorted(
-        (e for e in rep.result.events
-         if e["event"] in (3, 4) and e["reason"] in MOTOR and e["t"] <= now),
-        key=lambda e: (e["device"], e["t"], e["boot"], e["seq"]),
-    )  # fmt: skip
-    open_: dict[tuple[str, int], dict[str, Any]] = {}
-
-    def row(e: dict[str, Any], until: int | None, how: str) -> None:
-        out.append(
-            episode(
-                "motor_relay",
-                e["t"],
-                until,
-                now,
-                what=MOTOR[e["reason"]],
-                evidence=f"fault_raised {ob.REASONS[e['reason']]} {_iso(e['t'])} "
-                f"(device {e['device']} boot {e['boot']} seq {e['seq']}); {how}",
-                **where(e["device"], e["t"]),
-            )  # fmt: skip
-        )
-
-    for e in evs:
-        key = (e["device"], e["reason"])
-        first = open_.get(key)
-        if first is not None and e["boot"] != first["boot"] and e["event"] == 3:
-            pass  # raised again after a restart: the same episode
-        elif e["event"] == 3 and first is None:
-            open_[key] = e
-        elif e["event"] == 4 and first is not None:
-            row(first, e["t"], f"fault_cleared {_iso(e['t'])}")
-            del open_[key]
-    for (dev, _r), e in sorted(open_.items()):
-        boots = [(b, t) for b, t in rep.result.boots.get(dev, []) if t <= now]
-        again = [b for b, t in boots if t > e["t"]]
-        later = [t for _b, t in boots if t > e["t"]]
-        raised = any(
-            x["boot"] in again and x["device"] == dev and x["reason"] == e["reason"]
-            for x in evs
-        )
-        if later and not raised:
-            row(e, later[0], f"the board restarted {_iso(later[0])} without it")
-        else:
-            row(e, None, "not cleared")
+    by_dev: dict[str, list[dict[str, Any]]] = {}
+    for e in rep.result.events:
+        if e["t"] <= now and (
+            e["event"] in (1, 2) or (e["event"] in (3, 4) and e["reason"] in MOTOR)
+        ):
+            by_dev.setdefault(e["device"], []).append(e)
+    for dev, es in sorted(by_dev.items()):
+        es.sort(key=lambda e: (e["t"], e["boot"], e["seq"]))
+        boots = [t for _b, t in rep.result.boots.get(dev, []) if t <= now]
+        last = min(rep.result.seen.get(dev, (now, now))[1], now)
+        for reason in sorted(MOTOR):
+            for occ in motor_episodes(es, reason, boots, last):
+                out.append(_motor_row(dev, reason, occ, now, where, episode))
     return out
+
+
+Occurrence = tuple[dict[str, Any], int | None, str]  # raise, end or None, how
+
+
+def motor_episodes(
+    es: list[dict[str, Any]], reason: int, boots: list[int], last: int
+) -> list[list[Occurrence]]:
+    """One device's occurrences of a motor/relay disagreement (a raise, until its
+    fault_cleared or the next boot: the board forgets its faults and raises
+    again those that still hold), grouped into episodes: the next occurrence is
+    the same episode unless the relay stayed, between the two, AGREE_S or more
+    in the state that shows this disagreement (on for motor_not_running, off
+    for motor_without_relay) without it: the motor and the relay agreed. A
+    board that raises it at every start, or after every reboot, of one tripped
+    overload or one bypassed starter gives one episode. es: the device's pump
+    and fault events in time order; boots: its boots' first frame times; last:
+    its last frame time."""
+    occ: list[Occurrence] = []
+    open_: dict[str, Any] | None = None
+    for e in es:
+        if e["event"] not in (3, 4) or e["reason"] != reason:
+            continue
+        if open_ is not None:
+            reboot = [b for b in boots if open_["t"] < b <= e["t"]]
+            if reboot:  # the board restarted while it was open
+                occ.append((open_, reboot[0], f"the board restarted {_iso(reboot[0])}"))
+                open_ = None
+        if e["event"] == 3 and open_ is None:
+            open_ = e
+        elif e["event"] == 4 and open_ is not None:
+            occ.append((open_, e["t"], f"fault_cleared {_iso(e['t'])}"))
+            open_ = None
+    if open_ is not None:
+        reboot = [b for b in boots if b > open_["t"]]
+        if reboot:
+            occ.append((open_, reboot[0], f"the board restarted {_iso(reboot[0])}"))
+        else:
+            occ.append((open_, None, "not cleared"))
+    shows = reason == ob.REASONS.index("motor_not_running")  # relay on: it shows
+    stretches = _relay(es, boots, last, shows)
+    out: list[list[Occurrence]] = []
+    for o in occ:
+        prev = out[-1][-1] if out else None
+        if prev is not None and prev[1] is not None:
+            a, b = prev[1], o[0]["t"]
+            if not any(min(y, b) - max(x, a) >= AGREE_S for x, y in stretches):
+                out[-1].append(o)
+                continue
+        out.append([o])
+    return out
+
+
+def _relay(
+    es: list[dict[str, Any]], boots: list[int], last: int, on: bool
+) -> list[tuple[int, int]]:
+    """The stretches (from, to) the relay was on (on=True) or off, from the
+    pump_start and pump_stop events; the relay is off at every boot."""
+    moves = sorted(
+        [(t, False) for t in boots]
+        + [(e["t"], e["event"] == 1) for e in es if e["event"] in (1, 2)]
+    )  # fmt: skip
+    out = []
+    for i, (t, state) in enumerate(moves):
+        if state == on:
+            end = moves[i + 1][0] if i + 1 < len(moves) else max(last, t)
+            out.append((t, end))
+    return out
+
+
+def _motor_row(
+    dev: str,
+    reason: int,
+    occ: list[Occurrence],
+    now: int,
+    where: Where,
+    episode: Episode,
+) -> dict[str, Any]:
+    first, last = occ[0][0], occ[-1][0]
+    n = len(occ)
+    until, how = occ[-1][1], occ[-1][2]
+    boots = sorted({o[0]["boot"] for o in occ})
+    ev = f"fault_raised {ob.REASONS[reason]} {_iso(first['t'])} (device {dev} boot "
+    ev += f"{first['boot']} seq {first['seq']})"
+    if n > 1:
+        ev += (
+            f"; raised {n} times, the last {_iso(last['t'])} (boot {last['boot']} "
+            f"seq {last['seq']})"
+            + (f" in boots {', '.join(map(str, boots))}" if len(boots) > 1 else "")
+            + f", never {AGREE_S // 60} minutes of the relay "
+            + ("on" if reason == ob.REASONS.index("motor_not_running") else "off")
+            + " without it between two"
+        )
+    what = MOTOR[reason] + (f", {n} times" if n > 1 else "")
+    return episode(
+        "motor_relay", first["t"], until, now, what=what, evidence=f"{ev}; {how}",
+        **where(dev, first["t"]),
+    )  # fmt: skip
 
 
 def _sensor_faults(

@@ -150,7 +150,8 @@ def quality(days: pa.Table | Sequence[dict[str, Any]], path: str | Path) -> Path
                 _faults(ax, rs, "ph" if key == "ph" else "ec")
                 ax.set_ylabel(unit)
                 ax.set_title(f"{label}: daily median {unit.split(',')[0]}")
-                ax.legend(loc="upper left")
+                if got:  # a village with no such probe: an empty panel, no legend
+                    ax.legend(loc="upper left")
             lo, hi = axes[2 * k + 1].get_ylim()
             axes[2 * k + 1].set_ylim(lo, max(hi, TDS_ACCEPTABLE * 1.05))
         return _save(fig, Path(path))

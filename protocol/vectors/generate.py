@@ -144,22 +144,37 @@ def frames():
     v.append(vector("clock-set-from-network", frame(c.CLOCK, (2, 41, -3600))))
     v.append(vector("clock-set-from-rtc", frame(c.CLOCK, (1, 2, 0), flags=RTC)))
     N = ob.NO_VALUE
-    every = (4210, 3790, 1840, 9250, 812, 520, 721, 2650, 7940, 1, 2310, 1890, 1270, 0)
+    # motor_s (the motor's running seconds this boot) appended to the first layout
+    every = (4210, 3790, 1840, 9250, 812, 520, 721, 2650, 7940, 1, 2310, 1890, 1270, 0,
+             12345)  # fmt: skip
     v.append(vector("measure-every-sensor", frame(c.MEASURE, every)))
     none = (N["H"], N["H"], N["H"], N["I"], N["H"], N["H"], N["H"], N["i"], N["I"],
-            N["B"], N["H"], N["H"], N["H"], 0)  # fmt: skip
+            N["B"], N["H"], N["H"], N["H"], 0, N["I"])  # fmt: skip
     v.append(vector("measure-nothing-fitted", frame(c.MEASURE, none)))
     # the borewell loop open (bore = bit 0) and the DS18B20 gone (temp = bit 4): no
     # level, no temperature, so no EC or TDS either (ec = bit 2); pH and tank read
     faulty = (N["H"], N["H"], 650, 3063, N["H"], N["H"], 688, N["i"], 0, 0,
-              N["H"], N["H"], N["H"], 1 | 4 | 16)  # fmt: skip
+              N["H"], N["H"], N["H"], 1 | 4 | 16, 3600)  # fmt: skip
     v.append(vector("measure-sensor-faults", frame(c.MEASURE, faulty)))
-    cold = (0, 6000, 0, 0, 0, 0, 0, -150, 0, 0, 0, 0, 0, 1 << 15)
+    cold = (0, 6000, 0, 0, 0, 0, 0, -150, 0, 0, 0, 0, 0, 1 << 15, N["I"] - 1)
     v.append(vector("measure-edge-values", frame(c.MEASURE, cold)))
     longer = c.pack_payload(c.MEASURE, every) + b"\x01\x02"
     v.append(
         vector(
             "measure-with-later-fields",
+            c.pack(c.MEASURE, DEV, 7, 1, T0, NET, 0, longer, c.Signer(KEY)),
+        )
+    )
+    # as boards before motor_s wrote it (33-byte payload, objects.OLDER_FMT): no
+    # motor_s; with 2 bytes more (too few for motor_s) the same, and `extra`
+    older = every[:-1]
+    payload = ob.pack_payload(c.MEASURE, older)
+    old33 = c.pack(c.MEASURE, DEV, 7, 1, T0, NET, 0, payload, c.Signer(KEY))
+    v.append(vector("measure-older-layout", old33))
+    longer = ob.pack_payload(c.MEASURE, older) + b"\x01\x02"
+    v.append(
+        vector(
+            "measure-older-layout-with-later-bytes",
             c.pack(c.MEASURE, DEV, 7, 1, T0, NET, 0, longer, c.Signer(KEY)),
         )
     )
@@ -211,6 +226,9 @@ def errors():
     )
     short = c.pack(R, DEV, 7, 1, T0, NET, 0, b"\x01\x02", c.Signer(KEY))
     v.append(vector("malformed-short-payload", short))
+    # a measure payload one byte shorter than its oldest layout (33 bytes)
+    short = c.pack(c.MEASURE, DEV, 7, 1, T0, NET, 0, bytes(32), c.Signer(KEY))
+    v.append(vector("malformed-short-measure", short))
     v.append(
         vector(
             "garbage-between-frames",

@@ -23,6 +23,10 @@ board's business: a wrong calibration reads wrong, as on site. The shunts, the
 dividers' resistors and the sonar's mounting height are the wiring, so they come
 from config.json (the board wired as its config says).
 
+The sonar answers in the serial mode config.json's tank.sonar names, as an
+installer fits the sensor to its config; Sensors.sonar_mode("trigger" | "auto")
+fits one with the other R27 (a misconfigured board).
+
 Faults (jkvb.fault(sensor, kind)): bore, tank, ec, ph, temp take the simulator's
 kinds (open, short, drift, stuck, noise, dry: aquifer.Fault); motor takes trip and
 bypass. State that must outlive a soft reset (faults, pumping periods, the motor's
@@ -49,6 +53,7 @@ AQUIFER = {"T": 25.0, "S": 0.01}  # m^2/day, storativity (sim/scenarios' sensors
 SHUNT = 100  # ohm: config's default
 SENSORS = ("bore", "tank", "ec", "ph", "temp", "motor")
 MOTOR_FAULTS = ("trip", "bypass")
+SONAR_MODES = ("auto", "trigger")  # probes.SimSonarUart's serial modes
 ADS_ADDR = 72
 SAMPLES = 4000  # borewell truth rows kept (this interpreter's)
 
@@ -132,6 +137,20 @@ class Sensors:
             self.st["faults"][sensor] = [kind, self.now(), float(rate)]
         self._fault_models()
         self.sync()
+        self.save()
+
+    def sonar_mode(self, mode=None):
+        """The tank sonar's serial mode as fitted (a JSN-SR04T's R27): "auto"
+        (47k: a frame every 100 ms) or "trigger" (120k: one frame per 0x55); None:
+        the one config.json's tank.sonar names. Kept across soft resets."""
+        if mode is not None and mode not in SONAR_MODES:
+            raise ValueError("sonar mode %r: one of %s" % (mode, SONAR_MODES))
+        if mode is None:
+            self.st.pop("sonar_mode", None)
+        else:
+            self.st["sonar_mode"] = mode
+        tank = self.cfg.get("tank") or {}
+        self.p.sonar_mode = mode or tank.get("sonar", "auto")
         self.save()
 
     def set_water(self, metres):
@@ -282,6 +301,7 @@ class Sensors:
         if isinstance(tank, dict):
             if tank.get("in") == "sonar":
                 p.sonar_mm = self._sonar_mm
+                p.sonar_mode = self.st.get("sonar_mode") or tank.get("sonar", "auto")
             else:
                 put(tank.get("in"), "tank_adc", lambda: self._loop_v("tank"))
         if isinstance(q, dict):

@@ -492,7 +492,8 @@ class _BoardMs:
 class UART:
     """A UART whose far end is the modem, which never answers; or, on the sonar's
     RX pin when config.json has a tank with "in": "sonar", an A02YYUW sending its
-    frame (FF, H, L, SUM) every 100 ms (sim/probes.SimSonarUart, on board time)."""
+    frame (FF, H, L, SUM) every 100 ms, or a JSN-SR04T answering each 0x55 written
+    with one frame (sim/probes.SimSonarUart, on board time)."""
 
     INV_TX = 32
     INV_RX = 4
