@@ -1,6 +1,6 @@
 """A village's daily lpcd of the last DAYS_SHOWN days (the village page's chart
-and table): the report's `--period day` rows of that village, made when a page
-first asks for them."""
+and table): the report's `--period day` rows of that village, made for its whole
+block when a page first asks for one of them."""
 
 from __future__ import annotations
 
@@ -53,25 +53,40 @@ class ChartDays(dict[str, list[dict[str, Any]]]):
                 return self[vid]
         if vid not in self.shown:
             return default if default is not None else []
-        key, today = self.shown[vid]
-        a, b = self.where.get("\x1f".join(key), (0, 0))
-        rows = periods(self.days.slice(a, b - a), "day", "village", registry=self.reg)
-        first = today - timedelta(days=DAYS_SHOWN)
-        out = [
-            {
-                "date": r["start"].isoformat(),
-                "lpcd": r["mean_lpcd"],
-                "band": r["quantity"],
-                "litres": r["litres"],
-                "complete": bool(r["days_complete"]),
-                "completeness": r["completeness"],
-                "pump_hours": r["pump_hours"],
-                "lockouts": r["lockouts"],
-                "faults_raised": r["faults_raised"],
-            }
-            for r in sorted(rows.to_pylist(), key=lambda r: r["start"])
-            if first <= r["start"] < today
-        ]
+        # the rows of every village of its block at once (the keys are sorted,
+        # so a block's villages are one slice): one periods() call a block
+        key = self.shown[vid][0]
+        block = "\x1f".join(key[:3]) + "\x1f"
+        spans = [ab for k, ab in self.where.items() if k.startswith(block)]
+        mine = {"\x1f".join(k): v for v, (k, _t) in self.shown.items()
+                if k[:3] == key[:3]}  # fmt: skip
+        got: dict[str, list[dict[str, Any]]] = {v: [] for v in mine.values()}
+        if spans:
+            a, b = min(x for x, _ in spans), max(y for _, y in spans)
+            tb = periods(self.days.slice(a, b - a), "day", "village", registry=self.reg)
+            for r in sorted(tb.to_pylist(), key=lambda r: r["start"]):
+                v = mine.get("\x1f".join(r[c] or "" for c in KEY))
+                today = self.shown[v][1] if v else None
+                if today and today - timedelta(days=DAYS_SHOWN) <= r["start"] < today:
+                    got[v].append(_chart_row(r))  # type: ignore[index]
         with self.lock:
-            self[vid] = out
-        return out
+            for v, out in got.items():
+                self.setdefault(v, out)
+            return self[vid]
+
+
+KEY = ("state", "district", "block", "village")
+
+
+def _chart_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "date": r["start"].isoformat(),
+        "lpcd": r["mean_lpcd"],
+        "band": r["quantity"],
+        "litres": r["litres"],
+        "complete": bool(r["days_complete"]),
+        "completeness": r["completeness"],
+        "pump_hours": r["pump_hours"],
+        "lockouts": r["lockouts"],
+        "faults_raised": r["faults_raised"],
+    }

@@ -368,7 +368,7 @@ def summary(cfg: dict[str, Any]) -> list[str]:
         )
         how = t["in"]
         if how == "sonar":  # its serial mode (a JSN-SR04T's R27, docs/sensors.md)
-            how += " (0x55 trigger)" if t.get("sonar") == "trigger" else " (auto)"
+            how += " (0x55 trigger)" if t.get("sonar") == "trigger" else ""
         out.append(f"tank: {how}, {t['height_m']:g} m high, {size}")
     if q:
         if q.get("ph_in"):
