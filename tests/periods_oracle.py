@@ -20,37 +20,24 @@ from jalkal.errors import JalkalError
 from jalkal.registry import Registry, as_registry
 from jalkal.reports import measures
 from jalkal.reports.daily import band_of
+
+# shared with periods.py: a village-day from its devices' rows (as the alerts make
+# it), a village-period's classes from its row, the groups' sums from the
+# villages' rows (what is held equal is how the sums are made)
 from jalkal.reports.periods import (
-    CLASSES,
     LEVELS,
     MIN_COMPLETE,
     PERIOD_COLUMNS,
     PERIOD_SCHEMA,
     PERIODS,
-    REGULAR_MONTHS,
+    _classify,
+    _group,
+    _months,
+    _round1,
     period_of,
+    village_day,
 )
 from jalkal.reports.quality import quality_of
-
-
-def _months(a: date, b: date) -> list[tuple[int, int]]:
-    out = []
-    y, m = a.year, a.month
-    last = b - timedelta(days=1)
-    while (y, m) <= (last.year, last.month):
-        out.append((y, m))
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
-
-
-def _round1(x: float) -> float:
-    return math.floor(x * 10 + 0.5 + 1e-9) / 10
-
-
-def _worst(*classes: str | None) -> str | None:
-    if any(x is None for x in classes):
-        return None
-    return max(classes, key=lambda x: CLASSES.index(x))  # type: ignore[arg-type]
 
 
 def period_values(rows):
@@ -96,64 +83,6 @@ class _Acc:
 
     key: tuple[str, str, str, str]  # state, district, block, village
     days: dict[date, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def village_day(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The devices of one village on one day, summed (its meters together supply
-    it); the population is the registry's (the largest if rows differ)."""
-    if len(rows) == 1:
-        r = dict(rows[0])
-        r["supply"] = (r["supply_hours"] or 0) > 0
-        return r
-    complete = all(r["complete"] for r in rows)
-    pop = max(r["population"] for r in rows)
-    lit = [r["litres"] for r in rows]
-    litres = None if any(x is None for x in lit) else round(sum(lit), 1)
-    lpcd = _round1(litres / pop) if complete and litres is not None else None
-    starts = [r["supply_start_min"] for r in rows if r["supply_start_min"] is not None]
-    return {
-        "complete": complete,
-        "population": pop,
-        "litres": litres,
-        "lpcd": lpcd,
-        "band": band_of(lpcd) if lpcd is not None else None,
-        "supply": any((r["supply_hours"] or 0) > 0 for r in rows),
-        "supply_hours": max(r["supply_hours"] for r in rows),
-        "supply_start_min": min(starts) if starts else None,
-        "pump_hours": sum(r["pump_hours"] for r in rows),
-        "lockouts": sum(r["lockouts"] for r in rows),
-        "power_off_hours": max(r["power_off_hours"] for r in rows),
-        "faults_raised": sum(r["faults_raised"] for r in rows),
-    }
-
-
-def _classify(
-    v: dict[str, Any], min_complete: float, quality: str
-) -> tuple[str | None, str | None, str | None, str | None]:
-    """(quantity, regularity, functionality, note) of one village-period."""
-    need = math.ceil(min_complete * v["days"] - 1e-9)
-    if v["days_complete"] < max(need, 1):
-        return (
-            None,
-            None,
-            None,
-            f"insufficient data: {v['days_complete']} of {v['days']} days complete "
-            f"(needs {max(need, 1)})",
-        )
-    quantity = band_of(v["mean_lpcd"])
-    daily = v["complete_supply_days"] == v["days_complete"]
-    if daily and v["months_with_supply"] == v["months"]:
-        regularity = "fully"
-    elif v["months_with_supply"] >= REGULAR_MONTHS * v["months"] - 1e-9:
-        regularity = "partially"
-    else:
-        regularity = "non"
-    q = {"potable": "fully", "non potable": "non"}.get(quality)
-    func = _worst(quantity, regularity, *((q,) if q else ()))
-    note = f"over {v['days_complete']} complete days of {v['days']}" + (
-        "; quality not measured" if quality == "not measured" else ""
-    )
-    return quantity, regularity, func, note
 
 
 def periods(
@@ -301,70 +230,3 @@ def _sd(xs: list[int]) -> float | None:
         return None
     m = sum(xs) / len(xs)
     return round(math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs)), 1)
-
-
-_SUMS = (
-    "villages", "population", "days", "days_complete", "litres", "days_fully",
-    "days_partially", "days_non", "days_incomplete", "days_with_supply",
-    "supply_hours", "pump_hours", "lockouts", "power_off_hours", "faults_raised",
-    "villages_fully", "villages_partially", "villages_non", "villages_insufficient",
-)  # fmt: skip
-
-
-def _group(villages: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    """Village-period rows summed per block, district or State."""
-    depth = LEVELS.index(by)  # block 1, district 2, state 3
-    keep = ("state", "district", "block")[: 4 - depth]
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for v in villages:
-        k = (v["period"], *(v[c] for c in keep))
-        g = out.get(k)
-        if g is None:
-            g = {c: None for c in PERIOD_COLUMNS}
-            g.update({c: v[c] for c in ("period", "start", "end", *keep)})
-            g.update({c: 0 for c in _SUMS})
-            g["months"] = v["months"]
-            g["quality"] = None
-            g["state"] = g["state"] or ""
-            g["district"] = g["district"] or ""
-            g["block"] = g["block"] or ""
-            g["village"] = ""
-            out[k] = g
-        for c in _SUMS:
-            g[c] += v[c]
-    rows = []
-    for g in out.values():
-        g["litres"] = round(g["litres"], 1)
-        for c in ("supply_hours", "pump_hours", "power_off_hours"):
-            g[c] = round(g[c], 2)
-        g["completeness"] = round(g["days_complete"] / g["days"], 3) if g["days"] else 0
-        g["note"] = (
-            f"{g['villages']} villages: {g['villages_fully']} fully, "
-            f"{g['villages_partially']} partially, {g['villages_non']} non, "
-            f"{g['villages_insufficient']} insufficient data"
-        )
-        rows.append(g)
-    # mean lpcd of a group: litres / person-days over complete village-days
-    pd = _person_days(villages, by)
-    for g in rows:
-        k = (g["period"], *(g[c] or "" for c in keep))
-        n = pd.get(k, 0)
-        g["mean_lpcd"] = _round1(g["litres"] / n) if n else None
-        g["months_with_supply"] = None
-        g["start_sd_min"] = None
-        if by != "block":
-            g["block"] = None
-        if by == "state":
-            g["district"] = None
-        g["village"] = None
-    return rows
-
-
-def _person_days(villages: list[dict[str, Any]], by: str) -> dict[tuple[Any, ...], int]:
-    depth = LEVELS.index(by)
-    keep = ("state", "district", "block")[: 4 - depth]
-    out: dict[tuple[Any, ...], int] = {}
-    for v in villages:
-        k = (v["period"], *(v[c] or "" for c in keep))
-        out[k] = out.get(k, 0) + v["_person_days"]
-    return out

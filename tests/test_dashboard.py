@@ -309,6 +309,16 @@ def lp(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f}"
 
 
+def village_page_shows(c: Client, vid: str, days: list[dict]) -> None:
+    """The village page's table shows these /v1 days' lpcd and band."""
+    st, _h, html = c.get(f"/village/{vid}")
+    assert st == 200
+    shown = {r[0]: r for r in cells(html, "days")}
+    for d in days:
+        assert shown[d["date"]][2] == lp(d["lpcd"]), d
+        assert shown[d["date"]][3] == (d["band"] or "incomplete")
+
+
 def test_every_number_is_the_reports(dash: Dashboard, world: World) -> None:
     numbers_are_the_reports(dash.url, world, str(world.store))
 
@@ -389,13 +399,7 @@ def numbers_are_the_reports(url: str, world: World, store: str) -> None:
             if r["village"] == v["village"] and r["period"] == v["month"]["period"]
         )
         assert v["month"]["mean_lpcd"] == m["mean_lpcd"]
-        # the village page shows the same
-        st, _h, html = c.get(f"/village/{v['id']}")
-        assert st == 200
-        shown = {r[0]: r for r in cells(html, "days")}
-        for d in days:
-            assert shown[d["date"]][2] == lp(d["lpcd"]), d
-            assert shown[d["date"]][3] == (d["band"] or "incomplete")
+        village_page_shows(c, v["id"], days)
     # the block lists: yesterday's lpcd and band, this month's mean
     for block in ("Kishangarh", "Masuda", "Malpura"):
         district = "Tonk" if block == "Malpura" else "Ajmer"

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_dashboard import cells, lp
+from test_dashboard import cells, lp, village_page_shows
 from test_dashboard_support import PASSWORD, Dashboard, logged_in
 
 from jalkal.dashboard.users import add_user
@@ -86,12 +86,7 @@ def test_every_number_is_the_reports_on_1000_villages(district):
         assert v["month"]["mean_lpcd"] == m["mean_lpcd"]
         assert v["month"]["days_complete"] == m["days_complete"]
         if i % 50 == 0:  # the village page shows the same (20 of them)
-            st, _h, html = c.get(f"/village/{v['id']}")
-            assert st == 200
-            shown = {row[0]: row for row in cells(html, "days")}
-            for d in days:
-                assert shown[d["date"]][2] == lp(d["lpcd"]), d
-                assert shown[d["date"]][3] == (d["band"] or "incomplete")
+            village_page_shows(c, v["id"], days)
     assert compared >= VILLAGES * (DAYS - 1)
     # the 20 block lists: yesterday's lpcd and band, this month's mean
     blocks = {(v["district"], v["block"]) for v in villages}

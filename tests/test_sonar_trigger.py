@@ -14,9 +14,8 @@ import json
 from statistics import median
 
 import pytest
-from conftest import firmware_files
 from test_vboard import VBoard, mpremote
-from test_vboard_sensors import config, run
+from test_vboard_sensors import config, firmware_flash, run
 
 from jalkal.cli import main
 from jalkal.decode import bulk
@@ -223,11 +222,7 @@ NO_H = 0xFFFF
 @pytest.fixture(scope="module")
 def board(mpy, tmp_path_factory):
     pytest.importorskip("mpremote")
-    flash = tmp_path_factory.mktemp("sonar") / "flash"
-    for name, data in firmware_files().items():
-        p = flash / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
+    flash = firmware_flash(tmp_path_factory.mktemp("sonar"))
     cfg = board_cfg({"in": "sonar", "height_m": 3, "diameter_m": 2.9,
                      "mount_mm": MOUNT_MM, "sonar": "trigger"})  # fmt: skip
     (flash / "config.json").write_text(json.dumps(cfg))

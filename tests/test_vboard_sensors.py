@@ -101,14 +101,20 @@ RELAY_ON = (
 )
 
 
-@pytest.fixture(scope="module")
-def board(mpy, tmp_path_factory):
-    pytest.importorskip("mpremote")
-    flash = tmp_path_factory.mktemp("vbs") / "flash"
+def firmware_flash(folder):  # type: ignore[no-untyped-def]
+    """A flash folder holding the firmware (jkfw/, jkproto/)."""
+    flash = folder / "flash"
     for name, data in firmware_files().items():
         p = flash / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
+    return flash
+
+
+@pytest.fixture(scope="module")
+def board(mpy, tmp_path_factory):
+    pytest.importorskip("mpremote")
+    flash = firmware_flash(tmp_path_factory.mktemp("vbs"))
     (flash / "config.json").write_text(json.dumps(config()))
     vb = VBoard(flash, "--board", "esp32s3-devkitc-sim7600")
     vb.flash = flash

@@ -180,6 +180,15 @@ class Store(FrameStore):
                 f"tables {', '.join(sorted(tables)[:5])}); it is left as it is: "
                 "give a new file or a jalkal store"
             )
+        made = {"frames", "jalkal_meta", TOUCHED} <= tables and bool(
+            self.con.execute(
+                "SELECT 1 FROM duckdb_sequences() WHERE sequence_name = ?",
+                [f"{TOUCHED}_batch"],
+            ).fetchall()
+        )
+        if made:  # nothing to create: no write transaction (a report opens it)
+            self._key_column()
+            return
         with self.lock:
             self.con.execute("BEGIN")
             self.con.execute(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -55,6 +56,7 @@ def _iso(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@lru_cache(maxsize=65536)  # a district's year asks for each (day, zone) 700 times
 def _midnight(d: date, tz: str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=zone(tz)).timestamp())
 
@@ -94,9 +96,10 @@ def alerts(
     now = as_of_time(rep, as_of)
     rows: list[dict[str, Any]] = []
     rows += _faults(rep, now, fault_days)
-    rows += _low(rep, now, low_days)
+    vdays = _village_days(rep, now)
+    rows += _low(vdays, now, low_days)
     rows += _silent(rep, now, silent_days)
-    rows += _night(rep, now, night_lpph, night_nights)
+    rows += _night(vdays, now, night_lpph, night_nights)
     rows += _lockouts(rep, now, lockouts, lockout_days)
     rows += _implausible(rep, now)
     rows += sensor_alerts(
@@ -247,7 +250,9 @@ def _village_days(rep: Report, now: int) -> dict[tuple[str, ...], dict[date, Any
         out[vkey] = {}
         for d, rs in sorted(days.items()):
             vd = village_day(rs)
-            vd["devices"] = sorted({r["device"] for r in rs})
+            vd["devices"] = (
+                [rs[0]["device"]] if len(rs) == 1 else sorted({r["device"] for r in rs})
+            )
             vd["tz"] = rs[0]["tz"]
             vd["night"] = [
                 (r["night_min_lph"], r["population"])
@@ -282,9 +287,12 @@ def _run_where(
             "state": key[0], "device": ",".join(devs)}  # fmt: skip
 
 
-def _low(rep: Report, now: int, low_days: int) -> list[dict[str, Any]]:
+VillageDays = dict[tuple[str, ...], dict[date, Any]]
+
+
+def _low(vdays: VillageDays, now: int, low_days: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for key, days in sorted(_village_days(rep, now).items()):
+    for key, days in sorted(vdays.items()):
 
         def low(vd: dict[str, Any]) -> bool:
             return bool(
@@ -315,10 +323,10 @@ def _low(rep: Report, now: int, low_days: int) -> list[dict[str, Any]]:
 
 
 def _night(
-    rep: Report, now: int, night_lpph: float, night_nights: int
+    vdays: VillageDays, now: int, night_lpph: float, night_nights: int
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for key, days in sorted(_village_days(rep, now).items()):
+    for key, days in sorted(vdays.items()):
 
         def high(vd: dict[str, Any]) -> bool:
             if not vd["all_night"] or not vd["night"]:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -150,8 +151,8 @@ def report_of(res: DailyResult, reg: Registry) -> Report:
         "boot": [e["boot"] for e in res.events],
         "seq": [e["seq"] for e in res.events],
         "t": [e["t"] for e in res.events],
-        "event": [_name(ob.EVENTS, e["event"]) for e in res.events],
-        "reason": [_name(ob.REASONS, e["reason"]) for e in res.events],
+        "event": _names(ob.EVENTS, [e["event"] for e in res.events]),
+        "reason": _names(ob.REASONS, [e["reason"] for e in res.events]),
         "value": [e["value"] for e in res.events],
     }
     return Report(
@@ -167,9 +168,16 @@ def _name(table: tuple[str, ...], code: int) -> str:
     return table[code] if 0 <= code < len(table) and table[code] else str(code)
 
 
+def _names(table: tuple[str, ...], codes: list[int]) -> list[str]:
+    """_name of each code (a district's year: 730,000 events, a few codes)."""
+    names = {c: _name(table, c) for c in set(codes)}
+    return [names[c] for c in codes]
+
+
 # --- periods ----------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def period_of(d: date, period: str) -> tuple[str, date, date]:
     """(label, start, end exclusive) of the period holding day d."""
     if period == "day":
@@ -187,7 +195,8 @@ def period_of(d: date, period: str) -> tuple[str, date, date]:
     raise JalkalError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
 
 
-def _months(a: date, b: date) -> list[tuple[int, int]]:
+@lru_cache(maxsize=4096)
+def _months(a: date, b: date) -> tuple[tuple[int, int], ...]:
     """Calendar months touched by the days [a, b)."""
     out = []
     y, m = a.year, a.month
@@ -195,7 +204,7 @@ def _months(a: date, b: date) -> list[tuple[int, int]]:
     while (y, m) <= (last.year, last.month):
         out.append((y, m))
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
+    return tuple(out)
 
 
 def _round1(x: float) -> float:
@@ -208,13 +217,19 @@ def _worst(*classes: str | None) -> str | None:
     return max(classes, key=lambda x: CLASSES.index(x))  # type: ignore[arg-type]
 
 
+VILLAGE_DAY = ("complete", "population", "litres", "lpcd", "band", "supply_hours",
+               "supply_start_min", "pump_hours", "lockouts", "power_off_hours",
+               "faults_raised")  # fmt: skip
+
+
 def village_day(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The devices of one village on one day, summed (its meters together supply
     it); the population is the registry's (the largest if rows differ)."""
-    if len(rows) == 1:
-        r = dict(rows[0])
-        r["supply"] = (r["supply_hours"] or 0) > 0
-        return r
+    if len(rows) == 1:  # its own row's figures (a district's year: 366,000)
+        r = rows[0]
+        out = {k: r[k] for k in VILLAGE_DAY}
+        out["supply"] = (r["supply_hours"] or 0) > 0
+        return out
     complete = all(r["complete"] for r in rows)
     pop = max(r["population"] for r in rows)
     lit = [r["litres"] for r in rows]

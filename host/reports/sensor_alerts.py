@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from jkproto import objects as ob
 
@@ -52,6 +54,7 @@ def _iso(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@lru_cache(maxsize=65536)
 def _day_start(d: date, tz: str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=zone(tz)).timestamp())
 
@@ -69,9 +72,14 @@ def sensor_alerts(
 ) -> list[dict[str, Any]]:
     """The episodes of KINDS as alerts.py's rows. where(device, t): its place
     columns; episode(kind, since, until, now, **rest): one row."""
-    days = rep.days.select(
+    tb = rep.days.select(
         ["device", "date", "tz", "bore_0600_m", "ph", "tds_mgl", "water_quality"]
-    ).to_pylist()
+    )
+    sensed = pc.is_valid(tb["bore_0600_m"])  # only devices with a level or probe
+    for c in ("ph", "tds_mgl", "water_quality"):
+        sensed = pc.or_(sensed, pc.is_valid(tb[c]))
+    devices = pc.unique(tb["device"].filter(sensed))
+    days = tb.filter(pc.is_in(tb["device"], devices)).to_pylist()
     by_dev: dict[str, list[dict[str, Any]]] = {}
     for r in days:
         by_dev.setdefault(r["device"], []).append(r)
@@ -218,6 +226,8 @@ def _motor(
         ):
             by_dev.setdefault(e["device"], []).append(e)
     for dev, es in sorted(by_dev.items()):
+        if not any(e["event"] in (3, 4) for e in es):
+            continue  # its pump events alone: no disagreement raised
         es.sort(key=lambda e: (e["t"], e["boot"], e["seq"]))
         boots = [t for _b, t in rep.result.boots.get(dev, []) if t <= now]
         last = min(rep.result.seen.get(dev, (now, now))[1], now)
