@@ -31,6 +31,9 @@ def test_dashboard_bench_quick(capsys):
         for n in names:
             assert 0 < doc[part][n]["p50_ms"] <= doc[part][n]["p95_ms"], (part, n)
             assert doc[part][n]["bytes"] > 200
+    # a committed reading reached the village's API page, after a View rebuild
+    assert 0 < doc["live"]["frame_to_page_s"] < 60 and doc["live"]["view_build_s"] > 0
     assert set(doc["goals"]) == {
-        "district_page_ok", "village_page_ok", "state_summary_ok", "report_ratio_ok"
+        "district_page_ok", "village_page_ok", "state_summary_ok", "report_ratio_ok",
+        "live_ok",
     }  # fmt: skip

@@ -164,7 +164,7 @@ class AggregateReader:
                 count = st.count()
                 if count == have and not aged:
                     return None
-            rep, stored = aggregates.report(st, reg, write=write)
+            rep, stored = aggregates.report(st, reg, write=write, detail=False)
             if write:
                 self.generation = aggregates.changes(st)[1]
             cols = ", ".join(f'"{c}"' for c in COLUMNS)

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ..registry import Village, zone
 from .daily import NON_LPCD
-from .periods import Report, village_day
+from .periods import VILLAGE_DAY, Report, village_day
 from .sensor_alerts import KINDS as SENSOR_KINDS
 from .sensor_alerts import sensor_alerts
 
@@ -235,12 +235,17 @@ def _fault_episodes(
 # --- village days -----------------------------------------------------------------
 
 
+# what the village-days are made of (the Report's days table)
+DAY_READ = ["state", "district", "block", "village", "device", "date", "tz",
+            "night_min_lph", *VILLAGE_DAY]  # fmt: skip
+
+
 def _village_days(rep: Report, now: int) -> dict[tuple[str, ...], dict[date, Any]]:
     """(state, district, block, village) -> date -> village-day (devices summed),
     days up to as_of only."""
     per: dict[tuple[str, ...], dict[date, list[dict[str, Any]]]] = {}
-    for r in rep.result.detail:
-        d = date.fromisoformat(r["date"])
+    for r in rep.days.select(DAY_READ).to_pylist():
+        d = r["date"]
         if _midnight(d, r["tz"]) >= now:  # the day had not begun
             continue
         key = (r["state"], r["district"], r["block"], r["village"])
@@ -249,10 +254,13 @@ def _village_days(rep: Report, now: int) -> dict[tuple[str, ...], dict[date, Any
     for vkey, days in per.items():
         out[vkey] = {}
         for d, rs in sorted(days.items()):
-            vd = village_day(rs)
-            vd["devices"] = (
-                [rs[0]["device"]] if len(rs) == 1 else sorted({r["device"] for r in rs})
-            )
+            if len(rs) == 1:  # the row itself (read for this only): no copy
+                vd = rs[0]
+                vd["supply"] = (vd["supply_hours"] or 0) > 0
+                vd["devices"] = [vd["device"]]
+            else:
+                vd = village_day(rs)
+                vd["devices"] = sorted({r["device"] for r in rs})
             vd["tz"] = rs[0]["tz"]
             vd["night"] = [
                 (r["night_min_lph"], r["population"])
