@@ -124,6 +124,7 @@ def build_view(
     max_flow_m3h: float = DEFAULT_MAX_FLOW_M3H,
     rep: Report | None = None,
     stored: dict[str, dict[str, Any]] | None = None,
+    known_alerts: list[dict[str, Any]] | None = None,
 ) -> View:
     """The View of the frames `table` (the store's columns, (device, boot, seq)
     order); now: UTC seconds, None for the latest frame time. rep: the Report
@@ -131,14 +132,15 @@ def build_view(
     `stored` (each device's frames, last upload, way in and signal,
     aggregates.uploads_of); `table` then holds only the frames of the last
     days (today's litres so far, uploads of the last day) and every boot frame
-    (the K-factor)."""
+    (the K-factor). known_alerts: the alerts to show, not computed (a View made
+    at once from a newer store with the last View's alerts)."""
     t0 = time.perf_counter()
     frames = table if table is not None and table.num_rows else _no_frames()
     if rep is None:
         rep = build(frames, reg, max_flow_m3h)
     at = view_time(rep, now)
     view = View(count=count, now=at, built_s=0.0)
-    view.alerts = rows_of(alerts(rep, at))
+    view.alerts = rows_of(alerts(rep, at)) if known_alerts is None else known_alerts
     view.report_days = rep.days
     # a period's rows need only its own days: yesterday's (in any zone) for
     # every village now, this month's, and a village's 90 days when it is shown

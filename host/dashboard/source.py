@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +30,7 @@ from .model import DAY, View, build_view, empty_view, view_time
 COLUMNS = [x for x in TABLE_COLUMNS if x != "status"] + ["csq", "received", "via"]
 POLL_S = 1.0
 REBUILD_S = 60.0  # on the wall clock, "today" and "silent" move with time
+EARLY_S = 1.0  # a View that took this long is first shown with the last alerts
 RECENT_S = 3 * 86400  # frames read besides the aggregates: every midnight of today
 
 
@@ -87,9 +88,16 @@ class StoreReader:
             self.pg.close()
 
     def poll(
-        self, have: int, aged: bool, reg: Registry, now: int | None
+        self,
+        have: int,
+        aged: bool,
+        reg: Registry,
+        now: int | None,
+        early: Callable[[View], None] | None = None,
+        early_alerts: list[dict[str, Any]] | None = None,
     ) -> View | None:
-        """A new View when the frame count is not `have` (or `aged`), else None."""
+        """A new View when the frame count is not `have` (or `aged`), else None
+        (early: not used; the frames are rebuilt at once)."""
         count, tb = self.read(have)
         if tb is None and not aged:
             return None
@@ -149,8 +157,18 @@ class AggregateReader:
                 yield st, False
 
     def poll(
-        self, have: int, aged: bool, reg: Registry, now: int | None
+        self,
+        have: int,
+        aged: bool,
+        reg: Registry,
+        now: int | None,
+        early: Callable[[View], None] | None = None,
+        early_alerts: list[dict[str, Any]] | None = None,
     ) -> View | None:
+        """A new View when frames were committed (or `aged`), else None. early:
+        given first a View whose alerts are early_alerts, the last View's (the
+        alerts over every village-day take half a district's rebuild; the litres,
+        the pump and the days need not wait for them)."""
         with self.opened() as (st, write):
             if st is None:  # a server holds the file: its snapshot's frames
                 self.frames_path = self.frames_path or StoreReader(self.where)
@@ -176,6 +194,9 @@ class AggregateReader:
                  .replace(tzinfo=None)],
             )  # fmt: skip
         count = sum(int(u.get("frames", 0)) for u in stored.values())
+        if early is not None:  # the last View's alerts (their rows, as they were)
+            early(build_view(tb, reg, count, now, rep=rep, stored=stored,
+                             known_alerts=early_alerts))  # fmt: skip
         return build_view(tb, reg, count, now, rep=rep, stored=stored)
 
     def close(self) -> None:
@@ -187,7 +208,9 @@ class AggregateReader:
 
 class Live:
     """The current View, rebuilt by a thread; `wait(version)` blocks until a
-    newer one (for /events)."""
+    newer one (for /events). A rebuild that took early_s or more last time is
+    published twice: at once with the last View's alerts (the alerts over every
+    village-day are half a district's rebuild), then whole."""
 
     def __init__(
         self,
@@ -196,10 +219,11 @@ class Live:
         as_of: str = "now",
         poll_s: float = POLL_S,
         rebuild_s: float = REBUILD_S,
+        early_s: float = EARLY_S,
     ):
         self.reader, self.reg, self.as_of = reader, reg, as_of
         self.now()  # a wrong --as-of fails here
-        self.poll_s, self.rebuild_s = poll_s, rebuild_s
+        self.poll_s, self.rebuild_s, self.early_s = poll_s, rebuild_s, early_s
         self.cond = threading.Condition()
         self.version = 0
         self.error: str | None = None
@@ -216,18 +240,24 @@ class Live:
     def refresh(self) -> bool:
         """Read the store once; True when the View changed."""
         aged = self.as_of == "now" and time.time() - self.view.now >= self.rebuild_s
+        # a View that took long: first one with the last View's alerts
+        early = self.built and self.view.built_s >= self.early_s
         view = self.reader.poll(
-            self.view.count if self.built else -1, aged, self.reg, self.now()
-        )
+            self.view.count if self.built else -1, aged, self.reg, self.now(),
+            self.publish if early else None, self.view.alerts,
+        )  # fmt: skip
         if view is None:
             return False
         self.built = True
+        self.publish(view)
+        return True
+
+    def publish(self, view: View) -> None:
         with self.cond:
             self.view = view
             self.version += 1
             self.error = None
             self.cond.notify_all()
-        return True
 
     def start(self) -> None:
         self.refresh()  # the first View before the first page

@@ -235,14 +235,13 @@ def _fault_episodes(
 # --- village days -----------------------------------------------------------------
 
 
-# what the village-days are made of (the Report's days table)
 DAY_READ = ["state", "district", "block", "village", "device", "date", "tz",
             "night_min_lph", *VILLAGE_DAY]  # fmt: skip
 
 
 def _village_days(rep: Report, now: int) -> dict[tuple[str, ...], dict[date, Any]]:
     """(state, district, block, village) -> date -> village-day (devices summed),
-    days up to as_of only."""
+    days up to as_of only, from the DAY_READ columns of the days table."""
     per: dict[tuple[str, ...], dict[date, list[dict[str, Any]]]] = {}
     for r in rep.days.select(DAY_READ).to_pylist():
         d = r["date"]
