@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..registry import Registry
+from ..reports.period_sql import village_key
 from ..reports.periods import periods
 
 DAYS_SHOWN = 90
@@ -33,10 +34,7 @@ class ChartDays(dict[str, list[dict[str, Any]]]):
         self.shown: dict[str, tuple[tuple[str, str, str, str], date]] = {}
         self.lock = threading.Lock()
         # each village's rows: one sort, then a slice per village
-        key = pc.binary_join_element_wise(
-            *(pc.fill_null(days[c], "") for c in ("state", "district", "block")),
-            days["village"], "\x1f",
-        )  # fmt: skip
+        key = village_key(days)
         order = pc.sort_indices(key)
         self.days = days.take(order)
         keys = key.take(order).to_pylist()

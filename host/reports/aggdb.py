@@ -84,12 +84,16 @@ class Db:
             f"value {text} NOT NULL)",
         ]
 
-    def delete_marks_sql(self) -> str:
+    def marks_read(self) -> str:
+        """The marks a refresh read, (device, day, batch) arrays as parameters,
+        as a relation s(d, day, b)."""
         if self.pg:
-            seen = "unnest(%s::bigint[], %s::date[], %s::bigint[]) AS s(d, day, b)"
-        else:
-            seen = ("(SELECT unnest(?::BIGINT[]) AS d, unnest(?::DATE[]) AS day, "
-                    "unnest(?::BIGINT[]) AS b) s")  # fmt: skip
+            return "unnest(%s::bigint[], %s::date[], %s::bigint[]) AS s(d, day, b)"
+        return ("(SELECT unnest(?::BIGINT[]) AS d, unnest(?::DATE[]) AS day, "
+                "unnest(?::BIGINT[]) AS b) s")  # fmt: skip
+
+    def delete_marks_sql(self) -> str:
+        seen = self.marks_read()
         return (f"DELETE FROM {TOUCHED} t USING {seen} WHERE t.device = s.d "
                 "AND t.day = s.day AND t.batch = s.b")  # fmt: skip
 
@@ -106,11 +110,7 @@ class Db:
     def lost_sql(self) -> str:
         """Which of the marks read (device, day, batch) are no longer there as
         read: another refresh consumed them, or a batch marked the day again."""
-        if self.pg:
-            seen = "unnest(%s::bigint[], %s::date[], %s::bigint[]) AS s(d, day, b)"
-        else:
-            seen = ("(SELECT unnest(?::BIGINT[]) AS d, unnest(?::DATE[]) AS day, "
-                    "unnest(?::BIGINT[]) AS b) s")  # fmt: skip
+        seen = self.marks_read()
         return (f"SELECT DISTINCT s.d FROM {seen} LEFT JOIN {TOUCHED} t ON "
                 "t.device = s.d AND t.day = s.day AND t.batch = s.b "
                 "WHERE t.device IS NULL")  # fmt: skip

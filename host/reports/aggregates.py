@@ -45,7 +45,7 @@ from ..registry import Registry, Village
 from .aggdb import DAYS, DEVICES, META, MONTHS, TOUCHED, Db, Steps
 from .daily import COLUMNS, DailyResult, closing_notes, compute
 from .frames import TABLE_COLUMNS
-from .period_sql import MONTHS_SCHEMA, device_months
+from .period_sql import MONTHS_SCHEMA, device_months, village_key
 from .periods import DAY_SCHEMA, Months, Report, days_table, report_of
 from .plausible import DEFAULT_MAX_FLOW_M3H
 
@@ -339,12 +339,8 @@ def stored_months(st: FrameStore) -> Months:
     if shared.num_rows:
         days = _stored_days(db, f"WHERE village = ANY({db.p})",
                             [shared["v"].to_pylist()])  # fmt: skip
-        vkey = pc.binary_join_element_wise(
-            *(pc.fill_null(days[c], "") for c in ("state", "district", "block")),
-            days["village"], "\x1f",
-        )  # fmt: skip
         want = pc.binary_join_element_wise(*(shared[k] for k in keys), "\x1f")
-        days = days.filter(pc.is_in(vkey, want))
+        days = days.filter(pc.is_in(village_key(days), want))
     return Months(tb, days)
 
 

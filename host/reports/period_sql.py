@@ -172,6 +172,17 @@ MONTHS_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
+def village_key(tb: pa.Table, *more: str) -> pa.Array:
+    """Each day row's village as one string: state, district, block ('' for
+    none), village (and the columns `more`), joined by \\x1f (in no name)."""
+    return pc.binary_join_element_wise(
+        *(pc.fill_null(tb[c], "") for c in ("state", "district", "block")),
+        tb["village"],
+        *(tb[c] for c in more),
+        "\x1f",
+    )
+
+
 def as_table(
     days: pa.Table | Sequence[Mapping[str, Any]],
     schema: pa.Schema,
@@ -200,12 +211,7 @@ def as_table(
         )  # fmt: skip
     tb = pa.table({f.name: cols[f.name] for f in fields}, schema=pa.schema(fields))
     # grouping by one number rather than four strings: a third of the time
-    key = pc.binary_join_element_wise(
-        *(pc.fill_null(tb[c], "") for c in ("state", "district", "block")),
-        tb["village"],
-        *((tb["device"],) if by_device else ()),
-        "\x1f",
-    )
+    key = village_key(tb, *(("device",) if by_device else ()))
     return tb.append_column("vk", pc.dictionary_encode(key).combine_chunks().indices)
 
 
