@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import _load_mpyrun, compiled, firmware_files  # noqa: E402
+from conftest import _load_mpyrun, compiled, firmware_files, romfs_image  # noqa: E402
 
 SETUP = "import gc"
 # --modem: a simulated modem (sim/modem.py) whose POSTs a server answers as
@@ -87,7 +87,7 @@ def _measured(step: str, measure: str = MEASURE) -> list[str]:
 def measure(
     days: int = 3, display: str = "ssd1306", sensors: bool = False,
     modem: bool = False, chunk_min: int = 10, source: bool = False,
-    sim_first: bool = False, speed: bool = False,
+    sim_first: bool = False, speed: bool = False, romfs: bool = False,
 ) -> dict:  # fmt: skip
     """The figures (bytes) of one run; see main() for what each means."""
     mpy = _load_mpyrun()
@@ -105,6 +105,11 @@ def measure(
     setup = SETUP
     if modem:
         setup += "\nFAMILY = %r\n" % family + MODEM_SETUP
+    image = None
+    if romfs:  # the board's code in a ROMFS image (run in place); the simulator's
+        fw = {k: v for k, v in files.items() if k.startswith(("jkfw/", "jkproto/"))}
+        image = romfs_image(fw)  # modules stay on the flash file system
+        files = {k: v for k, v in files.items() if k not in fw}
     files["board.json"] = (REPO / "boards" / f"{board}.json").read_bytes()
     step = chunk_min * 60000
     sim = SIM_SENSORS if sensors else SIM
@@ -160,7 +165,8 @@ def measure(
         steps += _measured(chunk, MEASURE_UP if modem else MEASURE)
     tail = "print('failures', len(clock.failures), 'frames', ctl.frames, 'posts', "
     steps.append(tail + ("SM[0].posts)" if modem else "0)"))
-    lines = mpy.run(setup, files, timeout_s=3600, steps=steps).splitlines()
+    lines = mpy.run(setup, files, timeout_s=3600, steps=steps, romfs=image)
+    lines = lines.splitlines()
     last = lines.pop().split()
     failures, frames, posts = int(last[1]), int(last[3]), int(last[5])
     v = [int(x.split()[0]) for x in lines]
@@ -202,6 +208,8 @@ def measure(
         "sensors": sensors,
         "modem": modem,
         "sim_first": sim_first,
+        "romfs": romfs,
+        "romfs_image": len(image) if image else None,
         "interpreter": base,
         "firmware_code": fw_code,
         "config_while_booting": with_config - code_b,
@@ -226,9 +234,9 @@ def measure(
         # one simulated day in one call, against the same boot with no day run
         boot_only = "import jksim.minivillage\njksim.minivillage.build(display=%r)"
         t0 = time.perf_counter()
-        mpy.run(boot_only % display, files)
+        mpy.run(boot_only % display, files, romfs=image)
         t1 = time.perf_counter()
-        mpy.run(boot_only % display + "[0].run_until(86400000)", files)
+        mpy.run(boot_only % display + "[0].run_until(86400000)", files, romfs=image)
         t2 = time.perf_counter()
         res["seconds_per_simulated_day"] = round((t2 - t1) - (t1 - t0), 2)
     return res
@@ -257,11 +265,17 @@ def main() -> None:
         help="load the simulator's modules before the firmware's (the growth of the"
         " name tables they cause is then charged to the firmware: an upper bound)",
     )  # fmt: skip
+    ap.add_argument(
+        "--romfs", action="store_true",
+        help="the code in a ROMFS image mounted at /rom, as `jalkal deploy --romfs`"
+        " puts it in a board's romfs partition (bytecode run in place, not copied"
+        " into the heap)",
+    )  # fmt: skip
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     try:
         res = measure(a.days, a.display, a.sensors, a.modem, a.chunk_min, a.source,
-                      a.sim_first, speed=True)  # fmt: skip
+                      a.sim_first, speed=True, romfs=a.romfs)  # fmt: skip
     except RuntimeError as e:
         sys.exit(str(e))
     if a.json:
@@ -269,6 +283,7 @@ def main() -> None:
         return
     what = "every sensor" if a.sensors else "no sensors"
     what += ", modem" if a.modem else ", no modem"
+    what += f", code in ROMFS ({res['romfs_image']:,} B image)" if a.romfs else ""
     print(f"display: {a.display}; {what}; {a.days} days, every {a.chunk_min} min")
     print(f"firmware code loaded:         {res['firmware_code']:>7,} B")
     print(

@@ -81,6 +81,25 @@ def compiled(files: dict[str, bytes], *flags: str) -> dict[str, bytes]:
     return out
 
 
+def romfs_image(files: dict[str, bytes]) -> bytes:
+    """A ROMFS image of `files` (paths relative to the image's root), made by the
+    real mpremote's builder, as `mpremote romfs build DIR` makes one for a board's
+    romfs partition."""
+    import contextlib
+    import io
+    import tempfile
+
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            dst = Path(tmp) / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+        with contextlib.redirect_stdout(io.StringIO()):  # its tree listing
+            return bytes(make_romfs(tmp, mpy_cross=False))
+
+
 # --- the store back-ends: DuckDB file and PostgreSQL (a private cluster) -----------
 
 

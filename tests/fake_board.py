@@ -139,7 +139,7 @@ EMULATED = {
     "_jk_has_uart": "b733cf2aed86994f",
     "_jk_at": "fe4bcc1ad00d5956",
     "_jk_sensors": "f056e58973a15f17",
-    "MAIN_PY": "ee757d4a47e37298",
+    "MAIN_PY": "975b8bcdc4376733",
 }
 
 
@@ -869,13 +869,15 @@ class FakeBoard:
             return b""
         a = self.files.get("/app/active", b"a").decode(errors="replace").strip()
         path, build, version = "-", "-", ""
-        for s in (a, "b" if a == "a" else "a"):
-            man = self.files.get(f"/app/{s}/MANIFEST")
+        # "rom": the romfs partition, which this board's MicroPython does not have
+        for s in ("rom", "a", "b") if a == "rom" else (a, "b" if a == "a" else "a"):
+            p = "/rom" if s == "rom" else "/app/" + s
+            man = self.files.get(f"{p}/MANIFEST")
             if man is None:
                 continue
             words = man.decode(errors="replace").split("\n", 1)[0].split()
             if words:
-                path, build = "/app/" + s, words[0]
+                path, build = p, words[0]
                 version = words[1] if len(words) > 1 else ""
                 break
         has = any(
@@ -884,7 +886,7 @@ class FakeBoard:
         if path == "-" or not has:
             return (
                 b"Traceback (most recent call last):\r\n"
-                b'  File "main.py", line 25, in <module>\r\n'
+                b'  File "main.py", line 26, in <module>\r\n'
                 b"ImportError: no module named 'jkfw.main'\r\n" + REPL_BANNER
             )
         banner = f"jalkal: jkfw {version} build {build} from {path}\r\n".encode()
@@ -960,7 +962,7 @@ class FakeSerial:
                 self.mode = "friendly"
                 self.pending.append(
                     b"Traceback (most recent call last):\r\n"
-                    b'  File "main.py", line 26, in <module>\r\n'
+                    b'  File "main.py", line 30, in <module>\r\n'
                     b"KeyboardInterrupt: \r\n>>> "
                 )
                 self.events.append("stopped")

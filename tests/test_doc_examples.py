@@ -160,7 +160,9 @@ def _vboard_port(block: Block, work: Path, vboards: dict, request) -> str:
         request.getfixturevalue("mpy")  # the WebAssembly MicroPython, or skip/fail
         from test_vboard import VBoard
 
-        vboards[block.doc] = VBoard(work / "board-flash", *(block.vboard or "").split())
+        # {work}: the document's scratch folder (a file the board keeps, --romfs)
+        args = (block.vboard or "").replace("{work}", str(work)).split()
+        vboards[block.doc] = VBoard(work / "board-flash", *args)
     return vboards[block.doc].port
 
 

@@ -60,7 +60,7 @@ def test_doctor_on_the_vboard(tools, tmp_path):
         mpremote(vb.port, "soft-reset")
         rc, out, err = jalkal("doctor", "--port", vb.port)
         got = lines(out)
-        assert got["MicroPython"].startswith("✓ MicroPython  1.27.0")
+        assert got["MicroPython"].startswith("✓ MicroPython  1.29.0")
         assert got["firmware"].startswith("✓ firmware     jkfw 0.1.0 build")
         assert f"all {N_FILES} files match" in got["firmware"]
         dev = json.loads(cfg.read_text())["device"]

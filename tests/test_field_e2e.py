@@ -90,7 +90,7 @@ def test_provision_deploy_doctor_pull_report(tools, tmp_path):
 
         rc, out, err = jalkal("doctor", "--port", vb.port)
         got = marks(out)
-        assert got["MicroPython"].startswith("✓ MicroPython  1.27.0"), out
+        assert got["MicroPython"].startswith("✓ MicroPython  1.29.0"), out
         assert got["config"].startswith(f"✓ config       device {device}"), out
         assert f"all {N_FILES} files match" in got["firmware"], out
         assert got["SD"].startswith("✓ SD card      mounted"), out

@@ -3,7 +3,11 @@ with every sensor (sim/probes.py SENSORS on the ESP32-S3 board file), an OLED an
 modem whose uploads a server acknowledges, booted through the board's own boot
 sequence and run on virtual time, its live heap read between 10-minute chunks and
 every 2 s of its first upload session (benchmarks/heap.py measure(); the figures
-are in docs/sensors.md "Heap and code size")."""
+are in docs/sensors.md "Heap and code size"). The code is in a ROMFS image (made
+by the real mpremote's builder, as `jalkal deploy --romfs` puts it in a board's
+romfs partition), mounted at /rom from memory outside the heap: its bytecode runs
+in place. Copied to the flash file system instead, every imported .mpy is loaded
+into the heap (about 103 KB in all, docs/sensors.md)."""
 
 import sys
 
@@ -15,14 +19,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import heap  # noqa: E402
 
 BUDGET = 65536  # issue 19: OLED, modem and every sensor in 64 KB
-# What this build measures (docs/sensors.md): a change that makes the firmware
-# bigger than this must say so there, and move the figure here with it.
-CEILING = 104 * 1024
 
 
 @pytest.fixture(scope="module")
 def two_days(mpy):
-    return heap.measure(days=2, display="ssd1306", sensors=True, modem=True)
+    return heap.measure(days=2, display="ssd1306", sensors=True, modem=True,
+                        romfs=True)  # fmt: skip
 
 
 def _report(r):
@@ -46,25 +48,24 @@ def test_every_sensor_oled_and_modem_run_and_do_not_grow(two_days):
     # heap settles by (a 5-day run: +176 B on day 2, +16 B on day 3, then none)
     d1, d2 = r["rest_peak_per_day"]
     assert d2 - d1 <= 256
-    assert r["firmware_peak"] <= CEILING
 
 
 @pytest.mark.micropython
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=True,
-    reason="not met: the firmware's bytecode and names alone are ~73 KB on the heap "
-    "(MicroPython copies an imported .mpy into RAM); docs/sensors.md",
-)
 def test_the_64_kb_budget(two_days):
+    # in a session and between sessions, the simulator's own code and objects
+    # (measured apart as it is loaded) not counted
+    assert two_days["romfs_image"] <= 128 * 1024  # partitions-4MiB-romfs.csv
     assert two_days["firmware_peak"] <= BUDGET
+    assert two_days["firmware_rest_peak"] <= BUDGET
 
 
 @pytest.mark.slow
 @pytest.mark.micropython
 @pytest.mark.timeout(3600)  # ~10 minutes on a busy 2-core machine
 def test_no_growth_over_30_days(mpy):
-    r = heap.measure(days=30, display="ssd1306", sensors=True, modem=True)
+    r = heap.measure(days=30, display="ssd1306", sensors=True, modem=True,
+                     romfs=True)  # fmt: skip
     _report(r)
     assert r["failures"] == 0 and r["posts"] >= 30 * 20
     # The least live heap at rest each day (a leak raises it; a day's peak can also
@@ -79,4 +80,4 @@ def test_no_growth_over_30_days(mpy):
     before, after = floors[1:13], floors[13:]
     assert max(before) - min(before) <= 64 and max(after) - min(after) <= 64
     assert 0 <= after[0] - before[-1] <= 1024
-    assert r["firmware_peak"] <= CEILING
+    assert r["firmware_peak"] <= BUDGET

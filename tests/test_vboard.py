@@ -237,10 +237,10 @@ def test_friendly_repl_ctrl_c_and_soft_reset(board):
     with serial.Serial(board.port, 115200, timeout=0.1) as ser:
         ser.write(b"\r\x02")  # friendly REPL: the banner
         # the \r alone may answer with a prompt before Ctrl-B's banner comes
-        banner = read_until(ser, b"MicroPython v1.27.0")
-        if b">>> " not in banner[banner.index(b"MicroPython v1.27.0") :]:
+        banner = read_until(ser, b"MicroPython v1.29.0")
+        if b">>> " not in banner[banner.index(b"MicroPython v1.29.0") :]:
             banner += read_until(ser, b">>> ")
-        assert b"MicroPython v1.27.0" in banner
+        assert b"MicroPython v1.29.0" in banner
         assert b"with ESP32" in banner
         ser.write(b"n = 0\r")
         read_until(ser, b">>> ")
@@ -256,7 +256,7 @@ def test_friendly_repl_ctrl_c_and_soft_reset(board):
         ser.write(b"\x04")  # soft reset: a fresh interpreter, the same flash
         out = read_until(ser, b">>> ")
         assert b"MPY: soft reboot\r\n" in out
-        assert b"MicroPython v1.27.0" in out
+        assert b"MicroPython v1.29.0" in out
         ser.write(b"print('n' in globals())\r")
         assert b"False\r\n" in read_until(ser, b">>> ")
 

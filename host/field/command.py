@@ -13,6 +13,7 @@ import click
 from ..console import plural, say
 from ..errors import JalkalError
 from . import broker, calibrate, deploy, doctor, flash, monitor, provision, pull
+from . import romfs as romfs_deploy
 from .board import connect, find_port, serial_ports
 
 
@@ -388,19 +389,37 @@ def flash_cmd(
 )
 @click.option("--no-boot-check", is_flag=True,
               help="Do not reset the board afterwards.")  # fmt: skip
+@click.option(
+    "--romfs",
+    is_flag=True,
+    help="Also write the firmware to the board's romfs partition and boot it from "
+    "there (its bytecode runs from flash, not copied into the heap). Needs a "
+    "MicroPython built with ROMFS and a romfs partition.",
+)
 def deploy_cmd(
-    port: str, config_path: str, source: bool, boot_wait: float, no_boot_check: bool
+    port: str,
+    config_path: str,
+    source: bool,
+    boot_wait: float,
+    no_boot_check: bool,
+    romfs: bool,
 ) -> None:
     """Put the firmware, config.json and main.py on a board; check it boots.
 
     Only files whose sha256 differs are copied. The firmware goes into the slot
     the board is not running and is switched to at the end, so an interrupted
-    deploy leaves the previous version bootable: run it again."""
+    deploy leaves the previous version bootable: run it again. With --romfs the
+    slot is then the fallback while the romfs partition is written."""
     t0 = time.monotonic()
+    if romfs and source:
+        raise click.UsageError("--romfs and --source cannot go together")
     prep = deploy.prepare(config_path, source)
     say(f"connecting to {port}")
     with connect(port) as b:
-        res = deploy.run(b, prep, boot_wait, not no_boot_check)
+        if romfs:
+            res = romfs_deploy.run(b, prep, boot_wait, not no_boot_check)
+        else:
+            res = deploy.run(b, prep, boot_wait, not no_boot_check)
     took = time.monotonic() - t0
     click.echo(
         f"deployed jkfw {deploy.firmware_version()} to {port} in {took:.0f} s"

@@ -40,7 +40,8 @@ BANNER = re.compile(rb"jalkal: jkfw (\S+) build (\S+) from (\S+)")
 
 MAIN_PY = """\
 # Written by jalkal deploy. Boots the firmware slot named in /app/active, or the
-# other slot when that one is incomplete (a slot's MANIFEST is written last).
+# other slot when that one is incomplete (a slot's MANIFEST is written last); "rom"
+# names the romfs partition (mounted at /rom at boot), with both slots behind it.
 import sys
 
 
@@ -50,10 +51,11 @@ def _slot():
             a = f.read().strip()
     except OSError:
         a = "a"
-    for s in (a, "b" if a == "a" else "a"):
+    for s in ("rom", "a", "b") if a == "rom" else (a, "b" if a == "a" else "a"):
+        p = "/rom" if s == "rom" else "/app/" + s
         try:
-            with open("/app/%s/MANIFEST" % s) as f:
-                return "/app/" + s, f.readline().split()[0]
+            with open(p + "/MANIFEST") as f:
+                return p, f.readline().split()[0]
         except (OSError, IndexError):
             pass
     return "-", "-"
@@ -310,18 +312,23 @@ class Plan:
     firmware_changed: bool = True
 
 
-def read_active(b: Board) -> str | None:
+def slot_dir(slot: str) -> str:
+    """A slot's folder on the board; "rom": the romfs partition (deploy --romfs)."""
+    return "/rom" if slot == "rom" else f"{APP}/{slot}"
+
+
+def read_active(b: Board, rom: bool = False) -> str | None:
     if b.size(ACTIVE) < 0:
         return None
     s = b.read(ACTIVE).decode(errors="replace").strip()
-    return s if s in SLOTS else None
+    return s if s in SLOTS or (rom and s == "rom") else None
 
 
 def slot_state(
     b: Board, hashes: dict[str, tuple[int, str]], slot: str
 ) -> tuple[dict[str, str], tuple[str, dict[str, str]] | None]:
     """(name -> sha on the board, manifest) of a slot."""
-    base = f"{APP}/{slot}/"
+    base = slot_dir(slot) + "/"
     files = {p[len(base) :]: h for p, (_s, h) in hashes.items() if p.startswith(base)}
     man = None
     if MANIFEST in files:
@@ -402,10 +409,11 @@ def boot_check(out: bytes, bld: Build, slot: str) -> str:
             + ": run jalkal doctor --port PORT"
         )
     ver, build_id, path = (g.decode() for g in m.groups())
-    if build_id != bld.build_id or path != f"{APP}/{slot}":
+    want = slot_dir(slot)
+    if build_id != bld.build_id or path != want:
         raise JalkalError(
             f"the board booted build {build_id} from {path}, not the one just "
-            f"deployed ({bld.build_id} in {APP}/{slot}): run jalkal deploy again"
+            f"deployed ({bld.build_id} in {want}): run jalkal deploy again"
         )
     after = text[m.end() :]
     if "Traceback (most recent call last)" in after:

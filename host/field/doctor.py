@@ -154,14 +154,14 @@ class Doctor:
     def firmware(self) -> None:
         b = self.b
         fix = f"jalkal deploy --port {b.port} --config DIR/config.json"
-        active = deploy.read_active(b)
+        active = deploy.read_active(b, rom=True)
         if active is None:
             self.add("firmware", BAD, "no firmware deployed (no /app/active)", fix)
             return
-        hashes = b.hashes(deploy.APP)
-        files, man = deploy.slot_state(b, hashes, active)
+        where = deploy.slot_dir(active)
+        files, man = deploy.slot_state(b, b.hashes(where), active)
         if man is None:
-            self.add("firmware", BAD, f"/app/{active} has no MANIFEST", fix)
+            self.add("firmware", BAD, f"{where} has no MANIFEST", fix)
             return
         source = any(n.endswith(".py") and not n.endswith("__init__.py") for n in files)
         chip = deploy.board_chip(self.cfg) if self.cfg else "esp32"
@@ -172,7 +172,7 @@ class Doctor:
         main_ok = b.size(deploy.MAIN) >= 0 and b.sha256(deploy.MAIN) == (
             deploy.File("main.py", deploy.MAIN_PY.encode()).sha
         )
-        where = f"jkfw {bld.version} build {man[0]} in /app/{active}"
+        where = f"jkfw {bld.version} build {man[0]} in {where}"
         if not differ and not extra and main_ok and man[0] == bld.build_id:
             self.add("firmware", OK, f"{where}: all {len(want)} files match")
             return

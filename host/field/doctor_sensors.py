@@ -275,9 +275,9 @@ def describe(row: list[Any], today: str | None = None) -> tuple[str, bool, str, 
 
 
 def rows(b: Any, slot: str) -> list[list[Any]] | None:
-    """The board's sensor rows, read by the firmware's drivers in /app/SLOT."""
+    """The board's sensor rows, read by the firmware's drivers in the slot."""
     b.exec(BOARD_CODE)
-    out = b.eval(f"_jk_sensors({('/app/' + slot)!r})")
+    out = b.eval(f"_jk_sensors({deploy.slot_dir(slot)!r})")
     return out if out is None else list(out)
 
 
@@ -295,7 +295,7 @@ def sensors(d: Any) -> None:
     raw = d.raw_cfg or {}
     if not any(raw.get(k) for k in SENSOR_KEYS):
         return
-    slot = deploy.read_active(d.b)
+    slot = deploy.read_active(d.b, rom=True)
     if slot is None:
         d.add("sensors", NA, "no firmware deployed: its drivers read the sensors")
         return

@@ -171,6 +171,14 @@ def sim_cmd(
     is_flag=True,
     help="No SD card in the slot (the folder DIR/sd is the card otherwise).",
 )
+@click.option(
+    "--romfs",
+    "romfs",
+    metavar="FILE",
+    help="The board's MicroPython has ROMFS and a 128 KB romfs partition (as "
+    "built with partitions-4MiB-romfs.csv), its bytes kept in FILE (created "
+    "erased): for jalkal deploy --romfs and mpremote romfs.",
+)
 def vboard_cmd(
     fs_dir: str | None,
     board: str | None,
@@ -178,6 +186,7 @@ def vboard_cmd(
     no_clock: bool,
     clock_start: str | None,
     no_sd: bool,
+    romfs: str | None,
 ) -> None:
     """A virtual board on a pseudo-terminal, for mpremote and jalkal's field tools.
 
@@ -195,5 +204,6 @@ def vboard_cmd(
                 param_hint="--clock-start",
             ) from None
     vboard.run(
-        fs_dir, board, speed=speed, clock=not no_clock, sd=not no_sd, start=start
-    )
+        fs_dir, board, speed=speed, clock=not no_clock, sd=not no_sd, start=start,
+        romfs=romfs,
+    )  # fmt: skip

@@ -313,6 +313,7 @@ def run(
     clock: bool = True,
     sd: bool = True,
     start: datetime | None = None,
+    romfs: str | None = None,
 ) -> int:
     node, script = check()
     chip = board_chip(board)
@@ -359,6 +360,8 @@ def run(
         cmd += ["--frozen", str(builtins(frozen)), "--pins", json.dumps(pins)]
         cmd += ["--speed", repr(float(speed)), "--clock", rtc]
         cmd += ["--card", "yes" if sd else "no"]
+        if romfs:
+            cmd += ["--romfs", str(Path(romfs).resolve())]
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,

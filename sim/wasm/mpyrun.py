@@ -127,6 +127,7 @@ def run(
     timeout_s: float = 60,
     heapsize: int | None = None,
     steps: list[str] | None = None,
+    romfs: bytes | None = None,
 ) -> str:
     """Run `script` (source text) in a fresh MicroPython; return its stdout.
 
@@ -146,6 +147,10 @@ def run(
     MicroPythonUnavailable if Node or the package is missing.
     `heapsize` is passed to loadMicroPython, but note that the WebAssembly
     heap grows on demand: it does not cap memory like a board's heap does.
+    `romfs`: a ROMFS image (mpremote's `romfs build`) mounted at "/rom", in memory
+    outside MicroPython's heap as a board's romfs partition is, with "/rom" and
+    "/rom/lib" after the other entries of sys.path; .mpy modules imported from it
+    run in place, their bytecode not copied into the heap.
     """
     reason = available()
     if reason:
@@ -160,6 +165,7 @@ def run(
         "files": manifest_files,
         "heapsize": heapsize,
         "cwd": CWD,
+        "romfs": base64.b64encode(romfs).decode("ascii") if romfs else None,
     }
     try:
         proc = subprocess.run(

@@ -2,7 +2,7 @@
 //
 // Input: a JSON manifest on stdin:
 //   {"script": "<source>", "files": [["path", "<base64>"], ...], "steps": ["<source>"...],
-//    "heapsize": <int|null>, "cwd": "/flash"}
+//    "heapsize": <int|null>, "cwd": "/flash", "romfs": "<base64 image>"|null}
 // Relative file paths are relative to cwd (a fresh, empty folder); parent
 // folders are created. stdout/stderr carry exactly what the script printed.
 // Exit codes: 0 ok (also sys.exit() / sys.exit(0)); 1 uncaught exception
@@ -95,6 +95,26 @@ try {
   }
 } catch (e) {
   harnessFail(`cannot prepare the file system: ${e.message}`);
+}
+
+// manifest.romfs: a ROMFS image (as `mpremote romfs build` makes), placed in memory
+// outside MicroPython's heap, as a board's romfs partition is mapped from flash,
+// mounted at /rom and put on sys.path after the others, as a board does at boot.
+if (manifest.romfs) {
+  try {
+    const img = Buffer.from(manifest.romfs, "base64");
+    const raw = mp._module._malloc(img.length + 4096);
+    const at = (raw + 4095) & ~4095; // aligned as a flash partition is
+    mp._module.HEAPU8.set(img, at);
+    mp.runPython(
+      "import sys, uctypes, vfs\n" +
+        `vfs.mount(vfs.VfsRom(uctypes.bytearray_at(${at}, ${img.length})), "/rom")\n` +
+        'sys.path.extend(("/rom", "/rom/lib"))\n' +
+        "del sys, uctypes, vfs",
+    );
+  } catch (e) {
+    harnessFail(`cannot mount the ROMFS image: ${(e && e.message) || e}`);
+  }
 }
 
 process.on("exit", () => {

@@ -3,12 +3,13 @@
 //
 //   node vboard.mjs --fs DIR [--board NAME] [--chip ESP32] [--frozen DIR]
 //                   [--pins JSON] [--speed N] [--clock host|none|MS] [--card yes|no]
+//                   [--romfs FILE]
 //
 // stdin: bytes from the serial port; stdout: bytes to the serial port (the host side,
 // `jalkal vboard`, puts a pseudo-terminal in front of both). stderr: "vboard: ..." lines
 // for the host ("vboard: ready" once the board has booted).
 //
-// How it maps to a board (ports/esp32/main.c and shared/runtime/pyexec.c, v1.27):
+// How it maps to a board (ports/esp32/main.c and shared/runtime/pyexec.c, v1.27-v1.29):
 // - The REPL is MicroPython's own event-driven pyexec (friendly REPL, raw REPL, paste
 //   mode), fed one byte at a time. Raw paste (`\x05A\x01`, what mpremote uses) is read
 //   here with the board's flow control (window size, then `\x01` per window) and then
@@ -33,6 +34,13 @@
 //   none, or the Unix time MS in ms with --clock MS). The watchdog (machine.WDT)
 //   counts host time: a board that stops feeding it resets (reset cause WDT), also at
 //   the REPL, as an ESP32 does.
+// - ROMFS (--romfs FILE): a MicroPython built with ROMFS and a 128 KB partition named
+//   romfs (ports/esp32/partitions-4MiB-romfs.csv), its bytes kept in FILE (erased,
+//   0xff, when new). vfs.rom_ioctl(2, 0) gives what an ESP32's does, an
+//   esp32.Partition (ioctl 4/5/6: block count, block size, erase; readblocks,
+//   writeblocks, which like NOR flash only clear bits), and at every start a valid
+//   image is mounted at /rom with "/rom" and "/rom/lib" on sys.path (py/runtime.c
+//   mp_init, extmod/vfs.c). The image sits outside the heap, as a mapped partition.
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,6 +81,7 @@ function parseArgs(argv) {
     speed: "1",
     clock: "host",
     card: "yes",
+    romfs: "",
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, "");
@@ -97,6 +106,10 @@ if (CLOCK_MS === null && !["host", "none"].includes(opts.clock)) {
 }
 const CARD = opts.card === "yes";
 const CARD_HOST_DIR = path.join(HOST_ROOT, CARD_HOST); // made when the board writes
+const ROMFS_FILE = opts.romfs ? path.resolve(opts.romfs) : null;
+const ROMFS_SIZE = 0x20000; // partitions-4MiB-romfs.csv
+const ROMFS_BLOCK = 4096;
+let romAt = 0; // where the partition is in the running interpreter's memory
 
 // --- the board's clock and the state that outlives an interpreter -------------------
 
@@ -152,6 +165,25 @@ const VB = {
   requestReset: (kind) => {
     pendingReset = String(kind);
   },
+};
+// the romfs partition (--romfs): erase a block, write (AND) bytes the board passes
+// by address, each change written through to FILE at once
+function romPersist(off, n) {
+  const fd = fs.openSync(ROMFS_FILE, "r+");
+  try {
+    fs.writeSync(fd, Buffer.from(new Uint8Array(memory.buffer, romAt + off, n)), 0, n, off);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+VB.romErase = (block) => {
+  new Uint8Array(memory.buffer, romAt + block * ROMFS_BLOCK, ROMFS_BLOCK).fill(0xff);
+  romPersist(block * ROMFS_BLOCK, ROMFS_BLOCK);
+};
+VB.romWrite = (off, src, n) => {
+  const heap = new Uint8Array(memory.buffer);
+  for (let i = 0; i < n; i++) heap[romAt + off + i] &= heap[src + i];
+  romPersist(off, n);
 };
 globalThis.jkvb = VB;
 
@@ -626,6 +658,92 @@ del _vb_shims
 `;
 }
 
+// Without --romfs, vfs as a stock ESP32 build has it: no ROMFS (MICROPY_VFS_ROM is 0
+// in ports/esp32), so neither rom_ioctl nor VfsRom (the WebAssembly port has both)
+const NO_ROMFS = `
+def _vb_no_romfs():
+    import sys, vfs
+
+    class Vfs:
+        pass
+
+    m = Vfs()
+    for k in dir(vfs):
+        if not k.startswith("__") and k not in ("rom_ioctl", "VfsRom"):
+            setattr(m, k, getattr(vfs, k))
+    sys.modules["vfs"] = m
+
+_vb_no_romfs()
+del _vb_no_romfs
+`;
+
+// vfs with an ESP32's rom_ioctl over the partition at AT (sys.modules["vfs"]: the
+// built-in's own names and this one), and /rom mounted as mp_init() does
+function ROMFS_SHIM(at, size, block) {
+  return `
+def _vb_romfs():
+    import js, sys, uctypes, vfs
+
+    vb = js.jkvb
+    mem = uctypes.bytearray_at(${at}, ${size})
+
+    def span(o, n):
+        if o < 0 or n < 0 or o + n > ${size}:
+            raise OSError(22)
+
+    class Partition(memoryview):  # an ESP32's has the buffer protocol too
+        def ioctl(self, op, arg):
+            if op == 4:
+                return ${size / block}
+            if op == 5:
+                return ${block}
+            if op == 6:
+                span(arg * ${block}, ${block})
+                vb.romErase(arg)
+            return 0
+
+        def readblocks(self, n, buf, off=0):
+            o = n * ${block} + off
+            span(o, len(buf))
+            buf[:] = mem[o : o + len(buf)]
+
+        def writeblocks(self, n, buf, off=0):
+            o = n * ${block} + off
+            span(o, len(buf))
+            vb.romWrite(o, uctypes.addressof(buf), len(buf))
+
+        def __repr__(self):
+            return "<Partition type=1, subtype=143, address=1966080, size=${size}, label=romfs, encrypted=0>"
+
+    part = Partition(mem)
+
+    def rom_ioctl(op, *args):
+        if op == 1:
+            return 1
+        if op == 2:
+            return part
+        return -22
+
+    class Vfs:
+        pass
+
+    m = Vfs()
+    for k in dir(vfs):
+        if not k.startswith("__"):
+            setattr(m, k, getattr(vfs, k))
+    m.rom_ioctl = rom_ioctl
+    sys.modules["vfs"] = m
+    try:
+        vfs.mount(vfs.VfsRom(part), "/rom")
+        sys.path.extend(("/rom", "/rom/lib"))
+    except Exception:
+        pass  # no image there: not mounted, as on a board
+
+_vb_romfs()
+del _vb_romfs
+`;
+}
+
 // The vboard's built-ins (sim/vboard), imported before boot.py from a folder that is
 // not on sys.path: `import machine` etc. then find them in sys.modules, as a board
 // finds its built-in and frozen modules; sys.path stays a board's.
@@ -767,7 +885,22 @@ class Board {
     writeThrough(FS);
     FS.chdir("/");
     mp.runPython(boardShims(this.machine));
+    mp.runPython(ROMFS_FILE ? this.romfs(mp) : NO_ROMFS);
     if (opts.frozen) mp.runPython(BUILTINS);
+  }
+
+  // The romfs partition in this interpreter's memory, read from FILE (made erased
+  // when missing); the code that gives its vfs.rom_ioctl and mounts /rom.
+  romfs(mp) {
+    let bytes = fs.existsSync(ROMFS_FILE) ? fs.readFileSync(ROMFS_FILE) : null;
+    if (!bytes || bytes.length !== ROMFS_SIZE) {
+      bytes = Buffer.alloc(ROMFS_SIZE, 0xff);
+      fs.writeFileSync(ROMFS_FILE, bytes);
+    }
+    const raw = mp._module._malloc(ROMFS_SIZE + ROMFS_BLOCK);
+    romAt = (raw + ROMFS_BLOCK - 1) & ~(ROMFS_BLOCK - 1);
+    new Uint8Array(memory.buffer).set(bytes, romAt);
+    return ROMFS_SHIM(romAt, ROMFS_SIZE, ROMFS_BLOCK);
   }
 
   // pyexec_file_if_exists(): 1 when the file is absent or ran, 0 after an uncaught
