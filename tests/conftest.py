@@ -82,22 +82,11 @@ def compiled(files: dict[str, bytes], *flags: str) -> dict[str, bytes]:
 
 
 def romfs_image(files: dict[str, bytes]) -> bytes:
-    """A ROMFS image of `files` (paths relative to the image's root), made by the
-    real mpremote's builder, as `mpremote romfs build DIR` makes one for a board's
-    romfs partition."""
-    import contextlib
-    import io
-    import tempfile
+    """A ROMFS image of `files`, as `jalkal deploy --romfs` makes one (the real
+    mpremote's builder) for a board's romfs partition."""
+    from jalkal.field.romfs import image_of
 
-    from mpremote.romfs import make_romfs
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in files.items():
-            dst = Path(tmp) / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(data)
-        with contextlib.redirect_stdout(io.StringIO()):  # its tree listing
-            return bytes(make_romfs(tmp, mpy_cross=False))
+    return image_of(files)
 
 
 # --- the store back-ends: DuckDB file and PostgreSQL (a private cluster) -----------

@@ -147,6 +147,21 @@ def read_err_until(proc, marker, timeout=60):
     return text
 
 
+def deploy_killed_at(port, cfg, marker, *args):
+    """`jalkal deploy` killed (SIGKILL) as soon as it has printed `marker`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jalkal", "deploy", "--port", port,
+         "--config", str(cfg), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )  # fmt: skip
+    read_err_until(proc, marker)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def boot_banner(port):
     with connect(port) as b:
         out = b.restart(3, until=b"\r\n>>> ")
@@ -164,17 +179,7 @@ def test_killed_deploy_leaves_previous_version_bootable(vb, tmp_path):
                           "--boot-wait", 3)  # fmt: skip
     booted_ok(rc, out, err, "a", machine)
     # the bytecode build differs in every module: killed while copying the 4th
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jalkal", "deploy", "--port", vb.port,
-         "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
-    read_err_until(proc, b"] jkfw/clock.mpy")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
+    deploy_killed_at(vb.port, cfg, b"] jkfw/clock.mpy")
     assert (flash / "app" / "active").read_text() == "a"
     assert not (flash / "app" / "b" / "MANIFEST").exists()
     assert (flash / "app" / "b" / "jkfw").is_dir()  # half written

@@ -7,15 +7,13 @@ MicroPython has no ROMFS is refused before anything is written."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 
 import pytest
 from fieldtools_util import VBoard, jalkal, mpremote, provision
-from test_deploy import boot_banner, read_err_until
+from test_deploy import boot_banner, deploy_killed_at
 
 from jalkal.field import deploy, romfs
 
@@ -79,17 +77,7 @@ def test_deploy_romfs_boots_from_rom(rvb, tmp_path):
 def test_cut_write_and_bad_partition_boot_the_flash_slot(rvb, tmp_path):
     cfg = provision(tmp_path)
     flash = tmp_path / "flash"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jalkal", "deploy", "--port", rvb.port,
-         "--config", str(cfg), "--romfs"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
-    read_err_until(proc, b"writing the romfs partition")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
+    deploy_killed_at(rvb.port, cfg, b"writing the romfs partition", "--romfs")
     # the flash slot was made active before the partition was touched
     assert (flash / "app" / "active").read_text() == "a"
     assert boot_banner(rvb.port) == "/app/a"

@@ -31,8 +31,9 @@ ROM = "rom"  # /app/active's word for the firmware in the romfs partition
 WRITE = 2048  # bytes per exec: 2.7 KB of base64 on the wire
 
 
-def image(bld: deploy.Build) -> bytes:
-    """The ROMFS image of a build: its files and its MANIFEST at the root."""
+def image_of(files: dict[str, bytes]) -> bytes:
+    """A ROMFS image of `files` (paths from the image's root), made by mpremote's
+    builder as `mpremote romfs build DIR --no-mpy` makes it from a folder of them."""
     import contextlib
     import io
     import tempfile
@@ -41,14 +42,19 @@ def image(bld: deploy.Build) -> bytes:
     from mpremote.romfs import make_romfs
 
     with tempfile.TemporaryDirectory(prefix="jalkal-romfs-") as tmp:
-        files = {f.name: f.data for f in bld.files}
-        files[deploy.MANIFEST] = bld.manifest()
         for name, data in files.items():
             dst = Path(tmp) / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(data)
         with contextlib.redirect_stdout(io.StringIO()):  # its tree listing
             return bytes(make_romfs(tmp, mpy_cross=False))
+
+
+def image(bld: deploy.Build) -> bytes:
+    """The ROMFS image of a build: its files and its MANIFEST at the root."""
+    files = {f.name: f.data for f in bld.files}
+    files[deploy.MANIFEST] = bld.manifest()
+    return image_of(files)
 
 
 @dataclass(frozen=True)
