@@ -415,9 +415,12 @@ class FakeBoard:
         self.close()
 
     @_op
-    def stop(self) -> None:
+    def stop(self, soft_reset: bool = False) -> None:
         self.running = False
         self._helpers = False
+        if soft_reset:  # a fresh interpreter, main.py not run (the raw REPL)
+            self.restarts += 1
+            self._names = set()
 
     # --- code
 

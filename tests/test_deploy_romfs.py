@@ -72,6 +72,19 @@ def test_deploy_romfs_boots_from_rom(rvb, tmp_path):
     assert "romfs partition: this build is there already" in err
     assert "from /rom" in out
     assert (tmp_path / "romfs.bin").stat().st_mtime_ns == before
+    # a byte of the partition changed (a file's sha256 in its MANIFEST: the board
+    # still boots from it): the next deploy rewrites the partition under the
+    # firmware running from it, which first logs its meters and is soft-reset
+    rom = bytearray((tmp_path / "romfs.bin").read_bytes())
+    at = bytes(rom).index(bld.manifest()) + bld.manifest().index(b"\n") + 1
+    rom[at] = ord("0") if rom[at] != ord("0") else ord("1")
+    (tmp_path / "romfs.bin").write_bytes(rom)
+    assert boot_banner(rvb.port) == "/rom"  # a fresh start reads the partition
+    rc, out, err = deploy_romfs(rvb.port, cfg)
+    assert rc == 0, err
+    assert "the firmware ran from the romfs partition: its meters logged" in err
+    assert f"running jkfw 0.1.0 build {bld.build_id} from /rom" in out
+    assert (tmp_path / "romfs.bin").read_bytes()[: len(img)] == img
 
 
 def test_cut_write_and_bad_partition_boot_the_flash_slot(rvb, tmp_path):

@@ -249,15 +249,16 @@ class Board:
             "and run the command again"
         )
 
-    def stop(self) -> None:
-        """Ctrl-C whatever runs (the firmware) and enter the raw REPL."""
+    def stop(self, soft_reset: bool = False) -> None:
+        """Ctrl-C whatever runs (the firmware) and enter the raw REPL (soft_reset:
+        then a fresh interpreter there; main.py runs only from the friendly REPL)."""
         from mpremote.transport import TransportError
 
         self._helpers = False
         for attempt in range(2):
             try:
                 self.t.enter_raw_repl(
-                    soft_reset=False, timeout_overall=CONNECT_TIMEOUT_S
+                    soft_reset=soft_reset, timeout_overall=CONNECT_TIMEOUT_S
                 )
                 return
             except TransportError:

@@ -483,9 +483,9 @@ def run(
     p = plan(b, bld)
     if p.firmware_changed:
         n_up, n_copy = len(p.upload), len(p.board_copy)
+        runs = f"the board runs {APP}/{p.active}" if p.active else "no slot active"
         say(
-            f"writing slot {APP}/{p.target} (the board runs "
-            f"{APP + '/' + p.active if p.active else 'no deployed firmware'}): "
+            f"writing slot {APP}/{p.target} ({runs}): "
             f"{n_up} to copy, {n_copy} copied on the board, {len(p.same)} there"
         )
     else:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..console import progress, say
 from ..errors import JalkalError
 from . import deploy
-from .board import Board, BoardError
+from .board import SETTLE, Board, BoardError
 
 ROM = "rom"  # /app/active's word for the firmware in the romfs partition
 WRITE = 2048  # bytes per exec: 2.7 KB of base64 on the wire
@@ -124,6 +124,21 @@ def rom_sha(b: Board, part: Partition, n: int) -> str:
     return b.exec(f"_jk_romsha({n}, {part.block})").decode().strip()
 
 
+def leave_rom(b: Board) -> bool:
+    """Before the partition is rewritten: a stopped firmware whose code is in it logs
+    what its meters counted (while its code is whole), then a soft reset from the
+    raw REPL gives a fresh interpreter without main.py, so nothing runs code from
+    the partition while it changes. True when the firmware ran from it."""
+    where = b.eval(
+        "getattr(__import__('sys').modules.get('jkfw.main'), '__file__', '')"
+    )
+    if not str(where).startswith(deploy.slot_dir(ROM) + "/"):
+        return False
+    b.exec(SETTLE)
+    b.stop(soft_reset=True)
+    return True
+
+
 def write(b: Board, img: bytes, part: Partition) -> None:
     """Erase the blocks the image needs, write it, and check what the partition
     holds by sha256."""
@@ -165,10 +180,18 @@ def run(
             f"the firmware's ROMFS image is {len(img):,} bytes, the board's romfs "
             f"partition {part.size:,}: deploy without --romfs"
         )
+    if deploy.read_active(b, rom=True) == ROM:
+        say("the board runs /rom: the build goes to a flash slot first")
     res = deploy.run(b, prep, check_boot=False)  # a flash slot, made active
     if rom_sha(b, part, len(img)) == hashlib.sha256(img).hexdigest():
         say(f"romfs partition: this build is there already ({len(img):,} bytes)")
     else:
+        if leave_rom(b):
+            say(
+                "the firmware ran from the romfs partition: its meters logged, the "
+                "board soft-reset before the partition is written"
+            )
+            part = query(b)  # a fresh interpreter
         say(
             f"writing the romfs partition: {len(img):,} of {part.size:,} bytes "
             f"(the board boots {deploy.APP}/{res.slot} until it is checked)"
