@@ -250,8 +250,7 @@ class Board:
         )
 
     def stop(self, soft_reset: bool = False) -> None:
-        """Ctrl-C whatever runs (the firmware) and enter the raw REPL (soft_reset:
-        then a fresh interpreter there; main.py runs only from the friendly REPL)."""
+        """Ctrl-C what runs, enter the raw REPL (soft_reset: a fresh one, no main)."""
         from mpremote.transport import TransportError
 
         self._helpers = False
