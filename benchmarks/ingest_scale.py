@@ -421,6 +421,7 @@ def measure(
                 d = tmp / f"serve{len(servers)}"
                 d.mkdir(exist_ok=True)
                 servers.append(Server(d, backend.where(), kf).start(timeout=300))  # type: ignore[arg-type]
+                settled(servers[-1], backend.where())
             if "http_p50_ms" not in res:
                 h = http_latency(str(servers[0].http), lat_http)
                 res["http_p50_ms"], res["http_p99_ms"] = pct(h, 50), pct(h, 99)
@@ -432,6 +433,19 @@ def measure(
     with open_store(backend.where(), read_only=True) as st:
         res["stored_after"] = st.count()
     return res
+
+
+def settled(srv: Server, where: str, timeout: float = 900.0) -> None:
+    """A PostgreSQL worker reads the devices' last-heard times from the store in
+    the background when it starts (/metrics; its log says when it is done):
+    measure the steady state after it, as a State's workers run."""
+    if "://" not in where:
+        return
+    end = time.monotonic() + timeout
+    while "metrics: last heard of" not in srv.err.read_text():
+        if time.monotonic() > end:
+            raise RuntimeError(f"no last-heard read in {timeout:.0f} s: {srv.err}")
+        time.sleep(0.2)
 
 
 def same_tables(backends: list[Any]) -> bool:

@@ -8,6 +8,7 @@ import http.client
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from jalkal.ingest import metrics as mt
 from jalkal.ingest.ack import IngestResult
 from jalkal.ingest.httpd import IngestHTTPServer
 from jalkal.ingest.log import Log
-from jalkal.ingest.store import MAX_BODY, Store
+from jalkal.ingest.store import MAX_BODY, Store, open_store
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -49,12 +50,26 @@ def scrape(url: str, query: str = "") -> dict[tuple[str, tuple], float]:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, store_where):
     keys = keys_file(tmp_path / "keys.json")
-    s = Server(tmp_path, tmp_path / "store.duckdb", keys, "-v", "--log-format", "json")
+    s = Server(tmp_path, store_where, keys, "-v", "--log-format", "json")  # type: ignore[arg-type]
     s.start()
     yield s
     s.stop()
+
+
+def pg_bytes(url: str) -> int:
+    """The jalkal schema's tables with their indexes, as PostgreSQL counts them."""
+    import psycopg
+
+    with psycopg.connect(url) as c:
+        row = c.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN "
+            "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'jalkal' "
+            "AND c.relkind = 'r'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_scrape_after_known_uploads(server):
@@ -83,7 +98,10 @@ def test_scrape_after_known_uploads(server):
     inf = m[("jalkal_batch_seconds_bucket", (("le", "+Inf"), ("transport", "http")))]
     assert inf == 5 and m[("jalkal_batch_seconds_sum", (("transport", "http"),))] > 0
     assert m[("jalkal_store_frames", ())] == 6
-    assert m[("jalkal_store_bytes", ())] >= server.store.stat().st_size > 0
+    if "://" in str(server.store):  # PostgreSQL: the jalkal schema's tables
+        assert m[("jalkal_store_bytes", ())] == pg_bytes(str(server.store)) > 0
+    else:  # the file and its write-ahead log
+        assert m[("jalkal_store_bytes", ())] >= Path(server.store).stat().st_size > 0
     assert m[("jalkal_devices", ())] == 2
     # DEV heard just now; DEV2 never (its only frame failed its MAC)
     assert m[("jalkal_devices_silent", (("over", "1h"),))] == 1
@@ -119,13 +137,12 @@ def test_scrape_after_known_uploads(server):
     assert first["time"].endswith("Z") and isinstance(first["ms"], float)
 
 
-def test_metrics_silent_counts_from_the_store_at_start(tmp_path):
+def test_metrics_silent_counts_from_the_store_at_start(tmp_path, store_where):
     """Last heard is read from the store when the server starts."""
     keys = keys_file(tmp_path / "keys.json")
-    st = Store(tmp_path / "store.duckdb", {f"{DEV:08x}": KEY})
-    assert st.ingest(b"".join(frames(3))).stored == 3
-    st.close()
-    s = Server(tmp_path, tmp_path / "store.duckdb", keys).start()
+    with open_store(store_where, {f"{DEV:08x}": KEY}) as st:
+        assert st.ingest(b"".join(frames(3))).stored == 3
+    s = Server(tmp_path, store_where, keys).start()  # type: ignore[arg-type]
     try:
         end = time.monotonic() + 10
         while True:
@@ -193,3 +210,71 @@ def test_text_log_unchanged(tmp_path, capsys):
     err = capsys.readouterr().err
     want = "serve: http 127.0.0.1: 10 B, 1 frames, 1 stored, 0 duplicate, 0 rejected"
     assert err == want + " in 0.0 ms\n", err
+
+
+def test_workers_on_one_postgresql_store_see_what_the_others_heard(
+    tmp_path, pg_url, monkeypatch
+):
+    """Two workers on one PostgreSQL store: a device heard by one is heard on the
+    other's /metrics too (each reads the store's newly received frames every
+    $JALKAL_HEARD_REFRESH seconds), so any one worker's silence gauges hold for the
+    whole service."""
+    monkeypatch.setenv("JALKAL_HEARD_REFRESH", "0.3")
+    keys = keys_file(tmp_path / "keys.json")
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir(), b_dir.mkdir()
+    a = Server(a_dir, pg_url, keys).start()  # type: ignore[arg-type]
+    b = Server(b_dir, pg_url, keys).start()  # type: ignore[arg-type]
+    try:
+        never = (("over", "never"),)
+        for s in (a, b):  # nothing stored yet: both devices never heard
+            assert scrape(s.http)[("jalkal_devices_silent", never)] == 2
+        assert request(b.http, "POST", "/v1/frames", b"".join(frames(4)))[0] == 200
+        assert scrape(b.http)[("jalkal_devices_silent", never)] == 1  # B answered
+        m = scrape(a.http)
+        assert m[("jalkal_frames_stored_total", (("transport", "http"),))] == 0
+        end = time.monotonic() + 20
+        while m[("jalkal_devices_silent", never)] != 1:  # A reads it from the store
+            assert time.monotonic() < end, m
+            time.sleep(0.1)
+            m = scrape(a.http)
+        assert m[("jalkal_devices_silent", (("over", "1h"),))] == 1  # DEV2 only
+        got = scrape(a.http, "?device=all")
+        age = got[("jalkal_device_last_heard_age_seconds", (("device", f"{DEV:08x}"),))]
+        assert 0 <= age < 60
+        assert m[("jalkal_store_frames", ())] == 4
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_postgresql_worker_starts_from_the_last_days(tmp_path, pg_url):
+    """A worker on PostgreSQL reads the frames received in the last 8 days when it
+    starts (not the whole table): a device heard only 30 days ago is silent for
+    more than 7 days but not "never" heard, and has no age until it is heard."""
+    import psycopg
+
+    keys = keys_file(tmp_path / "keys.json")
+    with open_store(pg_url, {f"{DEV:08x}": KEY}) as st:
+        assert st.ingest(b"".join(frames(3))).stored == 3
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("UPDATE jalkal.frames SET received = received - interval '30 days'")
+    s = Server(tmp_path, pg_url, keys).start()  # type: ignore[arg-type]
+    try:
+        end = time.monotonic() + 10
+        while "metrics: last heard of" not in s.err.read_text():
+            assert time.monotonic() < end, s.err.read_text()
+            time.sleep(0.1)
+        assert "last heard of 0 devices" in s.err.read_text()
+        assert "1 more heard before" in s.err.read_text()
+        m = scrape(s.http, "?device=all")
+        assert m[("jalkal_devices_silent", (("over", "never"),))] == 1  # DEV2
+        assert m[("jalkal_devices_silent", (("over", "7d"),))] == 2
+        assert not any(n == "jalkal_device_last_heard_age_seconds" for n, _ in m)
+        assert request(s.http, "POST", "/v1/frames", frames(4)[3])[0] == 200
+        m = scrape(s.http, "?device=all")
+        assert m[("jalkal_devices_silent", (("over", "1h"),))] == 1  # DEV2
+        age = m[("jalkal_device_last_heard_age_seconds", (("device", f"{DEV:08x}"),))]
+        assert 0 <= age < 60
+    finally:
+        s.stop()

@@ -12,7 +12,12 @@ devices of the keys file not heard for more than 1 h, 24 h, 7 d, and never heard
 and the per-device gauge only on request: ``GET /metrics?device=all`` (or
 ``?device=0a1b2c3d&device=...``). A device is heard when a frame of it is
 acknowledged (stored or duplicate); at start the last-heard times are read from
-the store in the background (its ``received`` column)."""
+the store in the background (its ``received`` column). On a store several workers
+share (PostgreSQL), each worker also reads the frames received since its last look
+every HEARD_REFRESH_S seconds ($JALKAL_HEARD_REFRESH): who the others heard, so any
+one worker's silence gauges hold for the whole service. There a worker starts from
+the frames received in the last 8 days; a device heard only before that counts as
+silent for more than 7 days (not "never") and has no age until heard again."""
 
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 HEALTHZ_PATH, METRICS_PATH = "/healthz", "/metrics"
 PATHS = (HEALTHZ_PATH, METRICS_PATH)
+HEARD_REFRESH_S = 30.0  # a shared store: read who the other workers heard
+HEARD_SEED_S = 8 * 86400  # a shared store's start reads the frames this far back
+LONG_AGO = 0.0  # heard before that: silent > 7d, not "never", no age known
+HEARD_MARGIN_S = 120.0  # looked at again: commits in flight, clocks of other hosts
 THROTTLE_COUNTERS = ("refused_requests", "failed_macs", "unanswered_frames",
                      "lockouts")  # fmt: skip
 
@@ -84,6 +93,8 @@ class Metrics:
         self.httpd: Any = None
         self.keys: Any = None
         self.clock: Callable[[], float] = time.time
+        self.stopped = threading.Event()
+        self.note: Callable[[str], None] | None = None  # a line for the log
         r.register(Scraped(self))
 
     # --- as batches are answered ---------------------------------------------------
@@ -106,22 +117,74 @@ class Metrics:
                 for d in set(ok.tolist()):
                     self.heard[int(d)] = now
 
-    def seed(self, store: Any) -> None:
-        """Last-heard times from the store (best effort; runs in a thread)."""
+    def seed(self, store: Any, since: float | None = None) -> int | None:
+        """Last-heard times from the store, of the frames received since `since`
+        (None: all); best effort, in a thread. The devices read, None if not."""
         try:
-            tb = store.query(
-                "SELECT device, epoch(max(received)) AS t FROM frames GROUP BY device"
-            )
-            got = zip(tb["device"].to_pylist(), tb["t"].to_pylist(), strict=True)
-        except Exception:  # another back-end, or the store is busy: start empty
-            return
+            shared = getattr(store, "heard_since", None)
+            if callable(shared):  # its own connection: batches do not wait
+                got: Any = shared(since)
+            else:
+                tb = store.query("SELECT device, epoch(max(received)) AS t "
+                                 "FROM frames GROUP BY device")  # fmt: skip
+                got = zip(tb["device"].to_pylist(), tb["t"].to_pylist(), strict=True)
+        except Exception:  # the store is busy or gone: keep what we have
+            return None
+        n = 0
         with self.lock:
             for d, t in got:
+                n += 1
                 if t is not None and self.heard.get(int(d), 0) < float(t):
                     self.heard[int(d)] = float(t)
+        return n
 
     def seed_in_background(self, store: Any) -> None:
-        threading.Thread(target=self.seed, args=(store,), daemon=True).start()
+        """Read the store's last-heard times now and, on a store other workers
+        write too, what they heard every refresh_s() seconds until stop()."""
+        threading.Thread(target=self.follow, args=(store,), daemon=True).start()
+
+    def follow(self, store: Any) -> None:
+        """A DuckDB file: every device's last frame, once (the process owns the
+        store and hears every frame itself). A shared store (PostgreSQL): the
+        frames received in the last HEARD_SEED_S (through the BRIN index; a read
+        of the whole table at every start slowed the other workers' batches for
+        minutes after it: measured), the devices with older frames only (a probe
+        each), then the newly received frames every refresh_s()."""
+        shared = callable(getattr(store, "heard_since", None))
+        start = t0 = self.clock()
+        while (n := self.seed(store, t0 - HEARD_SEED_S if shared else None)) is None:
+            if self.stopped.wait(refresh_s()):
+                return
+        if not shared:
+            return
+        old = self.seed_long_ago(store)
+        if self.note is not None:
+            self.note(f"metrics: last heard of {n} devices read from the store "
+                      f"(frames of the last {HEARD_SEED_S // 86400} days; {old} "
+                      f"more heard before) in {self.clock() - t0:.1f} s")  # fmt: skip
+        while not self.stopped.wait(refresh_s()):
+            now = self.clock()
+            if self.seed(store, start - HEARD_MARGIN_S) is not None:
+                start = now
+
+    def seed_long_ago(self, store: Any) -> int:
+        """Devices of the keys file with frames stored but none in the window
+        read: heard LONG_AGO. How many."""
+        with self.lock:
+            unseen = [d for d in self.known() if d not in self.heard]
+        if not unseen:
+            return 0
+        try:
+            have = store.have_frames(unseen)
+        except Exception:
+            return 0
+        with self.lock:
+            for d in have:
+                self.heard.setdefault(d, LONG_AGO)
+        return len(have)
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     # --- scraping --------------------------------------------------------------------
 
@@ -142,6 +205,16 @@ class Metrics:
             extra.register(PerDevice(self, devices))
             out += generate_latest(extra)
         return out
+
+
+def refresh_s() -> float:
+    """Seconds between looks at who the other workers heard ($JALKAL_HEARD_REFRESH,
+    for tests; default HEARD_REFRESH_S)."""
+    try:
+        v = float(os.environ.get("JALKAL_HEARD_REFRESH", HEARD_REFRESH_S))
+    except ValueError:
+        return HEARD_REFRESH_S
+    return v if v > 0 else HEARD_REFRESH_S
 
 
 def healthz(store: Any) -> tuple[int, bytes]:
@@ -177,7 +250,14 @@ def answer(
 
 
 def store_bytes(store: Any) -> int | None:
-    """The store file's size with its write-ahead log (an embedded store)."""
+    """The store file's size with its write-ahead log (an embedded store), or what
+    the database server says its tables take (PostgreSQL)."""
+    sized = getattr(store, "size_bytes", None)
+    if callable(sized):
+        try:
+            return int(sized())
+        except Exception:
+            return None
     path = getattr(store, "path", None)
     if not isinstance(path, Path) or not path.is_file():
         return None
@@ -215,8 +295,9 @@ class Scraped:
                 pass
             size = store_bytes(m.store)
             if size is not None:
-                yield gauge("jalkal_store_bytes", "Size of the store file and "
-                            "its write-ahead log.", size)  # fmt: skip
+                yield gauge("jalkal_store_bytes", "Size of the store: the file "
+                            "and its write-ahead log, or the database tables "
+                            "with their indexes.", size)  # fmt: skip
         known = m.known()
         now = m.clock()
         with m.lock:
@@ -282,7 +363,7 @@ class PerDevice:
         now = m.clock()
         with m.lock:
             for d in want:
-                if d in m.heard:
+                if m.heard.get(d, LONG_AGO) != LONG_AGO:  # never, or age unknown
                     g.add_metric([ob.device_str(d)], round(now - m.heard[d], 3))
         yield g
 

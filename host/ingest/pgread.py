@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..decode import bulk
+from ..errors import JalkalError
 from .batch import SCHEMA, quote, rows_of
 
 CHUNK_ROWS = 500_000
@@ -158,3 +159,43 @@ def to_duckdb(store: Any) -> tuple[Any, tempfile.TemporaryDirectory]:
         con.execute("INSERT INTO frames SELECT * FROM jalkal_chunk")
         con.unregister("jalkal_chunk")
     return con, tmp
+
+
+ASIDE_TIMEOUT_S = 10  # connecting for a read aside (as pgstore's own connection)
+
+
+def aside(store: Any, sql: str, params: list[Any] | None) -> list[tuple]:
+    """Rows of a read on a connection of its own (no batch of the store's
+    connection waits for it)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(store.url, autocommit=True,
+                             connect_timeout=ASIDE_TIMEOUT_S) as c:  # fmt: skip
+            return c.execute(sql, params).fetchall()
+    except psycopg.Error as e:
+        raise JalkalError(f"the store failed: {store.say(e)}")
+
+
+def heard_since(store: Any, since: float | None) -> list[tuple[int, float]]:
+    """(device, Unix time its last frame was received) over the frames received
+    at or after `since` (Unix time; None: every frame, a read of the whole
+    table): a recent `since` reads a few pages through the BRIN index on
+    received (pgstore.heard_sql)."""
+    cond, params = "", None
+    if since is not None:
+        cond = "WHERE received >= to_timestamp(%s) AT TIME ZONE 'UTC'"
+        params = [float(since)]
+    sql = (f"SELECT device, extract(epoch FROM max(received))::float8 FROM "
+           f"{store.namespace}.frames {cond} GROUP BY device")  # fmt: skip
+    rows = aside(store, sql, params)
+    return [(int(d), float(t)) for d, t in rows if t is not None]
+
+
+def have_frames(store: Any, devices: list[int]) -> set[int]:
+    """Which of these devices have a frame stored: a probe of the primary key
+    each."""
+    rows = aside(store, "SELECT x.d FROM unnest(%s::bigint[]) AS x(d) WHERE EXISTS "
+                 f"(SELECT 1 FROM {store.namespace}.frames f WHERE f.device = x.d)",
+                 [devices])  # fmt: skip
+    return {int(r[0]) for r in rows}

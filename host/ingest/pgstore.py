@@ -95,6 +95,7 @@ def create_sql() -> list[str]:
         f"CREATE TABLE {NS}.frames (\n  " + ",\n  ".join(cols)
         + ",\n  PRIMARY KEY (device, boot, seq)\n)",
         *touched_sql(),
+        *heard_sql(),
     ]  # fmt: skip
 
 
@@ -104,6 +105,16 @@ def touched_sql() -> list[str]:
         f"CREATE SEQUENCE IF NOT EXISTS {NS}.{TOUCHED}_batch",
         f"CREATE TABLE IF NOT EXISTS {NS}.{TOUCHED} (device bigint NOT NULL, day date "
         "NOT NULL, batch bigint NOT NULL, PRIMARY KEY (device, day))",
+    ]
+
+
+def heard_sql() -> list[str]:
+    """A BRIN index on ``received`` (a few pages for the whole table, next to
+    nothing per insert): each worker reads the frames received since its last look
+    cheaply (heard_since: who the other workers heard, for /metrics)."""
+    return [
+        f"CREATE INDEX IF NOT EXISTS frames_received ON {NS}.frames "
+        "USING brin (received)"
     ]
 
 
@@ -289,7 +300,8 @@ class PgStore(FrameStore):
                         cur.execute(sql)
                 self._version(cur)
                 if not self.read_only:  # a store made before the marks gets them
-                    for sql in touched_sql() + counts_sql(COUNTS in tables):
+                    for sql in (touched_sql() + heard_sql()
+                                + counts_sql(COUNTS in tables)):  # fmt: skip
                         cur.execute(sql)
                 self.counted = COUNTS in tables or not self.read_only
             if self.read_only:
@@ -359,6 +371,30 @@ class PgStore(FrameStore):
         """Raise if the store does not answer (GET /healthz: cheap, unlike count
         on a big table)."""
         self._fetch("SELECT 1")
+
+    def size_bytes(self) -> int:
+        """The jalkal schema's tables with their indexes and TOAST, in bytes
+        (jalkal_store_bytes): file sizes PostgreSQL knows, no table read."""
+        rows, _ = self._fetch(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM "
+            "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            [NS],
+        )
+        return int(rows[0][0])
+
+    def heard_since(self, since: float | None = None) -> list[tuple[int, float]]:
+        """(device, Unix time of its last frame received) of the frames received
+        since `since` (None: all), on a connection of its own (pgread.py)."""
+        from .pgread import heard_since
+
+        return heard_since(self, since)
+
+    def have_frames(self, devices: list[int]) -> set[int]:
+        """Which of these devices have a frame stored (pgread.py)."""
+        from .pgread import have_frames
+
+        return have_frames(self, devices)
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """SQL of PostgreSQL (%s placeholders) on the jalkal schema; the store's

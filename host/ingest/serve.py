@@ -117,6 +117,7 @@ def run(
             metrics.store, metrics.guard, metrics.keys = st, st.guard, watch
             metrics.httpd = httpd
             log.hooks.append(metrics.batch)
+            metrics.note = lambda msg: log(msg, 0, "metrics_seeded")
             metrics.seed_in_background(st)
         # handler threads decode and check MACs (holding the GIL) while another
         # one waits in DuckDB (not holding it): hand the GIL back quickly when
@@ -161,6 +162,8 @@ def run(
         if detach is not None:
             detach()
         withdraw(access)  # the sidecar first: readers stop coming
+        if metrics is not None:
+            metrics.stop()
         if watch is not None:
             watch.stop()
         if httpd is not None:

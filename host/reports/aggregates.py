@@ -99,6 +99,11 @@ def _stored_infos(
     return out
 
 
+def _frames(info: dict[str, Any] | None) -> int:
+    """How many stored frames a device's rows were computed from."""
+    return int(((info or {}).get("store") or {}).get("frames") or 0)
+
+
 def _stored_rules(db: Db, have: set[str]) -> str | None:
     if META not in have:
         return None
@@ -264,9 +269,12 @@ def refresh(
     detail, fresh = compute_devices(db, devices, reg, max_flow_m3h)
     new_rows = _detail_table(detail)
     names = [ob.device_str(d) for d in devices]
+    kept_old: set[str] = set()  # lost devices whose stored rows were left as they are
     if write and (devices or whole):
 
         def plan(lost: set[int]) -> tuple[Steps, list[tuple[str, pa.Table]]]:
+            kept_old.clear()
+            kept_old.update(() if whole else (ob.device_str(d) for d in lost))
             again = sorted(lost) if whole else []
             if whole:  # everything is rewritten, and the lost marked again
                 lost = set()
@@ -310,7 +318,23 @@ def refresh(
         have = db.tables()
     if write:
         rows = _stored_days(db) if days else DAY_SCHEMA.empty_table()
-        return rows, _stored_infos(db, have, timeline), len(devices)
+        stored = _stored_infos(db, have, timeline)
+        # a device marked again while this ran keeps its older rows in the store
+        # (the next refresh replaces them): this answer has the rows it computed,
+        # from every frame committed before its read, when those are more frames
+        newer = sorted(n for n in kept_old if n in fresh
+                       and _frames(fresh[n]) > _frames(stored.get(n)))  # fmt: skip
+        if newer:
+            mine = pa.array(newer, pa.string())
+            if days:
+                rows = pa.concat_tables([
+                    rows.filter(pc.invert(pc.is_in(rows["device"], mine))),
+                    new_rows.filter(pc.is_in(new_rows["device"], mine)),
+                ])  # fmt: skip
+            for n in newer:  # as the store would give it back
+                a, b = _split(fresh[n])
+                stored[n] = json.loads(a) | (json.loads(b) if timeline else {})
+        return rows, stored, len(devices)
     kept = _stored_days(db) if not whole and DAYS in have else new_rows.slice(0, 0)
     if names and kept.num_rows:
         kept = kept.filter(pc.invert(pc.is_in(kept["device"], pa.array(names))))
