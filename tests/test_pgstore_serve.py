@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pg_util import PrivatePostgres, available
+from test_report_while_serving import op, outage
 from uplink_util import DEV, DEV2, KEY, KEY2, Server, frames, keys_file, post
 
 from jalkal.cli import main
@@ -164,13 +165,7 @@ def test_kill9_of_postgres_inside_a_batch_transaction(tmp_path):
         held = body[21]  # DEV2's 11th batch
         hold_seq = codec.unpack_head(held)[6]  # version, len, kind, flags, device…
         with psycopg.connect(pg.url, autocommit=True) as c:
-            c.execute(
-                "CREATE FUNCTION public.hold() RETURNS trigger LANGUAGE plpgsql AS "
-                f"$$ BEGIN IF NEW.device = {DEV2} AND NEW.seq = {hold_seq} THEN "
-                "PERFORM pg_sleep(60); END IF; RETURN NEW; END $$"
-            )
-            c.execute("CREATE TRIGGER hold BEFORE INSERT ON jalkal.frames "
-                      "FOR EACH ROW EXECUTE FUNCTION public.hold()")  # fmt: skip
+            hold_insert(c, f"NEW.device = {DEV2} AND NEW.seq = {hold_seq}", 60)
         acked: list[bytes] = []
         try:
             send_all([a, b], body[:21], acked)
@@ -266,41 +261,16 @@ OUTAGE_DAYS = 30  # the outage: day 2 06:00 to day 9 06:00, then three weeks of 
 KINDS = ("report", "export", "alerts", "since")
 
 
-def lake(root: Path) -> dict[str, object]:
-    """Each Parquet file's rows, in (boot, seq) order: DuckDB's partitioned COPY
-    does not always keep the export's ORDER BY inside a file (seen here: a
-    PostgreSQL store's export with a few rows of a day out of place), so a file
-    is compared as the set of its rows."""
-    import pyarrow.parquet as pq
-
-    return {
-        str(f.relative_to(root)): pq.read_table(f)
-        .sort_by([("boot", "ascending"), ("seq", "ascending")])
-        .to_pylist()
-        for f in sorted(root.rglob("*.parquet"))
-    }
-
-
-def op(kind: str, store: str, villages: Path, where: Path) -> tuple[object, str]:
-    """One command in-process, as `jalkal report/export` runs it: (result, stderr)."""
-    import io
-    import json
-
-    from jalkal.reports import command
-    from jalkal.reports.export import export
-    from jalkal.reports.since import export_since
-
-    err = io.StringIO()
-    if kind in ("report", "alerts"):
-        out = io.StringIO()
-        command.run([], str(villages), fmt="json", out=out, err=err,
-                    store=store, show_alerts=kind == "alerts")  # fmt: skip
-        return json.loads(out.getvalue()), err.getvalue()
-    if kind == "export":
-        export(store, where, note=lambda ln: print(ln, file=err))
-    else:  # export --since into one lake kept current across the runs
-        export_since(store, where, "2000-01-01", note=lambda ln: print(ln, file=err))
-    return lake(where), err.getvalue()
+def hold_insert(c, cond: str, seconds: int) -> None:
+    """A trigger that holds the INSERT of a row matching `cond` (SQL over NEW) for
+    `seconds` inside its batch's transaction."""
+    c.execute(
+        "CREATE FUNCTION public.hold() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN IF {cond} THEN PERFORM pg_sleep({seconds}); END IF; "
+        "RETURN NEW; END $$"
+    )
+    c.execute("CREATE TRIGGER hold BEFORE INSERT ON jalkal.frames "
+              "FOR EACH ROW EXECUTE FUNCTION public.hold()")  # fmt: skip
 
 
 def frame_count(url: str) -> int:
@@ -330,7 +300,6 @@ def test_report_export_alerts_while_serving_a_backlog_equal_after_stop(
     of one moment (recorded: the keys of every frame table it read), which hold every
     frame acknowledged before it started; after the server stopped, the same command
     on a store holding just those frames gives the same JSON, the same Parquet."""
-    import json
     import subprocess
     import sys
 
@@ -339,16 +308,8 @@ def test_report_export_alerts_while_serving_a_backlog_equal_after_stop(
     import pyarrow.compute as pc
 
     from jalkal.ingest import pgread, pgstore
-    from jksim import scenario
-    from jksim.village import identity
 
-    sc = scenario.load("sim-outage", days=OUTAGE_DAYS)
-    dev, key = identity(sc)
-    keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps({"devices": {dev: {"key": key.hex()}}}))
-    keys.chmod(0o600)
-    villages = tmp_path / "villages.csv"
-    villages.write_text(f"device,village,population\n{dev},Hirapur,1200\n")
+    sc, dev, key, keys, villages = outage(tmp_path, OUTAGE_DAYS)
 
     def key_of(tb) -> np.ndarray:
         return (
@@ -512,14 +473,8 @@ def test_kill9_of_a_worker_inside_a_batch_transaction(tmp_path, pg_url):
     hold_seq = codec.unpack_head(held)[6] + 5  # its sixth frame
     with psycopg.connect(pg_url, autocommit=True) as c:
         c.execute("CREATE SEQUENCE public.once")  # not rolled back: holds once
-        c.execute(
-            "CREATE FUNCTION public.hold() RETURNS trigger LANGUAGE plpgsql AS "
-            f"$$ BEGIN IF NEW.device = {DEV2} AND NEW.seq = {hold_seq} AND "
-            "nextval('public.once') = 1 THEN PERFORM pg_sleep(3); END IF; "
-            "RETURN NEW; END $$"
-        )
-        c.execute("CREATE TRIGGER hold BEFORE INSERT ON jalkal.frames "
-                  "FOR EACH ROW EXECUTE FUNCTION public.hold()")  # fmt: skip
+        hold_insert(c, f"NEW.device = {DEV2} AND NEW.seq = {hold_seq} AND "
+                    "nextval('public.once') = 1", 3)  # fmt: skip
     acked: list[bytes] = []
     try:
         send_all([a, b], body[:21], acked)
