@@ -658,29 +658,33 @@ del _vb_shims
 `;
 }
 
-// Without --romfs, vfs as a stock ESP32 build has it: no ROMFS (MICROPY_VFS_ROM is 0
-// in ports/esp32), so neither rom_ioctl nor VfsRom (the WebAssembly port has both)
-const NO_ROMFS = `
-def _vb_no_romfs():
+// sys.modules["vfs"]: the built-in's names with the board's rom_ioctl, or (None) as a
+// stock ESP32 build has it: no ROMFS (MICROPY_VFS_ROM is 0 in ports/esp32), so
+// neither rom_ioctl nor VfsRom (the WebAssembly port has both)
+const VFS_AS = `
+def _vb_vfs(rom_ioctl):
     import sys, vfs
 
     class Vfs:
         pass
 
     m = Vfs()
+    drop = ("rom_ioctl",) if rom_ioctl else ("rom_ioctl", "VfsRom")
     for k in dir(vfs):
-        if not k.startswith("__") and k not in ("rom_ioctl", "VfsRom"):
+        if not k.startswith("__") and k not in drop:
             setattr(m, k, getattr(vfs, k))
+    if rom_ioctl:
+        m.rom_ioctl = rom_ioctl
     sys.modules["vfs"] = m
-
-_vb_no_romfs()
-del _vb_no_romfs
 `;
+
+// Without --romfs: a stock build's vfs
+const NO_ROMFS = VFS_AS + "_vb_vfs(None)\ndel _vb_vfs\n";
 
 // vfs with an ESP32's rom_ioctl over the partition at AT (sys.modules["vfs"]: the
 // built-in's own names and this one), and /rom mounted as mp_init() does
 function ROMFS_SHIM(at, size, block) {
-  return `
+  return `${VFS_AS}
 def _vb_romfs():
     import js, sys, uctypes, vfs
 
@@ -724,15 +728,7 @@ def _vb_romfs():
             return part
         return -22
 
-    class Vfs:
-        pass
-
-    m = Vfs()
-    for k in dir(vfs):
-        if not k.startswith("__"):
-            setattr(m, k, getattr(vfs, k))
-    m.rom_ioctl = rom_ioctl
-    sys.modules["vfs"] = m
+    _vb_vfs(rom_ioctl)
     try:
         vfs.mount(vfs.VfsRom(part), "/rom")
         sys.path.extend(("/rom", "/rom/lib"))
@@ -740,7 +736,7 @@ def _vb_romfs():
         pass  # no image there: not mounted, as on a board
 
 _vb_romfs()
-del _vb_romfs
+del _vb_romfs, _vb_vfs
 `;
 }
 
